@@ -1,0 +1,64 @@
+"""One small protocol per role. Implementations live in ``search/`` and ``models/``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from search.analysis import AnalyzedQuery
+    from search.types import Hit
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds scored candidates for a query.
+
+    ``allowed`` is a boolean mask over documents (True = may be returned) built from the
+    request's filters, or None for no restriction.
+    """
+
+    name: str
+
+    def retrieve(
+        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> list[Hit]:
+        """Return at most ``k`` hits, best first."""
+        ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Adjusts a fused list of hits (behaviour, personalisation, merchandising rules)."""
+
+    name: str
+
+    def rerank(self, query: AnalyzedQuery, hits: list[Hit]) -> list[Hit]:
+        """Return the hits re-scored and re-ordered, best first."""
+        ...
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """Turns texts into L2-normalised vectors; queries and documents may be encoded differently."""
+
+    name: str
+    version: str
+    dim: int
+
+    def warm_up(self) -> None:
+        """Load weights; idempotent. Called once before the first encode."""
+        ...
+
+    def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Encode search queries: shape ``(len(texts), dim)``, float32, unit rows."""
+        ...
+
+    def embed_documents(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """Encode product texts: shape ``(len(texts), dim)``, float32, unit rows."""
+        ...

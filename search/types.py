@@ -1,0 +1,283 @@
+"""Core value types shared by the indexer, the query pipeline and the API.
+
+Everything here is a frozen dataclass or an Enum: the core never passes ``dict[str, Any]`` around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Availability(str, Enum):
+    """Stock state of a product, with the Google Merchant Center vocabulary."""
+
+    IN_STOCK = "in_stock"
+    OUT_OF_STOCK = "out_of_stock"
+    PREORDER = "preorder"
+    BACKORDER = "backorder"
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One catalogue product in the canonical model every importer produces.
+
+    Attributes:
+        id: The shop's product id (unique within a catalogue).
+        title: Display title (NFC-normalised, diacritics kept).
+        description: Long text, may be empty.
+        brand: Brand name, or None.
+        categories: Category paths, each a tuple from the root down, e.g. ``("Furniture", "Sofas")``.
+        attributes: Attribute name -> values (``{"material": ("oak",), "size": ("M", "L")}``).
+        colours: Colour names given by the catalogue.
+        price: Price amount in ``currency``, or None when unknown.
+        currency: ISO 4217 code, or None.
+        sale_price: Reduced price, or None.
+        availability: Stock state.
+        images: Image locations: absolute paths or http(s) URLs.
+        url: Product page URL, or None.
+        gtin: Global trade item number, or None.
+        lang: Language code of the texts (``"en"``, ``"pl"``), or None for the catalogue default.
+    """
+
+    id: str
+    title: str
+    description: str = ""
+    brand: str | None = None
+    categories: tuple[tuple[str, ...], ...] = ()
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    colours: tuple[str, ...] = ()
+    price: float | None = None
+    currency: str | None = None
+    sale_price: float | None = None
+    availability: Availability = Availability.IN_STOCK
+    images: tuple[str, ...] = ()
+    url: str | None = None
+    gtin: str | None = None
+    lang: str | None = None
+
+    @property
+    def effective_price(self) -> float | None:
+        """The price a shopper pays now: the sale price when set, else the price."""
+        return self.sale_price if self.sale_price is not None else self.price
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to the canonical JSON Lines form (the keys the JSONL importer reads)."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "brand": self.brand,
+            "categories": [list(path) for path in self.categories],
+            "attributes": {name: list(values) for name, values in self.attributes.items()},
+            "colours": list(self.colours),
+            "price": self.price,
+            "currency": self.currency,
+            "sale_price": self.sale_price,
+            "availability": self.availability.value,
+            "images": list(self.images),
+            "url": self.url,
+            "gtin": self.gtin,
+            "lang": self.lang,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Product:
+        """Build from :meth:`to_dict` output (trusted data, e.g. a snapshot's product store).
+
+        Raises:
+            KeyError: ``id`` or ``title`` is missing.
+            ValueError: ``availability`` is not an :class:`Availability` value.
+        """
+        return cls(
+            id=str(data["id"]),
+            title=str(data["title"]),
+            description=data.get("description") or "",
+            brand=data.get("brand"),
+            categories=tuple(tuple(path) for path in data.get("categories") or ()),
+            attributes={k: tuple(v) for k, v in (data.get("attributes") or {}).items()},
+            colours=tuple(data.get("colours") or ()),
+            price=data.get("price"),
+            currency=data.get("currency"),
+            sale_price=data.get("sale_price"),
+            availability=Availability(data.get("availability") or Availability.IN_STOCK.value),
+            images=tuple(data.get("images") or ()),
+            url=data.get("url"),
+            gtin=data.get("gtin"),
+            lang=data.get("lang"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem with one catalogue row, for the import report.
+
+    Attributes:
+        row: 1-based row (line or item) number in the source file.
+        field: The offending field, or ``"*"`` for the row as a whole.
+        reason: What is wrong, in words a shop's engineer can act on.
+        product_id: The row's id when it could be read.
+    """
+
+    row: int
+    field: str
+    reason: str
+    product_id: str | None = None
+
+
+class SortOrder(str, Enum):
+    """Result orderings offered to shoppers."""
+
+    RELEVANCE = "relevance"
+    PRICE_ASC = "price_asc"
+    PRICE_DESC = "price_desc"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Hard filters: a product must satisfy all that are set.
+
+    Attributes:
+        brands: Any of these brands (case-insensitive); empty means no brand filter.
+        categories: Any of these category paths or their prefixes (``"Furniture > Sofas"``
+            written as a tuple); empty means no category filter.
+        attributes: For each attribute name, any of these values.
+        price_min: Effective price at least this.
+        price_max: Effective price at most this.
+        availability: Any of these stock states; empty means all.
+    """
+
+    brands: tuple[str, ...] = ()
+    categories: tuple[tuple[str, ...], ...] = ()
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    price_min: float | None = None
+    price_max: float | None = None
+    availability: tuple[Availability, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no filter is set."""
+        return not (
+            self.brands
+            or self.categories
+            or self.attributes
+            or self.price_min is not None
+            or self.price_max is not None
+            or self.availability
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """What a caller asks the pipeline for.
+
+    Attributes:
+        text: The raw query text (may be empty: a browse request).
+        k: Hits per page.
+        page: 1-based page number.
+        filters: Hard filters.
+        sort: Ordering of the results.
+        facets: Facet names to count (``"brand"``, ``"category"``, ``"availability"``,
+            ``"price"``, ``"attr:<name>"``).
+        explain: Attach an explanation to every hit.
+        as_you_type: Treat the last query token as a prefix.
+        user_id: The shopper, when known (used by personalisation).
+        session_id: The shopper's session, when known.
+        channel: ``"web"`` or ``"app"``, when known.
+    """
+
+    text: str = ""
+    k: int = 10
+    page: int = 1
+    filters: Filters = field(default_factory=Filters)
+    sort: SortOrder = SortOrder.RELEVANCE
+    facets: tuple[str, ...] = ()
+    explain: bool = False
+    as_you_type: bool = True
+    user_id: str | None = None
+    session_id: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One scored candidate from a retriever, the fuser or a re-ranker.
+
+    Attributes:
+        doc: Dense document number in the snapshot (0..n-1).
+        score: The stage's score; higher is better.
+        source: The stage that produced the score (``"lexical"``, ``"fused"``...).
+    """
+
+    doc: int
+    score: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieverTrace:
+    """How one retriever saw one hit, for explanations."""
+
+    retriever: str
+    rank: int
+    score: float
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a hit ranks where it does.
+
+    Attributes:
+        retrievers: Each retriever that found the hit, with its rank (1-based) and score.
+        fused_score: Score after fusion.
+        adjustments: Re-ranker effects as ``(stage, description)`` pairs, in pipeline order.
+        matched_terms: Query term -> the catalogue terms that matched it (corrections,
+            phonetic matches, prefixes).
+    """
+
+    retrievers: tuple[RetrieverTrace, ...]
+    fused_score: float
+    adjustments: tuple[tuple[str, str], ...] = ()
+    matched_terms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ResultHit:
+    """One hit in a result page."""
+
+    product: Product
+    score: float
+    explanation: Explanation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FacetValue:
+    """One facet bucket: a value and how many matching products carry it."""
+
+    value: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """A result page.
+
+    Attributes:
+        query: The query text as received.
+        corrected_query: The query as understood after spelling correction, or None when
+            nothing was corrected.
+        total: Number of products matching the query and filters.
+        hits: This page's hits, best first.
+        facets: Facet name -> buckets, most frequent first.
+        took_ms: Time spent in the pipeline.
+    """
+
+    query: str
+    corrected_query: str | None
+    total: int
+    hits: tuple[ResultHit, ...]
+    facets: Mapping[str, tuple[FacetValue, ...]]
+    took_ms: float
