@@ -1,0 +1,230 @@
+"""Build an index snapshot from products: analyse, count, embed, write, swap into place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from search.analysis import Analyzer
+from search.lexical import FIELD_NAMES, LexicalDataBuilder
+from search.protocols import TextEmbedder
+from search.snapshot import (
+    IMPORT_REPORT,
+    LEXICAL,
+    PRODUCTS,
+    TERMS,
+    TEXT_VECTORS,
+    VOCABULARY,
+    Manifest,
+    SnapshotWriter,
+)
+from search.store import ProductStore
+from search.types import Product
+from search.vocabulary import VocabularyBuilder
+
+Progress = Callable[[str, int, int], None]
+"""Progress callback: ``(stage, done, total)``; stages are import, analyse, embed, write."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuildConfig:
+    """How to build a snapshot.
+
+    Attributes:
+        languages: Analysis languages, the catalogue default first (``("en", "pl")``).
+        embedder: Text embedder spec (``minilm``, ``e5-small``, ``st:<path>``, ``none``).
+        embed_batch_size: Products per embedding batch.
+        overwrite: Replace an existing snapshot folder.
+    """
+
+    languages: tuple[str, ...] = ("en",)
+    embedder: str = "minilm"
+    embed_batch_size: int = 128
+    overwrite: bool = False
+
+
+def product_fields(product: Product) -> dict[str, str]:
+    """The texts of a product's searchable fields."""
+    attribute_text = " ".join(v for values in product.attributes.values() for v in values)
+    return {
+        "title": product.title,
+        "brand": product.brand or "",
+        "category": " ".join(part for path in product.categories for part in path),
+        "attributes": " ".join([attribute_text, *product.colours]),
+        "description": product.description,
+    }
+
+
+def embedding_text(product: Product) -> str:
+    """The text a product is embedded from: title, brand when not in it, and leaf categories."""
+    parts = [product.title]
+    if product.brand and product.brand.lower() not in product.title.lower():
+        parts.append(product.brand)
+    leaves = {path[-1] for path in product.categories if path}
+    parts.extend(sorted(leaves))
+    return ". ".join(parts)
+
+
+def build_snapshot(
+    products: Sequence[Product],
+    out_dir: Path,
+    *,
+    config: BuildConfig | None = None,
+    embedder: TextEmbedder | None = None,
+    catalogue_checksum: str = "",
+    import_report: dict[str, object] | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Build and atomically publish a snapshot.
+
+    Args:
+        products: Validated products (ids unique).
+        out_dir: The snapshot folder to create (or replace with ``config.overwrite``).
+        config: Build settings.
+        embedder: Text embedder to use; when None, ``config.embedder`` names one (``none``
+            builds without text vectors).
+        catalogue_checksum: SHA-256 of the source catalogue.
+        import_report: The import report, stored beside the index.
+        progress: Progress callback.
+
+    Returns:
+        The manifest of the published snapshot.
+
+    Raises:
+        ValueError: duplicate product ids or an unknown language / embedder.
+        SnapshotError: ``out_dir`` exists and overwrite is off.
+    """
+    config = config or BuildConfig()
+    ids = [p.id for p in products]
+    if len(set(ids)) != len(ids):
+        raise ValueError("product ids must be unique (the importer reports duplicates)")
+    if embedder is None and config.embedder != "none":
+        from models.text import load_text_embedder
+
+        embedder = load_text_embedder(config.embedder)
+    report = progress or (lambda stage, done, total: None)
+    analyzer = Analyzer(config.languages)
+    lexical = LexicalDataBuilder(FIELD_NAMES)
+    vocabulary = VocabularyBuilder(analyzer)
+    total = len(products)
+    for i, product in enumerate(products):
+        fields = product_fields(product)
+        lexical.add(
+            {name: analyzer.document_terms(text, product.lang) for name, text in fields.items()}
+        )
+        vocabulary.add(fields.values(), product.lang)
+        if i % 1000 == 0:
+            report("analyse", i, total)
+    report("analyse", total, total)
+    vocab = vocabulary.build(lexical.term_id)
+    data = lexical.build()
+
+    vectors = None
+    if embedder is not None:
+        embedder.warm_up()
+        texts = [embedding_text(p) for p in products]
+        chunks = []
+        step = max(config.embed_batch_size, 1)
+        for start in range(0, total, step):
+            chunks.append(embedder.embed_documents(texts[start : start + step], batch_size=step))
+            report("embed", min(start + step, total), total)
+        vectors = np.vstack(chunks) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
+
+    with SnapshotWriter(out_dir, overwrite=config.overwrite) as writer:
+        report("write", 0, 4)
+        ProductStore(products).save(writer.path(PRODUCTS))
+        report("write", 1, 4)
+        data.save(writer.path(LEXICAL))
+        writer.path(TERMS).write_bytes(orjson.dumps(list(data.terms)))
+        report("write", 2, 4)
+        vocab.save(writer.path(VOCABULARY))
+        if vectors is not None:
+            with writer.path(TEXT_VECTORS).open("wb") as fh:
+                np.save(fh, vectors.astype(np.float32), allow_pickle=False)
+        report("write", 3, 4)
+        if import_report is not None:
+            writer.path(IMPORT_REPORT).write_bytes(
+                orjson.dumps(import_report, option=orjson.OPT_INDENT_2)
+            )
+        models = {}
+        if embedder is not None:
+            models = {
+                "text_embedder": embedder.name,
+                "text_embedder_version": embedder.version,
+                "text_embedder_dim": str(embedder.dim),
+            }
+        manifest = writer.commit(
+            catalogue_checksum=catalogue_checksum,
+            languages=tuple(config.languages),
+            counts={
+                "products": total,
+                "terms": len(data.terms),
+                "words": len(vocab),
+                "text_vectors": 0 if vectors is None else len(vectors),
+                "import_errors": len(import_report.get("errors", [])) if import_report else 0,  # type: ignore[arg-type]
+            },
+            models=models,
+        )
+        report("write", 4, 4)
+    return manifest
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """Outcome of :func:`build_from_catalogue`."""
+
+    manifest: Manifest
+    report: object  # indexer.catalogue.ImportReport
+    snapshot_dir: Path
+    warnings: tuple[str, ...] = field(default=())
+
+
+def build_from_catalogue(
+    path: Path,
+    out_dir: Path,
+    *,
+    fmt: str | None = None,
+    strict: bool = False,
+    config: BuildConfig | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Import a catalogue file and build its snapshot.
+
+    Args:
+        path: Catalogue file (JSON Lines, CSV, Google Merchant TSV or XML; ``.gz`` too).
+        out_dir: Snapshot folder.
+        fmt: Format name, or None to detect it from the extension.
+        strict: Fail on the first bad rows instead of reporting and skipping them.
+        config: Build settings.
+        progress: Progress callback.
+
+    Returns:
+        The manifest, the import report and the snapshot folder.
+
+    Raises:
+        CatalogueError: the catalogue cannot be read, or has bad rows under ``strict``.
+        SnapshotError: ``out_dir`` exists and overwrite is off.
+    """
+    from indexer.catalogue import read_catalogue
+
+    report_cb = progress or (lambda stage, done, total: None)
+    result = read_catalogue(
+        Path(path),
+        fmt,
+        strict=strict,
+        progress=lambda n: report_cb("import", n, 0),  # type: ignore[arg-type]
+    )
+    report_cb("import", len(result.products), len(result.products))
+    manifest = build_snapshot(
+        result.products,
+        Path(out_dir),
+        config=config,
+        catalogue_checksum=result.checksum,
+        import_report=result.report.to_dict(),
+        progress=progress,
+    )
+    return BuildResult(manifest=manifest, report=result.report, snapshot_dir=Path(out_dir))

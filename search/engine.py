@@ -1,0 +1,405 @@
+"""The query service's core: a loaded snapshot and the search pipeline over it.
+
+understand -> retrieve (lexical, fuzzy, phonetic, semantic) -> fuse -> rerank -> page, facets,
+explanations. The engine holds no per-request state; one instance serves all requests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from search.analysis import Analyzer
+from search.errors import InvalidRequestError, SnapshotError
+from search.fusion import FUSERS
+from search.lexical import Bm25Params, LexicalData, LexicalIndex
+from search.protocols import Reranker, Retriever, TextEmbedder
+from search.retrievers import (
+    LEXICAL_KINDS,
+    SemanticRetriever,
+    TermRetriever,
+    VectorIndex,
+    coverage_scores,
+)
+from search.snapshot import (
+    IMPORT_REPORT,
+    LEXICAL,
+    PRODUCTS,
+    TERMS,
+    TEXT_VECTORS,
+    VOCABULARY,
+    Manifest,
+    read_manifest,
+)
+from search.store import ProductStore
+from search.types import (
+    Explanation,
+    Hit,
+    Product,
+    ResultHit,
+    RetrieverTrace,
+    SearchRequest,
+    SearchResult,
+    SortOrder,
+)
+from search.understand import AnalyzedQuery, MatchKind, QueryUnderstander, UnderstandConfig
+from search.vocabulary import Vocabulary
+
+
+def default_weights() -> dict[str, float]:
+    """Fusion weight per retriever (tuned on the Home Depot dev queries)."""
+    return {"lexical": 1.0, "fuzzy": 0.9, "phonetic": 0.6, "semantic": 0.6}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Query-time settings.
+
+    Attributes:
+        weights: Fusion weight per retriever name.
+        fusion: ``"rrf"`` (weighted reciprocal rank fusion) or ``"score"`` (normalised scores).
+        rrf_k: RRF smoothing constant.
+        candidates: Candidates each retriever returns before fusion (at least a page's end).
+        coverage_exponent: How strongly lexical scores favour covering every query word.
+        semantic_min_similarity: Semantic hits below this cosine similarity are dropped.
+        bm25: BM25F parameters.
+        understand: Query expansion settings.
+        max_k: Largest page size accepted.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=default_weights)
+    fusion: str = "rrf"
+    rrf_k: float = 60.0
+    candidates: int = 200
+    coverage_exponent: float = 1.0
+    semantic_min_similarity: float = 0.25
+    bm25: Bm25Params = field(default_factory=Bm25Params)
+    understand: UnderstandConfig = field(default_factory=UnderstandConfig)
+    max_k: int = 250
+
+
+class SearchEngine:
+    """Search over one snapshot.
+
+    Build with :meth:`open`; the constructor takes already-loaded parts (tests, benchmarks).
+
+    Args:
+        manifest: The snapshot's manifest.
+        store: Products and their columns.
+        lexical: The lexical index.
+        vocabulary: The catalogue vocabulary.
+        analyzer: The snapshot's analyser.
+        vectors: Text vectors (or None) and the embedder for queries.
+        embedder: Query embedder matching the vectors.
+        config: Query-time settings.
+        rerankers: Re-rankers applied after fusion, in order.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        store: ProductStore,
+        lexical: LexicalIndex,
+        vocabulary: Vocabulary,
+        analyzer: Analyzer,
+        *,
+        vectors: npt.NDArray[np.float32] | None = None,
+        embedder: TextEmbedder | None = None,
+        config: EngineConfig | None = None,
+        rerankers: Sequence[Reranker] = (),
+        snapshot_dir: Path | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.store = store
+        self.lexical = lexical
+        self.vocabulary = vocabulary
+        self.analyzer = analyzer
+        self.embedder = embedder
+        self.config = config or EngineConfig()
+        self.rerankers = tuple(rerankers)
+        self.snapshot_dir = snapshot_dir
+        if self.config.fusion not in FUSERS:
+            raise ValueError(f"unknown fusion {self.config.fusion!r}; valid: {', '.join(FUSERS)}")
+        self.understander = QueryUnderstander(
+            analyzer, vocabulary, lexical.term_ids, self.config.understand
+        )
+        exponent = self.config.coverage_exponent
+        self._match_all = TermRetriever("match", lexical, frozenset(MatchKind), None, exponent)
+        retrievers: dict[str, Retriever] = {
+            "lexical": TermRetriever("lexical", lexical, LEXICAL_KINDS, None, exponent),
+            "fuzzy": TermRetriever(
+                "fuzzy", lexical, LEXICAL_KINDS | {MatchKind.FUZZY}, MatchKind.FUZZY, exponent
+            ),
+            "phonetic": TermRetriever(
+                "phonetic", lexical, LEXICAL_KINDS | {MatchKind.PHONETIC}, MatchKind.PHONETIC, exponent
+            ),
+        }
+        self.vector_index: VectorIndex | None = None
+        if vectors is not None and embedder is not None and len(vectors):
+            self.vector_index = VectorIndex(vectors)
+            retrievers["semantic"] = SemanticRetriever(
+                "semantic", embedder.embed_queries, self.vector_index, self.config.semantic_min_similarity
+            )
+        self.retrievers = {n: r for n, r in retrievers.items() if self.config.weights.get(n, 1.0) > 0}
+
+    # --- loading ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        embedder: TextEmbedder | None = None,
+        use_semantic: bool = True,
+        config: EngineConfig | None = None,
+        verify: bool = True,
+    ) -> SearchEngine:
+        """Load and check a snapshot.
+
+        Args:
+            path: Snapshot folder.
+            embedder: Query embedder; by default the one the manifest names is loaded.
+            use_semantic: Load text vectors and the embedder (False: lexical retrieval only).
+            config: Query-time settings.
+            verify: Check every file's SHA-256 against the manifest.
+
+        Raises:
+            SnapshotError: the snapshot is missing, corrupt or incompatible.
+        """
+        path = Path(path)
+        manifest = read_manifest(path, verify=verify)
+        try:
+            store = ProductStore.load(path / PRODUCTS)
+            terms = orjson.loads((path / TERMS).read_bytes())
+            config = config or EngineConfig()
+            lexical = LexicalIndex(LexicalData.load(path / LEXICAL, terms), config.bm25)
+            vocabulary = Vocabulary.load(path / VOCABULARY)
+            analyzer = Analyzer(manifest.languages)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise SnapshotError(f"{path}: cannot load snapshot: {exc}") from exc
+        if lexical.n_docs != len(store):
+            raise SnapshotError(
+                f"{path}: lexical index has {lexical.n_docs} documents but the store has {len(store)}"
+            )
+        vectors = None
+        spec = manifest.models.get("text_embedder")
+        if use_semantic and spec and TEXT_VECTORS in manifest.files:
+            vectors = np.load(path / TEXT_VECTORS, allow_pickle=False)
+            if len(vectors) != len(store):
+                raise SnapshotError(f"{path}: {len(vectors)} text vectors for {len(store)} products")
+            if embedder is None:
+                from models.text import load_text_embedder
+
+                embedder = load_text_embedder(spec)
+            if embedder is not None:
+                embedder.warm_up()
+                if embedder.dim != vectors.shape[1]:
+                    raise SnapshotError(
+                        f"{path}: query embedder {embedder.name!r} gives {embedder.dim}-d vectors, "
+                        f"the snapshot holds {vectors.shape[1]}-d vectors"
+                    )
+        return cls(
+            manifest,
+            store,
+            lexical,
+            vocabulary,
+            analyzer,
+            vectors=vectors,
+            embedder=embedder if vectors is not None else None,
+            config=config,
+            snapshot_dir=path,
+        )
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def facet_names(self) -> list[str]:
+        """Valid facet names for this snapshot."""
+        return self.store.facet_names()
+
+    def get_product(self, product_id: str) -> Product:
+        """A product by id.
+
+        Raises:
+            ProductNotFoundError: no such product.
+        """
+        return self.store.get(product_id)
+
+    def import_report(self) -> dict[str, object] | None:
+        """The import report stored with the snapshot, if any."""
+        if self.snapshot_dir is None or not (self.snapshot_dir / IMPORT_REPORT).is_file():
+            return None
+        data = orjson.loads((self.snapshot_dir / IMPORT_REPORT).read_bytes())
+        return data if isinstance(data, dict) else None
+
+    def with_config(self, config: EngineConfig) -> SearchEngine:
+        """A new engine over the same loaded snapshot with other query-time settings."""
+        lexical = self.lexical
+        if config.bm25 != self.config.bm25:
+            lexical = LexicalIndex(self.lexical.data, config.bm25)
+        vectors = None
+        if self.vector_index is not None:
+            vectors = self.vector_index.vectors
+        return SearchEngine(
+            self.manifest,
+            self.store,
+            lexical,
+            self.vocabulary,
+            self.analyzer,
+            vectors=vectors,
+            embedder=self.embedder,
+            config=config,
+            rerankers=self.rerankers,
+            snapshot_dir=self.snapshot_dir,
+        )
+
+    # --- searching --------------------------------------------------------------------------
+
+    def _validate(self, request: SearchRequest) -> None:
+        if not 1 <= request.k <= self.config.max_k:
+            raise InvalidRequestError("k", f"must be between 1 and {self.config.max_k}")
+        if request.page < 1:
+            raise InvalidRequestError("page", "must be 1 or more")
+        f = request.filters
+        if f.price_min is not None and f.price_max is not None and f.price_min > f.price_max:
+            raise InvalidRequestError("price_min", "must not be greater than price_max")
+        valid = self.facet_names()
+        for name in request.facets:
+            if name not in valid:
+                raise InvalidRequestError("facets", f"unknown facet {name!r}; valid facets: {', '.join(valid)}")
+
+    def run_retrievers(
+        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None
+    ) -> dict[str, list[Hit]]:
+        """Each retriever's hits for an analysed query."""
+        return {name: r.retrieve(query, k, allowed) for name, r in self.retrievers.items()}
+
+    def fuse(self, runs: Mapping[str, Sequence[Hit]]) -> list[Hit]:
+        """Fuse runs with the configured method and weights."""
+        if self.config.fusion == "rrf":
+            return FUSERS["rrf"](runs, self.config.weights, self.config.rrf_k)  # type: ignore[call-arg]
+        return FUSERS["score"](runs, self.config.weights)
+
+    def _matching_docs(
+        self, query: AnalyzedQuery, allowed: npt.NDArray[np.bool_] | None, fused: Sequence[Hit]
+    ) -> npt.NDArray[np.int64]:
+        """Documents counted in ``total`` and facets: those covering the query well, plus the
+        fused candidates."""
+        result = self._match_all.scores(query)
+        if result.n_groups:
+            need = result.n_groups if result.n_groups <= 2 else int(np.ceil(result.n_groups * 0.6))
+            mask = (result.matched >= need) & (coverage_scores(result, 0.0) > 0)
+        else:
+            mask = np.zeros(len(self.store), dtype=bool)
+        if fused:
+            mask[np.fromiter((h.doc for h in fused), dtype=np.int64)] = True
+        if allowed is not None:
+            mask &= allowed
+        return np.flatnonzero(mask)
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        """Run the pipeline for one request.
+
+        Raises:
+            InvalidRequestError: a bad parameter (the error names it).
+        """
+        started = time.perf_counter()
+        self._validate(request)
+        query = self.understander.understand(request)
+        allowed = self.store.mask(request.filters)
+        window = request.page * request.k
+        runs: dict[str, list[Hit]] = {}
+        if query.is_empty:
+            matching = np.arange(len(self.store)) if allowed is None else np.flatnonzero(allowed)
+            ranked = [Hit(int(d), 0.0, "browse") for d in matching[: max(window, 0)]]
+            if request.sort is not SortOrder.RELEVANCE:
+                ranked = [Hit(int(d), 0.0, "browse") for d in matching]
+        else:
+            runs = self.run_retrievers(query, max(self.config.candidates, window), allowed)
+            ranked = self.fuse(runs)
+            for reranker in self.rerankers:
+                ranked = reranker.rerank(query, ranked)
+            matching = self._matching_docs(query, allowed, ranked)
+            if request.sort is not SortOrder.RELEVANCE:
+                in_ranked = {h.doc for h in ranked}
+                ranked = ranked + [Hit(int(d), 0.0, "match") for d in matching if int(d) not in in_ranked]
+        if request.sort is not SortOrder.RELEVANCE:
+            ranked = self._sort_by_price(ranked, descending=request.sort is SortOrder.PRICE_DESC)
+        page = ranked[window - request.k : window]
+        hits = tuple(
+            ResultHit(
+                product=self.store.products[h.doc],
+                score=h.score,
+                explanation=self._explain(query, h, runs) if request.explain else None,
+            )
+            for h in page
+        )
+        facets = self.store.facets(matching.astype(np.int64), request.facets) if request.facets else {}
+        return SearchResult(
+            query=request.text,
+            corrected_query=query.corrected_text,
+            total=int(len(matching)),
+            hits=hits,
+            facets=facets,
+            took_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+    def search_ids(self, text: str, k: int = 10, *, as_you_type: bool = False) -> list[str]:
+        """Product ids for a query text (benchmarks and the CLI's fast path)."""
+        result = self.search(SearchRequest(text=text, k=k, as_you_type=as_you_type))
+        return [h.product.id for h in result.hits]
+
+    def _sort_by_price(self, hits: list[Hit], *, descending: bool) -> list[Hit]:
+        prices = self.store.prices
+        # Stable sort keeps relevance order among equal prices; unknown prices go last.
+        def key(h: Hit) -> tuple[bool, float]:
+            p = prices[h.doc]
+            missing = not np.isfinite(p)
+            return (missing, -p if descending and not missing else (p if not missing else 0.0))
+
+        return sorted(hits, key=key)
+
+    def _explain(self, query: AnalyzedQuery, hit: Hit, runs: Mapping[str, Sequence[Hit]]) -> Explanation:
+        traces = []
+        for name, run in runs.items():
+            for rank, other in enumerate(run, start=1):
+                if other.doc == hit.doc:
+                    traces.append(RetrieverTrace(name, rank, other.score, self.config.weights.get(name, 1.0)))
+                    break
+        matched: dict[str, tuple[str, ...]] = {}
+        product_terms = self._doc_term_ids(hit.doc)
+        for word in query.words:
+            found = tuple(
+                dict.fromkeys(
+                    f"{a.word} ({a.kind.value})" for a in word.alternatives if a.term_id in product_terms
+                )
+            )
+            if found:
+                matched[word.text] = found
+        adjustments = []
+        if query.corrected_text:
+            adjustments.append(("understand", f"searched as {query.corrected_text!r}"))
+        return Explanation(
+            retrievers=tuple(traces),
+            fused_score=hit.score,
+            adjustments=tuple(adjustments),
+            matched_terms=matched,
+        )
+
+    def _doc_term_ids(self, doc: int) -> set[int]:
+        terms: set[int] = set()
+        for counts in self.lexical.data.counts.values():
+            start, end = counts.indptr[doc], counts.indptr[doc + 1]
+            terms.update(int(t) for t in counts.indices[start:end])
+        return terms
+
+
+def replace_weights(config: EngineConfig, **weights: float) -> EngineConfig:
+    """A copy of ``config`` with some retriever weights changed."""
+    return replace(config, weights={**config.weights, **weights})

@@ -1,0 +1,160 @@
+"""Retrievers: lexical (BM25F), fuzzy (typo corrections), phonetic (sound-alikes) and semantic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from search.lexical import GroupScores, LexicalIndex
+from search.types import Hit
+from search.understand import AnalyzedQuery, MatchKind
+
+LEXICAL_KINDS = frozenset(
+    {MatchKind.EXACT, MatchKind.PREFIX, MatchKind.SPLIT, MatchKind.JOIN, MatchKind.SYNONYM}
+)
+
+
+def top_k(scores: npt.NDArray[np.float32], k: int, source: str) -> list[Hit]:
+    """The ``k`` best positive scores as hits, best first (ties by document number)."""
+    candidates = np.flatnonzero(scores > 0)
+    if len(candidates) == 0 or k <= 0:
+        return []
+    if len(candidates) > k:
+        part = np.argpartition(-scores[candidates], k - 1)[:k]
+        candidates = candidates[part]
+    order = np.lexsort((candidates, -scores[candidates]))
+    return [Hit(int(d), float(scores[d]), source) for d in candidates[order]]
+
+
+def coverage_scores(result: GroupScores, exponent: float) -> npt.NDArray[np.float32]:
+    """BM25F scores multiplied by (matched groups / groups) ** exponent.
+
+    Short product titles reward documents that cover every query word more than plain BM25's
+    sum does: "white toilet seat" should rank a white toilet seat above a white toilet.
+    """
+    if result.n_groups == 0:
+        return result.scores
+    coverage = result.matched.astype(np.float32) / result.n_groups
+    return (result.scores * coverage**exponent).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class TermRetriever:
+    """BM25F over the query's term groups, restricted to some kinds of alternatives.
+
+    With ``require`` set, the retriever answers only queries that hold an alternative of that
+    kind (the fuzzy retriever stays silent when nothing needed correcting), so fusion does not
+    count the same evidence twice.
+
+    Attributes:
+        name: Retriever name in runs and explanations.
+        index: The lexical index.
+        kinds: Alternative kinds this retriever uses.
+        require: Answer only when the query has an alternative of this kind.
+        coverage_exponent: See :func:`coverage_scores`.
+    """
+
+    name: str
+    index: LexicalIndex
+    kinds: frozenset[MatchKind] = LEXICAL_KINDS
+    require: MatchKind | None = None
+    coverage_exponent: float = 1.0
+
+    def applies_to(self, query: AnalyzedQuery) -> bool:
+        """True when this retriever has something to add for the query."""
+        if query.is_empty:
+            return False
+        if self.require is None:
+            return True
+        return any(a.kind is self.require for w in query.words for a in w.alternatives)
+
+    def groups(self, query: AnalyzedQuery) -> list[list[tuple[int, float]]]:
+        """The query's term groups as ``(term_id, weight)`` lists, kinds filtered."""
+        return [
+            [(a.term_id, a.weight) for a in word.alternatives if a.kind in self.kinds]
+            for word in query.words
+        ]
+
+    def scores(self, query: AnalyzedQuery) -> GroupScores:
+        """Raw group scores of every document."""
+        return self.index.score_groups(self.groups(query))
+
+    def retrieve(
+        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> list[Hit]:
+        """Best ``k`` documents by coverage-weighted BM25F."""
+        if not self.applies_to(query):
+            return []
+        scores = coverage_scores(self.scores(query), self.coverage_exponent)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0).astype(np.float32)
+        return top_k(scores, k, self.name)
+
+
+class VectorIndex:
+    """Inner-product search over unit vectors with faiss (exact while small)."""
+
+    def __init__(self, vectors: npt.NDArray[np.float32]) -> None:
+        import faiss
+
+        self.dim = int(vectors.shape[1])
+        self.vectors = vectors
+        self._index = faiss.IndexFlatIP(self.dim)
+        if len(vectors):
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self._faiss = faiss
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(
+        self, vector: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top ``k`` (similarities, documents) for one query vector; ``allowed`` filters documents."""
+        query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
+        k = min(k, len(self))
+        if k <= 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        if allowed is None:
+            sims, docs = self._index.search(query, k)
+        else:
+            bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
+            selector = self._faiss.IDSelectorBitmap(len(allowed), self._faiss.swig_ptr(bitmap))
+            params = self._faiss.SearchParameters(sel=selector)
+            sims, docs = self._index.search(query, k, params=params)
+        keep = docs[0] >= 0
+        return sims[0][keep], docs[0][keep]
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticRetriever:
+    """Nearest products to the embedded (corrected) query text.
+
+    Attributes:
+        name: Retriever name.
+        embed_query: Function text -> unit vector (a TextEmbedder's ``embed_queries``).
+        index: The product text vectors.
+        min_similarity: Hits below this cosine similarity are dropped.
+    """
+
+    name: str
+    embed_query: Callable[[Sequence[str]], npt.NDArray[np.float32]]
+    index: VectorIndex
+    min_similarity: float = 0.0
+
+    def retrieve(
+        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> list[Hit]:
+        """Best ``k`` products by cosine similarity."""
+        if query.is_empty or not query.semantic_text.strip():
+            return []
+        vector = self.embed_query([query.semantic_text])[0]
+        sims, docs = self.index.search(vector, k, allowed)
+        return [
+            Hit(int(d), float(s), self.name)
+            for s, d in zip(sims, docs, strict=True)
+            if s >= self.min_similarity
+        ]

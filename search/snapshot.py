@@ -1,0 +1,248 @@
+"""Index snapshots: an immutable, versioned folder with a manifest that vouches for every file.
+
+A snapshot is written into a temporary sibling folder and renamed into place, so a build killed
+midway never leaves a half-written snapshot where a service could load it. Loading checks the
+format version and each file's size and SHA-256, and refuses anything that does not match with a
+:class:`~search.errors.SnapshotError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from search.errors import SnapshotError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+# The files a snapshot is made of. Optional files may be absent (e.g. no text vectors).
+PRODUCTS = "products.jsonl"
+LEXICAL = "lexical.npz"
+VOCABULARY = "vocabulary.json"
+TERMS = "terms.json"
+TEXT_VECTORS = "text_vectors.npy"
+IMPORT_REPORT = "import_report.json"
+REQUIRED_FILES = (PRODUCTS, LEXICAL, VOCABULARY, TERMS)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """A snapshot file's size and SHA-256."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a snapshot holds and how it was built.
+
+    Attributes:
+        format_version: Snapshot format; a service refuses versions it does not know.
+        snapshot_id: Unique id of this build.
+        created_at: Build time (ISO 8601, UTC).
+        catalogue_checksum: SHA-256 of the source catalogue file.
+        languages: Analysis languages, the catalogue default first.
+        counts: Products, terms, vectors, import errors...
+        models: Model role -> spec (e.g. ``{"text_embedder": "minilm"}``) and their versions.
+        settings: Build settings that affect query-time behaviour.
+        files: File name -> size and SHA-256.
+    """
+
+    format_version: int
+    snapshot_id: str
+    created_at: str
+    catalogue_checksum: str
+    languages: tuple[str, ...]
+    counts: Mapping[str, int]
+    models: Mapping[str, str]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    files: Mapping[str, FileEntry] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the content of ``manifest.json``)."""
+        return {
+            "format_version": self.format_version,
+            "snapshot_id": self.snapshot_id,
+            "created_at": self.created_at,
+            "catalogue_checksum": self.catalogue_checksum,
+            "languages": list(self.languages),
+            "counts": dict(self.counts),
+            "models": dict(self.models),
+            "settings": dict(self.settings),
+            "files": {n: {"size": f.size, "sha256": f.sha256} for n, f in self.files.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        """Parse ``manifest.json`` content.
+
+        Raises:
+            SnapshotError: a key is missing or has the wrong type.
+        """
+        try:
+            return cls(
+                format_version=int(data["format_version"]),
+                snapshot_id=str(data["snapshot_id"]),
+                created_at=str(data["created_at"]),
+                catalogue_checksum=str(data["catalogue_checksum"]),
+                languages=tuple(data["languages"]),
+                counts={str(k): int(v) for k, v in data["counts"].items()},
+                models={str(k): str(v) for k, v in data["models"].items()},
+                settings=dict(data.get("settings") or {}),
+                files={
+                    str(n): FileEntry(int(f["size"]), str(f["sha256"]))
+                    for n, f in data["files"].items()
+                },
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotError(f"{MANIFEST} is malformed: {exc!r}") from exc
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class SnapshotWriter:
+    """Writes a snapshot into a temporary folder, then moves it into place atomically.
+
+    Use as a context manager: files go to :attr:`work_dir`; :meth:`commit` writes the manifest
+    and renames the folder to ``out_dir``. Leaving the block without committing removes the
+    temporary folder and leaves any existing ``out_dir`` untouched.
+
+    Args:
+        out_dir: Final snapshot folder.
+        overwrite: Replace an existing snapshot at ``out_dir``.
+
+    Raises:
+        SnapshotError: ``out_dir`` exists, is not empty and ``overwrite`` is False.
+    """
+
+    def __init__(self, out_dir: Path, *, overwrite: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and any(self.out_dir.iterdir()) and not overwrite:
+            raise SnapshotError(f"{self.out_dir} exists and is not empty (pass overwrite to replace it)")
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.work_dir = self.out_dir.parent / f".{self.out_dir.name}.building-{uuid.uuid4().hex[:8]}"
+        self._committed = False
+
+    def __enter__(self) -> SnapshotWriter:
+        self.work_dir.mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._committed:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def path(self, name: str) -> Path:
+        """Where to write one snapshot file."""
+        return self.work_dir / name
+
+    def commit(
+        self,
+        *,
+        catalogue_checksum: str,
+        languages: tuple[str, ...],
+        counts: Mapping[str, int],
+        models: Mapping[str, str],
+        settings: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Checksum the files, write the manifest and swap the folder into place."""
+        files = {
+            p.name: FileEntry(p.stat().st_size, sha256_file(p))
+            for p in sorted(self.work_dir.iterdir())
+            if p.is_file()
+        }
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            snapshot_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8],
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            catalogue_checksum=catalogue_checksum,
+            languages=languages,
+            counts=dict(counts),
+            models=dict(models),
+            settings=dict(settings or {}),
+            files=files,
+        )
+        manifest_path = self.work_dir / MANIFEST
+        manifest_path.write_bytes(orjson.dumps(manifest.to_dict(), option=orjson.OPT_INDENT_2))
+        _fsync_dir_files(self.work_dir)
+        old = None
+        if self.out_dir.exists():
+            old = self.out_dir.parent / f".{self.out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out_dir, old)
+        os.replace(self.work_dir, self.out_dir)
+        self._committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return manifest
+
+
+def _fsync_dir_files(folder: Path) -> None:
+    for p in folder.iterdir():
+        with p.open("rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def read_manifest(snapshot_dir: Path, *, verify: bool = True) -> Manifest:
+    """Read and check a snapshot's manifest.
+
+    Args:
+        snapshot_dir: The snapshot folder.
+        verify: Also check every file's size and SHA-256.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        SnapshotError: missing folder or manifest, unknown format version, missing or corrupt
+            file; the message names the file and what is wrong.
+    """
+    snapshot_dir = Path(snapshot_dir)
+    manifest_path = snapshot_dir / MANIFEST
+    if not snapshot_dir.is_dir():
+        raise SnapshotError(f"snapshot folder {snapshot_dir} does not exist")
+    if not manifest_path.is_file():
+        raise SnapshotError(f"{snapshot_dir} is not a snapshot: {MANIFEST} is missing")
+    try:
+        data = orjson.loads(manifest_path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise SnapshotError(f"{manifest_path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SnapshotError(f"{manifest_path} is not a JSON object")
+    manifest = Manifest.from_dict(data)
+    if manifest.format_version != FORMAT_VERSION:
+        raise SnapshotError(
+            f"{snapshot_dir} has snapshot format {manifest.format_version}; this service reads "
+            f"format {FORMAT_VERSION}: rebuild the snapshot with this version's indexer"
+        )
+    for name in REQUIRED_FILES:
+        if name not in manifest.files:
+            raise SnapshotError(f"{snapshot_dir}: manifest does not list required file {name}")
+    for name, entry in manifest.files.items():
+        path = snapshot_dir / name
+        if not path.is_file():
+            raise SnapshotError(f"{snapshot_dir}: file {name} is missing")
+        size = path.stat().st_size
+        if size != entry.size:
+            raise SnapshotError(
+                f"{snapshot_dir}: file {name} is {size} bytes, the manifest says {entry.size} (truncated or replaced)"
+            )
+        if verify and sha256_file(path) != entry.sha256:
+            raise SnapshotError(f"{snapshot_dir}: file {name} is corrupt (SHA-256 does not match the manifest)")
+    return manifest

@@ -1,0 +1,261 @@
+"""The product store: products by document number plus columns for filters, facets and sorting."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from scipy import sparse
+
+from search.analysis import fold
+from search.errors import InvalidRequestError, ProductNotFoundError
+from search.types import Availability, FacetValue, Filters, Product
+
+CATEGORY_SEPARATOR = " > "
+_AVAILABILITY = tuple(Availability)
+BASE_FACETS = ("brand", "category", "availability", "price", "colour")
+
+
+def category_label(path: Sequence[str]) -> str:
+    """Display form of a category path (``"Furniture > Sofas"``)."""
+    return CATEGORY_SEPARATOR.join(path)
+
+
+def parse_category(text: str) -> tuple[str, ...]:
+    """Parse ``"Furniture > Sofas"`` (also ``/`` or ``|`` separated) into a path."""
+    for sep in (">", "|", "/"):
+        if sep in text:
+            return tuple(part.strip() for part in text.split(sep) if part.strip())
+    return (text.strip(),) if text.strip() else ()
+
+
+class ProductStore:
+    """Products in document order with columnar data for filtering, faceting and sorting.
+
+    Args:
+        products: The snapshot's products; position is the document number.
+    """
+
+    def __init__(self, products: Sequence[Product]) -> None:
+        self.products: tuple[Product, ...] = tuple(products)
+        self.doc_of: dict[str, int] = {p.id: i for i, p in enumerate(self.products)}
+        n = len(self.products)
+        self.prices = np.full(n, np.nan, dtype=np.float64)
+        self.availability = np.zeros(n, dtype=np.int8)
+        brand_display: dict[str, Counter[str]] = defaultdict(Counter)
+        brand_ids = np.full(n, -1, dtype=np.int32)
+        brand_index: dict[str, int] = {}
+        # Facet matrix columns: (facet name, folded value) -> column; display labels kept apart.
+        columns: dict[tuple[str, str], int] = {}
+        labels: list[tuple[str, str]] = []
+        rows: list[int] = []
+        cols: list[int] = []
+
+        def column(facet: str, value: str) -> int:
+            key = (facet, fold(value))
+            col = columns.get(key)
+            if col is None:
+                col = columns[key] = len(labels)
+                labels.append((facet, value))
+            return col
+
+        for doc, product in enumerate(self.products):
+            if product.effective_price is not None:
+                self.prices[doc] = product.effective_price
+            self.availability[doc] = _AVAILABILITY.index(product.availability)
+            if product.brand:
+                key = fold(product.brand)
+                brand_display[key][product.brand] += 1
+                brand_ids[doc] = brand_index.setdefault(key, len(brand_index))
+            doc_cols: set[int] = set()
+            for path in product.categories:
+                for depth in range(1, len(path) + 1):
+                    doc_cols.add(column("category", category_label(path[:depth])))
+            for name, values in product.attributes.items():
+                for value in values:
+                    doc_cols.add(column("attr:" + fold(name), value))
+            for colour in product.colours:
+                doc_cols.add(column("colour", colour))
+            rows.extend([doc] * len(doc_cols))
+            cols.extend(doc_cols)
+        self.brand_ids = brand_ids
+        self.brand_keys = list(brand_index)
+        self.brand_names = [brand_display[k].most_common(1)[0][0] for k in self.brand_keys]
+        self._brand_index = brand_index
+        self._columns = columns
+        self.labels = labels
+        matrix = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.int8), (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
+            shape=(n, len(labels)),
+        )
+        self._facets_csr = matrix
+        self._facets_csc = matrix.tocsc()
+        self.attribute_names = sorted({f[5:] for f, _ in labels if f.startswith("attr:")})
+        self._facet_columns: dict[str, npt.NDArray[np.int64]] = {}
+        by_facet: dict[str, list[int]] = defaultdict(list)
+        for col, (facet, _) in enumerate(labels):
+            by_facet[facet].append(col)
+        self._facet_columns = {f: np.asarray(c, dtype=np.int64) for f, c in by_facet.items()}
+        finite = self.prices[np.isfinite(self.prices)]
+        self.price_edges = _price_edges(finite)
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def get(self, product_id: str) -> Product:
+        """The product with this id.
+
+        Raises:
+            ProductNotFoundError: no such product.
+        """
+        doc = self.doc_of.get(product_id)
+        if doc is None:
+            raise ProductNotFoundError(product_id)
+        return self.products[doc]
+
+    def facet_names(self) -> list[str]:
+        """Facet names valid for this catalogue."""
+        return [*BASE_FACETS, *(f"attr:{name}" for name in self.attribute_names)]
+
+    # --- filters ----------------------------------------------------------------------------
+
+    def _docs_with(self, facet: str, value: str) -> npt.NDArray[np.int32]:
+        col = self._columns.get((facet, fold(value)))
+        if col is None:
+            return np.zeros(0, dtype=np.int32)
+        start, end = self._facets_csc.indptr[col], self._facets_csc.indptr[col + 1]
+        return self._facets_csc.indices[start:end]
+
+    def mask(self, filters: Filters) -> npt.NDArray[np.bool_] | None:
+        """Boolean mask of products passing the filters, or None when no filter is set."""
+        if filters.is_empty:
+            return None
+        n = len(self.products)
+        allowed = np.ones(n, dtype=bool)
+        if filters.brands:
+            ids = [self._brand_index[k] for k in (fold(b) for b in filters.brands) if k in self._brand_index]
+            allowed &= np.isin(self.brand_ids, np.asarray(ids, dtype=np.int32))
+        if filters.categories:
+            allowed &= self._any_of("category", [category_label(p) for p in filters.categories])
+        for name, values in filters.attributes.items():
+            allowed &= self._any_of("attr:" + fold(name), values)
+        if filters.price_min is not None:
+            allowed &= self.prices >= filters.price_min
+        if filters.price_max is not None:
+            allowed &= self.prices <= filters.price_max
+        if filters.availability:
+            codes = [_AVAILABILITY.index(a) for a in filters.availability]
+            allowed &= np.isin(self.availability, np.asarray(codes, dtype=np.int8))
+        return allowed
+
+    def _any_of(self, facet: str, values: Iterable[str]) -> npt.NDArray[np.bool_]:
+        out = np.zeros(len(self.products), dtype=bool)
+        for value in values:
+            out[self._docs_with(facet, value)] = True
+        return out
+
+    # --- facets -----------------------------------------------------------------------------
+
+    def facets(
+        self, docs: npt.NDArray[np.int64], names: Sequence[str], limit: int = 20
+    ) -> dict[str, tuple[FacetValue, ...]]:
+        """Count facet values over a set of documents.
+
+        Args:
+            docs: The matching documents.
+            names: Facet names (see :meth:`facet_names`).
+            limit: Buckets kept per facet, most frequent first (price buckets keep their order).
+
+        Raises:
+            InvalidRequestError: an unknown facet name (field ``facets``).
+        """
+        valid = self.facet_names()
+        out: dict[str, tuple[FacetValue, ...]] = {}
+        for name in names:
+            if name not in valid:
+                raise InvalidRequestError(
+                    "facets", f"unknown facet {name!r}; valid facets: {', '.join(valid)}"
+                )
+            if name == "brand":
+                ids = self.brand_ids[docs]
+                counts = np.bincount(ids[ids >= 0], minlength=len(self.brand_names))
+                out[name] = _top(((self.brand_names[i], int(c)) for i, c in enumerate(counts) if c), limit)
+            elif name == "availability":
+                counts = np.bincount(self.availability[docs], minlength=len(_AVAILABILITY))
+                out[name] = _top(((a.value, int(c)) for a, c in zip(_AVAILABILITY, counts, strict=True) if c), limit)
+            elif name == "price":
+                out[name] = self._price_facet(docs)
+            else:
+                cols = self._facet_columns.get(name, np.zeros(0, dtype=np.int64))
+                if len(cols) == 0:
+                    out[name] = ()
+                    continue
+                sub = self._facets_csr[docs][:, cols]
+                counts = np.asarray(sub.sum(axis=0)).ravel()
+                out[name] = _top(
+                    ((self.labels[c][1], int(n)) for c, n in zip(cols, counts, strict=True) if n), limit
+                )
+        return out
+
+    def _price_facet(self, docs: npt.NDArray[np.int64]) -> tuple[FacetValue, ...]:
+        prices = self.prices[docs]
+        prices = prices[np.isfinite(prices)]
+        edges = self.price_edges
+        if len(edges) < 2 or len(prices) == 0:
+            return ()
+        counts, _ = np.histogram(prices, bins=edges)
+        return tuple(
+            FacetValue(f"{_fmt(edges[i])}-{_fmt(edges[i + 1])}", int(c))
+            for i, c in enumerate(counts)
+            if c
+        )
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write products as JSON Lines."""
+        with path.open("wb") as fh:
+            for product in self.products:
+                fh.write(orjson.dumps(product.to_dict()))
+                fh.write(b"\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ProductStore:
+        """Read a store written by :meth:`save`."""
+        with path.open("rb") as fh:
+            return cls([Product.from_dict(orjson.loads(line)) for line in fh if line.strip()])
+
+
+def _top(pairs: Iterable[tuple[str, int]], limit: int) -> tuple[FacetValue, ...]:
+    ranked = sorted(pairs, key=lambda p: (-p[1], p[0]))
+    return tuple(FacetValue(v, c) for v, c in ranked[:limit])
+
+
+def _price_edges(prices: npt.NDArray[np.float64], buckets: int = 5) -> list[float]:
+    """Rounded bucket edges at price quantiles, so each bucket holds a fair share of products."""
+    if len(prices) == 0:
+        return []
+    qs = np.quantile(prices, np.linspace(0, 1, buckets + 1))
+    edges: list[float] = []
+    for q in qs:
+        rounded = float(_nice(q))
+        if not edges or rounded > edges[-1]:
+            edges.append(rounded)
+    if edges and edges[-1] < prices.max():
+        edges[-1] = float(np.ceil(prices.max()))
+    return edges
+
+
+def _nice(value: float) -> float:
+    if value <= 0:
+        return 0.0
+    magnitude = 10 ** np.floor(np.log10(value))
+    return float(np.round(value / magnitude * 2) / 2 * magnitude)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) else f"{value:.2f}"

@@ -1,0 +1,267 @@
+"""Query understanding: normalise, tokenise, correct against the catalogue vocabulary, expand.
+
+Each query word becomes a :class:`QueryWord` whose alternatives are the index terms it may mean,
+tagged with how they were found (exact, prefix, fuzzy, phonetic, split, join, synonym) and
+weighted so that an exact match always beats a correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from search.analysis import Analyzer, Token, tokenize
+from search.types import SearchRequest
+from search.vocabulary import Vocabulary
+
+
+class MatchKind(str, Enum):
+    """How a query word was matched to an index term."""
+
+    EXACT = "exact"
+    PREFIX = "prefix"
+    FUZZY = "fuzzy"
+    PHONETIC = "phonetic"
+    SPLIT = "split"
+    JOIN = "join"
+    SYNONYM = "synonym"
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """One index term a query word may mean.
+
+    Attributes:
+        term_id: Column of the lexical index.
+        word: The catalogue word behind the term (for explanations and "did you mean").
+        weight: Multiplier of the term's BM25F contribution (1 for exact matches).
+        kind: How it was found.
+    """
+
+    term_id: int
+    word: str
+    weight: float
+    kind: MatchKind
+
+
+@dataclass(frozen=True, slots=True)
+class QueryWord:
+    """One word of the query with the index terms it may mean."""
+
+    text: str
+    alternatives: tuple[Alternative, ...]
+    is_number: bool = False
+
+    @property
+    def known(self) -> bool:
+        """True when the word itself occurs in the catalogue."""
+        return any(a.kind is MatchKind.EXACT for a in self.alternatives)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzedQuery:
+    """The understood query every retriever receives.
+
+    Attributes:
+        request: The caller's request.
+        words: The query words with their alternatives.
+        corrected_text: The query with unknown words replaced by their best correction, or None
+            when nothing was corrected.
+        semantic_text: The text the semantic retriever embeds (the corrected query).
+    """
+
+    request: SearchRequest
+    words: tuple[QueryWord, ...]
+    corrected_text: str | None
+    semantic_text: str
+
+    @property
+    def is_empty(self) -> bool:
+        """True for a browse request (no searchable words)."""
+        return not self.words
+
+
+@dataclass(frozen=True, slots=True)
+class UnderstandConfig:
+    """Weights and limits of query expansion.
+
+    Attributes:
+        prefix_weight: Weight of an as-you-type completion of the last word.
+        fuzzy_weight: Weight of a correction at edit distance 1 (squared for distance 2).
+        phonetic_weight: Weight of a sound-alike word.
+        split_weight: Weight of the parts of a split compound ("toolbox" -> "tool box").
+        join_weight: Weight of a joined pair ("tool box" -> "toolbox").
+        rare_word_df: A known word this rare still gets corrections when a far more frequent
+            neighbour exists (catalogue typos).
+        max_corrections: Corrections kept per word.
+        max_completions: Completions kept for the last word.
+        synonyms: Folded word -> folded words meaning the same (merchandiser synonyms).
+    """
+
+    prefix_weight: float = 0.85
+    fuzzy_weight: float = 0.8
+    phonetic_weight: float = 0.75
+    split_weight: float = 0.9
+    join_weight: float = 0.9
+    rare_word_df: int = 2
+    max_corrections: int = 3
+    max_completions: int = 30
+    synonyms: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def max_edits(word: str) -> int:
+    """Typo tolerance by word length: none below 4 letters, 1 up to 7, 2 from 8."""
+    n = len(word)
+    if n < 4:
+        return 0
+    return 1 if n < 8 else 2
+
+
+class QueryUnderstander:
+    """Builds :class:`AnalyzedQuery` objects against one snapshot's vocabulary.
+
+    Args:
+        analyzer: The snapshot's analyser (same languages as at index time).
+        vocabulary: The snapshot's vocabulary.
+        term_ids: The lexical index's term dictionary (numbers and stems not in the vocabulary).
+        config: Expansion weights and limits.
+    """
+
+    def __init__(
+        self,
+        analyzer: Analyzer,
+        vocabulary: Vocabulary,
+        term_ids: Mapping[str, int],
+        config: UnderstandConfig | None = None,
+    ) -> None:
+        self.analyzer = analyzer
+        self.vocabulary = vocabulary
+        self.config = config or UnderstandConfig()
+        self._term_ids = term_ids
+
+    def _alternatives_of(self, word: str, weight: float, kind: MatchKind) -> list[Alternative]:
+        return [Alternative(t, word, weight, kind) for t in self.vocabulary.term_ids(word)]
+
+    def _word(self, token: Token, is_last: bool, as_you_type: bool) -> list[QueryWord]:
+        cfg, vocab = self.config, self.vocabulary
+        word = token.folded
+        if token.is_number or token.is_unit:
+            alts = [Alternative(t, word, 1.0, MatchKind.EXACT) for t in self._number_terms(word)]
+            return [QueryWord(word, tuple(alts), is_number=True)]
+        alts = self._alternatives_of(word, 1.0, MatchKind.EXACT)
+        if not alts:
+            # Not a catalogue word, but its stem may still be an index term ("chairs" -> "chair").
+            for term in self.analyzer.terms_of_word(token.surface):
+                tid = self._term_id(term)
+                if tid is not None:
+                    alts.append(Alternative(tid, word, 1.0, MatchKind.EXACT))
+        df = vocab.doc_freq(word)
+        for synonym in cfg.synonyms.get(word, ()):
+            alts += self._alternatives_of(synonym, 1.0, MatchKind.SYNONYM)
+        if is_last and as_you_type and word.isalpha() and len(word) >= 2:
+            for cand in vocab.completions(word, cfg.max_completions):
+                alts += self._alternatives_of(cand.word, cfg.prefix_weight, MatchKind.PREFIX)
+        edits = max_edits(word) if word.isalpha() else 0
+        if edits and (not alts or df <= cfg.rare_word_df):
+            corrections = vocab.fuzzy_candidates(word, edits)
+            if alts:  # a rare known word: only a far more frequent neighbour is worth adding
+                corrections = tuple(c for c in corrections if c.df >= 20 * max(df, 1))
+            split = self._split(word) if not alts else None
+            if split is not None and not any(c.distance == 1 for c in corrections):
+                left, right = split
+                return [
+                    QueryWord(left, tuple(self._alternatives_of(left, cfg.split_weight, MatchKind.SPLIT))),
+                    QueryWord(right, tuple(self._alternatives_of(right, cfg.split_weight, MatchKind.SPLIT))),
+                ]
+            for cand in corrections[: cfg.max_corrections]:
+                weight = cfg.fuzzy_weight**cand.distance
+                alts += self._alternatives_of(cand.word, weight, MatchKind.FUZZY)
+            if not alts or df <= cfg.rare_word_df:
+                sounds = vocab.sound_alikes(word, self.analyzer.sound_keys(word), cfg.max_corrections)
+                for cand in sounds:
+                    alts += self._alternatives_of(cand.word, cfg.phonetic_weight, MatchKind.PHONETIC)
+        return [QueryWord(word, tuple(_dedupe(alts)))]
+
+    def _number_terms(self, word: str) -> list[int]:
+        tid = self._term_id(word)
+        return [] if tid is None else [tid]
+
+    def _term_id(self, term: str) -> int | None:
+        return self._term_ids.get(term)
+
+    def _split(self, word: str) -> tuple[str, str] | None:
+        """Best split of an unknown word into two known words ("toolbox" -> "tool", "box")."""
+        if len(word) < 6:
+            return None
+        best: tuple[int, tuple[str, str]] | None = None
+        for i in range(3, len(word) - 2):
+            left, right = word[:i], word[i:]
+            score = min(self.vocabulary.doc_freq(left), self.vocabulary.doc_freq(right))
+            if score >= 2 and (best is None or score > best[0]):
+                best = (score, (left, right))
+        return None if best is None else best[1]
+
+    def understand(self, request: SearchRequest) -> AnalyzedQuery:
+        """Analyse a request's text.
+
+        Args:
+            request: The caller's request.
+
+        Returns:
+            The analysed query; ``words`` is empty for an empty or stopword-only text.
+        """
+        text = request.text
+        tokens = [
+            tok
+            for tok in tokenize(text)
+            if tok.is_number or tok.is_unit or not self.analyzer.is_stopword(tok.folded)
+        ]
+        as_you_type = request.as_you_type and not text[-1:].isspace()
+        words: list[QueryWord] = []
+        for i, token in enumerate(tokens):
+            words.extend(self._word(token, i == len(tokens) - 1, as_you_type))
+        words = self._add_joins(words)
+        corrected = self._corrected_text(words)
+        semantic = corrected if corrected is not None else " ".join(text.split())
+        return AnalyzedQuery(request=request, words=tuple(words), corrected_text=corrected, semantic_text=semantic)
+
+    def _add_joins(self, words: list[QueryWord]) -> list[QueryWord]:
+        """Let two adjacent words match their joined form ("tool box" finds "toolbox")."""
+        out = list(words)
+        for i in range(len(words) - 1):
+            a, b = words[i], words[i + 1]
+            if a.is_number or b.is_number:
+                continue
+            joined = a.text + b.text
+            if self.vocabulary.doc_freq(joined) < 1:
+                continue
+            alts = self._alternatives_of(joined, self.config.join_weight, MatchKind.JOIN)
+            out[i] = replace(out[i], alternatives=tuple(_dedupe([*out[i].alternatives, *alts])))
+            out[i + 1] = replace(out[i + 1], alternatives=tuple(_dedupe([*out[i + 1].alternatives, *alts])))
+        return out
+
+    def _corrected_text(self, words: Sequence[QueryWord]) -> str | None:
+        changed = False
+        parts = []
+        for word in words:
+            if word.known or word.is_number or not word.alternatives:
+                parts.append(word.text)
+                continue
+            best = max(word.alternatives, key=lambda a: a.weight)
+            if best.kind in (MatchKind.FUZZY, MatchKind.PHONETIC, MatchKind.SPLIT):
+                parts.append(best.word)
+                changed = changed or best.word != word.text
+            else:
+                parts.append(word.text)
+        return " ".join(parts) if changed else None
+
+
+def _dedupe(alts: Sequence[Alternative]) -> list[Alternative]:
+    """Keep the highest-weighted alternative per term id."""
+    best: dict[int, Alternative] = {}
+    for alt in alts:
+        current = best.get(alt.term_id)
+        if current is None or alt.weight > current.weight:
+            best[alt.term_id] = alt
+    return sorted(best.values(), key=lambda a: -a.weight)
