@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-import jellyfish
 
 # Letters that NFD does not decompose into base + combining mark.
 _FOLD_EXTRA = str.maketrans(
@@ -91,8 +90,55 @@ class English:
         return str(self._stemmer.stemWord(word))
 
     def sound_key(self, folded_word: str) -> str:
-        """Metaphone key ("toylet" and "toilet" -> ``TLT``)."""
-        return str(jellyfish.metaphone(folded_word)) or folded_word
+        """A coarse English sound skeleton: see :func:`english_sound_key`."""
+        return english_sound_key(folded_word)
+
+
+# English spellings of the same sound, applied in order (regex, replacement).
+_EN_SOUND_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), repl)
+    for pattern, repl in (
+        (r"^kn|^gn|^pn", "n"),
+        (r"^wr", "r"),
+        (r"^ps", "s"),
+        (r"^x", "s"),
+        (r"que$", "k"),
+        (r"tch", "ch"),
+        (r"dge", "j"),
+        (r"ph", "f"),
+        (r"gh", ""),
+        (r"ck", "k"),
+        (r"qu", "kw"),
+        (r"q", "k"),
+        (r"x", "ks"),
+        (r"wh", "w"),
+        (r"[st]ion", "shun"),
+        (r"c(?=[eiy])", "s"),
+        (r"c", "k"),
+        (r"j", "g"),
+        (r"z", "s"),
+        (r"(?<=[aeiou])[wy]", ""),
+        (r"y", "i"),
+        (r"(?<=[^aeiou])h", ""),
+        (r"(?<=.{2}[^aeiou])e$", ""),
+        (r"[aeiou]+", "a"),
+        (r"(.)\1+", r"\1"),
+    )
+)
+
+
+def english_sound_key(folded_word: str) -> str:
+    """A coarse sound skeleton of an English word.
+
+    Spellings of one sound are merged (ph/f, ck/k, qu/kw, soft c/s, g/j, silent e, gh) and every
+    vowel run becomes ``a``, so ``storage``/``storaig``, ``square``/``skware``, ``easy``/``eesie``
+    and ``lucky``/``lukie`` share a key. The key is deliberately coarse: candidates sharing it are
+    ranked by spelling distance and the rest of the query decides between them.
+    """
+    key = folded_word
+    for pattern, repl in _EN_SOUND_RULES:
+        key = pattern.sub(repl, key)
+    return key or folded_word
 
 
 # Polish spelling-by-sound: pairs spelled differently but pronounced (nearly) alike, applied to

@@ -111,9 +111,9 @@ class UnderstandConfig:
 
 
 def max_edits(word: str) -> int:
-    """Typo tolerance by word length: none below 4 letters, 1 up to 7, 2 from 8."""
+    """Typo tolerance by word length: none below 3 letters, 1 up to 7, 2 from 8."""
     n = len(word)
-    if n < 4:
+    if n < 3:
         return 0
     return 1 if n < 8 else 2
 

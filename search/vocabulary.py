@@ -118,7 +118,7 @@ class Vocabulary:
             if other == word:
                 continue
             similarity = Levenshtein.normalized_similarity(word, other)
-            if similarity < 0.5:
+            if similarity < 0.4:
                 continue
             found.append(Candidate(other, int(Levenshtein.distance(word, other)), int(self.df[i])))
         found.sort(key=lambda c: (c.distance, -c.df))

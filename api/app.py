@@ -1,0 +1,176 @@
+"""The FastAPI application: lifespan, middleware, error mapping and routers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import __version__
+from api.routes import health, products, search
+from api.settings import Settings
+from search.engine import EngineConfig, SearchEngine
+from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
+
+logger = logging.getLogger("productsearch.api")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def open_engine(settings: Settings) -> SearchEngine:
+    """Open the snapshot the settings name, as the service and the CLI serve it.
+
+    Args:
+        settings: Service settings; ``index_dir`` and ``text_embedder`` are used.
+
+    Returns:
+        A ready engine.
+
+    Raises:
+        SnapshotError: No snapshot is configured, or it is missing, corrupt or incompatible.
+    """
+    if settings.index_dir is None:
+        raise SnapshotError(
+            "no index snapshot configured: set PRODUCTSEARCH_INDEX_DIR (or pass --index)"
+        )
+    return SearchEngine.open(
+        settings.index_dir,
+        use_semantic=settings.text_embedder != "none",
+        config=EngineConfig(max_k=settings.max_k),
+    )
+
+
+def create_app(settings: Settings | None = None, engine: SearchEngine | None = None) -> FastAPI:
+    """Build the application.
+
+    Args:
+        settings: Service settings; read from the environment when None.
+        engine: An engine to serve instead of opening ``settings.index_dir`` at start-up
+            (tests, embedding the service in another process).
+
+    Returns:
+        The application. The snapshot is opened when its lifespan starts, and a snapshot that
+        fails its checks makes start-up fail.
+    """
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if engine is not None:
+            app.state.engine = engine
+        else:
+            try:
+                app.state.engine = open_engine(settings)
+            except SnapshotError as exc:
+                logger.error(
+                    "refusing to start: index snapshot %s cannot be served: %s",
+                    settings.index_dir,
+                    exc,
+                )
+                raise
+        manifest = app.state.engine.manifest
+        logger.info(
+            "serving snapshot %s (format %d, %d products)",
+            manifest.snapshot_id,
+            manifest.format_version,
+            len(app.state.engine),
+        )
+        try:
+            yield
+        finally:
+            app.state.engine = None
+
+    app = FastAPI(
+        title="Product search",
+        summary="Hybrid lexical, typo-tolerant, phonetic and semantic product search.",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = None
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    app.add_middleware(RequestIdMiddleware)
+
+    app.add_exception_handler(InvalidRequestError, _invalid_request_handler)
+    app.add_exception_handler(ProductNotFoundError, _product_not_found_handler)
+
+    app.include_router(search.router)
+    app.include_router(products.router)
+    app.include_router(health.router)
+    return app
+
+
+async def _invalid_request_handler(request: Request, exc: Exception) -> JSONResponse:
+    # Same shape as FastAPI's own RequestValidationError responses, so clients parse one format.
+    assert isinstance(exc, InvalidRequestError)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={
+            "detail": [{"loc": ["query", exc.field], "msg": exc.message, "type": "value_error"}]
+        },
+    )
+
+
+async def _product_not_found_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProductNotFoundError)
+    return JSONResponse(
+        status_code=status.HTTP_404_NOT_FOUND,
+        content={"detail": f"no product with id {exc.product_id!r}"},
+    )
+
+
+class RequestIdMiddleware:
+    """Tags every response with ``X-Request-ID``: the caller's when well-formed, else a new one.
+
+    The id is also left in ``request.state.request_id`` for handlers and logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap ``app``."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            # Echo only ids that are safe to put in a header and a log line.
+            return text if _REQUEST_ID_PATTERN.match(text) else None
+    return None

@@ -1,0 +1,175 @@
+"""``GET /search``: ranked, filtered, faceted product search."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import EngineDep, SettingsDep
+from api.schemas import SearchResponse
+from search.errors import InvalidRequestError
+from search.types import Availability, Filters, SearchRequest, SortOrder
+
+router = APIRouter(tags=["search"])
+
+
+@router.get("/search", response_model=SearchResponse, summary="Search the catalogue")
+async def search_products(
+    engine: EngineDep,
+    settings: SettingsDep,
+    q: Annotated[
+        str,
+        Query(max_length=1000, description="Query text; empty or blank browses the catalogue."),
+    ] = "",
+    k: Annotated[int, Query(ge=1, description="Hits per page, at most the service's max_k.")] = 10,
+    page: Annotated[int, Query(ge=1, description="1-based page number.")] = 1,
+    brand: Annotated[list[str], Query(description="Any of these brands (repeatable).")] = [],  # noqa: B006
+    category: Annotated[
+        list[str],
+        Query(description='Category path or prefix, written "Furniture > Sofas" (repeatable).'),
+    ] = [],  # noqa: B006
+    attr: Annotated[
+        list[str],
+        Query(description='Attribute filter "name:value" (repeatable; values of a name OR).'),
+    ] = [],  # noqa: B006
+    price_min: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="Lowest effective price.")
+    ] = None,
+    price_max: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="Highest effective price.")
+    ] = None,
+    availability: Annotated[
+        list[Availability], Query(description="Any of these stock states (repeatable).")
+    ] = [],  # noqa: B006
+    sort: Annotated[SortOrder, Query(description="Result order.")] = SortOrder.RELEVANCE,
+    facets: Annotated[
+        str,
+        Query(
+            description="Comma-separated facets to count: brand, category, availability, price, "
+            "attr:<name>."
+        ),
+    ] = "",
+    explain: Annotated[bool, Query(description="Explain every hit's rank.")] = False,
+    as_you_type: Annotated[
+        bool, Query(description="Treat the last query word as a prefix (search as you type).")
+    ] = True,
+    user_id: Annotated[str | None, Query(max_length=200, description="The shopper.")] = None,
+    session_id: Annotated[
+        str | None, Query(max_length=200, description="The shopper's session.")
+    ] = None,
+    channel: Annotated[
+        Literal["web", "app"] | None, Query(description="Where the query comes from.")
+    ] = None,
+) -> SearchResponse:
+    """Rank the catalogue's products for a query, with filters, facets, sorting and paging.
+
+    Raises:
+        InvalidRequestError: A parameter is malformed (answered 422 naming it).
+    """
+    if k > settings.max_k:
+        raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise InvalidRequestError(
+            "price_min", f"must not exceed price_max ({price_min:g} > {price_max:g})"
+        )
+    request = SearchRequest(
+        # A blank query is a browse request; a trailing space in a real query is kept because
+        # it tells search-as-you-type that the last word is complete.
+        text=q if q.strip() else "",
+        k=k,
+        page=page,
+        filters=Filters(
+            brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
+            categories=parse_categories(category),
+            attributes=parse_attributes(attr),
+            price_min=price_min,
+            price_max=price_max,
+            availability=tuple(dict.fromkeys(availability)),
+        ),
+        sort=sort,
+        facets=parse_facets(facets, engine.facet_names()),
+        explain=explain,
+        as_you_type=as_you_type,
+        user_id=user_id,
+        session_id=session_id,
+        channel=channel,
+    )
+    # The pipeline is CPU-bound and synchronous: keep it off the event loop.
+    result = await run_in_threadpool(engine.search, request)
+    return SearchResponse.from_result(result, page=page, k=k)
+
+
+def parse_categories(values: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """Read ``category`` parameters written ``"Furniture > Sofas"``.
+
+    Args:
+        values: The raw parameter values.
+
+    Returns:
+        Category paths, root first, without duplicates.
+
+    Raises:
+        InvalidRequestError: A path is empty or has an empty level (``"Furniture > "``).
+    """
+    paths: dict[tuple[str, ...], None] = {}
+    for value in values:
+        path = tuple(level.strip() for level in value.split(">"))
+        if not any(path):
+            raise InvalidRequestError("category", "must not be empty")
+        if not all(path):
+            raise InvalidRequestError(
+                "category",
+                f'{value!r} has an empty level; write paths like "Furniture > Sofas"',
+            )
+        paths[path] = None
+    return tuple(paths)
+
+
+def parse_attributes(values: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Read ``attr`` parameters written ``"name:value"``.
+
+    Args:
+        values: The raw parameter values.
+
+    Returns:
+        Attribute name -> the values asked for (any of them matches).
+
+    Raises:
+        InvalidRequestError: A value has no ``:`` or an empty name or value.
+    """
+    attributes: dict[str, dict[str, None]] = {}
+    for value in values:
+        name, sep, wanted = value.partition(":")
+        name, wanted = name.strip(), wanted.strip()
+        if not sep or not name or not wanted:
+            raise InvalidRequestError(
+                "attr", f'{value!r} is not "name:value" (for example "material:oak")'
+            )
+        attributes.setdefault(name, {})[wanted] = None
+    return {name: tuple(wanted) for name, wanted in attributes.items()}
+
+
+def parse_facets(value: str, available: Collection[str]) -> tuple[str, ...]:
+    """Read the comma-separated ``facets`` parameter.
+
+    Args:
+        value: The raw parameter, e.g. ``"brand,attr:material"``.
+        available: The facet names the serving snapshot offers.
+
+    Returns:
+        The facet names asked for, in order, without duplicates.
+
+    Raises:
+        InvalidRequestError: A name is not one of ``available``; the message lists them.
+    """
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise InvalidRequestError(
+            "facets",
+            f"unknown facet {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(available))}",
+        )
+    return names

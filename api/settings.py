@@ -1,0 +1,110 @@
+"""Service configuration: the one settings object, read from the environment and a file.
+
+Sources, strongest first: arguments passed to :class:`Settings`, ``PRODUCTSEARCH_*`` environment
+variables, the file named by ``PRODUCTSEARCH_CONFIG`` (TOML or JSON with bare field names, or a
+dotenv file with ``PRODUCTSEARCH_*`` keys), then ``./.env``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    JsonConfigSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV_VAR = "PRODUCTSEARCH_CONFIG"
+"""Environment variable naming an optional configuration file."""
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+TextEmbedderChoice = Literal["auto", "none"]
+
+
+class Settings(BaseSettings):
+    """Configuration of the HTTP service and the CLI.
+
+    Attributes:
+        index_dir: The index snapshot folder to serve; required to start the service.
+        text_embedder: ``"auto"`` encodes queries with the text embedder the snapshot's manifest
+            names; ``"none"`` turns semantic retrieval off at query time (lexical, fuzzy and
+            phonetic retrieval still run).
+        max_k: The largest page size a caller may ask for.
+        host: Interface ``serve`` binds to.
+        port: Port ``serve`` listens on.
+        log_level: Log level of the service and uvicorn.
+        cors_origins: Origins allowed to call the API from a browser; empty disables CORS.
+            From the environment: a JSON list or comma-separated origins.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRODUCTSEARCH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    index_dir: Path | None = None
+    text_embedder: TextEmbedderChoice = "auto"
+    max_k: int = Field(default=250, ge=1, le=10_000)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65_535)
+    log_level: LogLevel = "info"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("text_embedder", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # Accept both '["https://a", "https://b"]' and 'https://a,https://b' from env vars.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Insert the ``PRODUCTSEARCH_CONFIG`` file between the environment and ``./.env``.
+
+        Raises:
+            FileNotFoundError: ``PRODUCTSEARCH_CONFIG`` names a file that does not exist.
+        """
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get(CONFIG_ENV_VAR, "").strip()
+        if config:
+            sources.append(_config_file_source(settings_cls, Path(config)))
+        sources += [dotenv_settings, file_secret_settings]
+        return tuple(sources)
+
+
+def _config_file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise FileNotFoundError(f"{CONFIG_ENV_VAR} names {str(path)!r}, which is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    if suffix == ".json":
+        return JsonConfigSettingsSource(settings_cls, json_file=path)
+    return DotEnvSettingsSource(settings_cls, env_file=path)
