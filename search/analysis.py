@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-
 # Letters that NFD does not decompose into base + combining mark.
 _FOLD_EXTRA = str.maketrans(
     {"ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe", "ı": "i"}
@@ -65,11 +64,59 @@ class Language(Protocol):
 
 
 _EN_STOPWORDS = frozenset(
-    "a an the and or for with of in on to by at from is it this that as be are into per".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "for",
+        "with",
+        "of",
+        "in",
+        "on",
+        "to",
+        "by",
+        "at",
+        "from",
+        "is",
+        "it",
+        "this",
+        "that",
+        "as",
+        "be",
+        "are",
+        "into",
+        "per",
+    ]
 )
 
 _PL_STOPWORDS = frozenset(
-    "i w z na do dla od oraz lub ze we o po przez sie jest to a ale bez pod nad u".split()
+    [
+        "i",
+        "w",
+        "z",
+        "na",
+        "do",
+        "dla",
+        "od",
+        "oraz",
+        "lub",
+        "ze",
+        "we",
+        "o",
+        "po",
+        "przez",
+        "sie",
+        "jest",
+        "to",
+        "a",
+        "ale",
+        "bez",
+        "pod",
+        "nad",
+        "u",
+    ]
 )
 
 
@@ -341,7 +388,9 @@ class Analyzer:
 
     def __init__(self, languages: Sequence[str] = ("en",)) -> None:
         if not languages:
-            raise ValueError("at least one language is required; valid: " + ", ".join(available_languages()))
+            raise ValueError(
+                "at least one language is required; valid: " + ", ".join(available_languages())
+            )
         self.language_codes: tuple[str, ...] = tuple(languages)
         self._languages = {code: get_language(code) for code in self.language_codes}
         self._stopwords = frozenset().union(*(lang.stopwords for lang in self._languages.values()))

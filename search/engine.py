@@ -21,7 +21,6 @@ from search.fusion import FUSERS
 from search.lexical import Bm25Params, LexicalData, LexicalIndex
 from search.protocols import Reranker, Retriever, TextEmbedder
 from search.retrievers import (
-    LEXICAL_KINDS,
     SemanticRetriever,
     TermRetriever,
     VectorIndex,
@@ -142,9 +141,14 @@ class SearchEngine:
         if vectors is not None and embedder is not None and len(vectors):
             self.vector_index = VectorIndex(vectors)
             retrievers["semantic"] = SemanticRetriever(
-                "semantic", embedder.embed_queries, self.vector_index, self.config.semantic_min_similarity
+                "semantic",
+                embedder.embed_queries,
+                self.vector_index,
+                self.config.semantic_min_similarity,
             )
-        self.retrievers = {n: r for n, r in retrievers.items() if self.config.weights.get(n, 1.0) > 0}
+        self.retrievers = {
+            n: r for n, r in retrievers.items() if self.config.weights.get(n, 1.0) > 0
+        }
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -190,7 +194,9 @@ class SearchEngine:
         if use_semantic and spec and TEXT_VECTORS in manifest.files:
             vectors = np.load(path / TEXT_VECTORS, allow_pickle=False)
             if len(vectors) != len(store):
-                raise SnapshotError(f"{path}: {len(vectors)} text vectors for {len(store)} products")
+                raise SnapshotError(
+                    f"{path}: {len(vectors)} text vectors for {len(store)} products"
+                )
             if embedder is None:
                 from models.text import load_text_embedder
 
@@ -270,7 +276,9 @@ class SearchEngine:
         valid = self.facet_names()
         for name in request.facets:
             if name not in valid:
-                raise InvalidRequestError("facets", f"unknown facet {name!r}; valid facets: {', '.join(valid)}")
+                raise InvalidRequestError(
+                    "facets", f"unknown facet {name!r}; valid facets: {', '.join(valid)}"
+                )
 
     def run_retrievers(
         self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None
@@ -326,7 +334,9 @@ class SearchEngine:
             matching = self._matching_docs(query, allowed, ranked)
             if request.sort is not SortOrder.RELEVANCE:
                 in_ranked = {h.doc for h in ranked}
-                ranked = ranked + [Hit(int(d), 0.0, "match") for d in matching if int(d) not in in_ranked]
+                ranked = ranked + [
+                    Hit(int(d), 0.0, "match") for d in matching if int(d) not in in_ranked
+                ]
         if request.sort is not SortOrder.RELEVANCE:
             ranked = self._sort_by_price(ranked, descending=request.sort is SortOrder.PRICE_DESC)
         page = ranked[window - request.k : window]
@@ -338,11 +348,13 @@ class SearchEngine:
             )
             for h in page
         )
-        facets = self.store.facets(matching.astype(np.int64), request.facets) if request.facets else {}
+        facets = (
+            self.store.facets(matching.astype(np.int64), request.facets) if request.facets else {}
+        )
         return SearchResult(
             query=request.text,
             corrected_query=query.corrected_text,
-            total=int(len(matching)),
+            total=len(matching),
             hits=hits,
             facets=facets,
             took_ms=(time.perf_counter() - started) * 1000.0,
@@ -355,6 +367,7 @@ class SearchEngine:
 
     def _sort_by_price(self, hits: list[Hit], *, descending: bool) -> list[Hit]:
         prices = self.store.prices
+
         # Stable sort keeps relevance order among equal prices; unknown prices go last.
         def key(h: Hit) -> tuple[bool, float]:
             p = prices[h.doc]
@@ -363,19 +376,25 @@ class SearchEngine:
 
         return sorted(hits, key=key)
 
-    def _explain(self, query: AnalyzedQuery, hit: Hit, runs: Mapping[str, Sequence[Hit]]) -> Explanation:
+    def _explain(
+        self, query: AnalyzedQuery, hit: Hit, runs: Mapping[str, Sequence[Hit]]
+    ) -> Explanation:
         traces = []
         for name, run in runs.items():
             for rank, other in enumerate(run, start=1):
                 if other.doc == hit.doc:
-                    traces.append(RetrieverTrace(name, rank, other.score, self.config.weights.get(name, 1.0)))
+                    traces.append(
+                        RetrieverTrace(name, rank, other.score, self.config.weights.get(name, 1.0))
+                    )
                     break
         matched: dict[str, tuple[str, ...]] = {}
         product_terms = self._doc_term_ids(hit.doc)
         for word in query.words:
             found = tuple(
                 dict.fromkeys(
-                    f"{a.word} ({a.kind.value})" for a in word.alternatives if a.term_id in product_terms
+                    f"{a.word} ({a.kind.value})"
+                    for a in word.alternatives
+                    if a.term_id in product_terms
                 )
             )
             if found:

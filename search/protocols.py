@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from search.analysis import AnalyzedQuery
     from search.types import Hit
+    from search.understand import AnalyzedQuery
 
 
 @runtime_checkable
@@ -21,7 +21,10 @@ class Retriever(Protocol):
     request's filters, or None for no restriction.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Name used in runs, weights and explanations."""
+        ...
 
     def retrieve(
         self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
@@ -34,7 +37,10 @@ class Retriever(Protocol):
 class Reranker(Protocol):
     """Adjusts a fused list of hits (behaviour, personalisation, merchandising rules)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Name used in explanations."""
+        ...
 
     def rerank(self, query: AnalyzedQuery, hits: list[Hit]) -> list[Hit]:
         """Return the hits re-scored and re-ordered, best first."""

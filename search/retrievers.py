@@ -123,7 +123,7 @@ class VectorIndex:
         else:
             bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
             selector = self._faiss.IDSelectorBitmap(len(allowed), self._faiss.swig_ptr(bitmap))
-            params = self._faiss.SearchParameters(sel=selector)
+            params = self._faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
             sims, docs = self._index.search(query, k, params=params)
         keep = docs[0] >= 0
         return sims[0][keep], docs[0][keep]

@@ -136,9 +136,13 @@ class SnapshotWriter:
     def __init__(self, out_dir: Path, *, overwrite: bool = False) -> None:
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and any(self.out_dir.iterdir()) and not overwrite:
-            raise SnapshotError(f"{self.out_dir} exists and is not empty (pass overwrite to replace it)")
+            raise SnapshotError(
+                f"{self.out_dir} exists and is not empty (pass overwrite to replace it)"
+            )
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.work_dir = self.out_dir.parent / f".{self.out_dir.name}.building-{uuid.uuid4().hex[:8]}"
+        self.work_dir = (
+            self.out_dir.parent / f".{self.out_dir.name}.building-{uuid.uuid4().hex[:8]}"
+        )
         self._committed = False
 
     def __enter__(self) -> SnapshotWriter:
@@ -244,5 +248,7 @@ def read_manifest(snapshot_dir: Path, *, verify: bool = True) -> Manifest:
                 f"{snapshot_dir}: file {name} is {size} bytes, the manifest says {entry.size} (truncated or replaced)"
             )
         if verify and sha256_file(path) != entry.sha256:
-            raise SnapshotError(f"{snapshot_dir}: file {name} is corrupt (SHA-256 does not match the manifest)")
+            raise SnapshotError(
+                f"{snapshot_dir}: file {name} is corrupt (SHA-256 does not match the manifest)"
+            )
     return manifest

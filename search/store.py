@@ -89,7 +89,10 @@ class ProductStore:
         self._columns = columns
         self.labels = labels
         matrix = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.int8), (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
+            (
+                np.ones(len(rows), dtype=np.int8),
+                (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)),
+            ),
             shape=(n, len(labels)),
         )
         self._facets_csr = matrix
@@ -137,7 +140,11 @@ class ProductStore:
         n = len(self.products)
         allowed = np.ones(n, dtype=bool)
         if filters.brands:
-            ids = [self._brand_index[k] for k in (fold(b) for b in filters.brands) if k in self._brand_index]
+            ids = [
+                self._brand_index[k]
+                for k in (fold(b) for b in filters.brands)
+                if k in self._brand_index
+            ]
             allowed &= np.isin(self.brand_ids, np.asarray(ids, dtype=np.int32))
         if filters.categories:
             allowed &= self._any_of("category", [category_label(p) for p in filters.categories])
@@ -183,10 +190,15 @@ class ProductStore:
             if name == "brand":
                 ids = self.brand_ids[docs]
                 counts = np.bincount(ids[ids >= 0], minlength=len(self.brand_names))
-                out[name] = _top(((self.brand_names[i], int(c)) for i, c in enumerate(counts) if c), limit)
+                out[name] = _top(
+                    ((self.brand_names[i], int(c)) for i, c in enumerate(counts) if c), limit
+                )
             elif name == "availability":
                 counts = np.bincount(self.availability[docs], minlength=len(_AVAILABILITY))
-                out[name] = _top(((a.value, int(c)) for a, c in zip(_AVAILABILITY, counts, strict=True) if c), limit)
+                out[name] = _top(
+                    ((a.value, int(c)) for a, c in zip(_AVAILABILITY, counts, strict=True) if c),
+                    limit,
+                )
             elif name == "price":
                 out[name] = self._price_facet(docs)
             else:
@@ -197,7 +209,8 @@ class ProductStore:
                 sub = self._facets_csr[docs][:, cols]
                 counts = np.asarray(sub.sum(axis=0)).ravel()
                 out[name] = _top(
-                    ((self.labels[c][1], int(n)) for c, n in zip(cols, counts, strict=True) if n), limit
+                    ((self.labels[c][1], int(n)) for c, n in zip(cols, counts, strict=True) if n),
+                    limit,
                 )
         return out
 

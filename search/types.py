@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Availability(str, Enum):
+class Availability(StrEnum):
     """Stock state of a product, with the Google Merchant Center vocabulary."""
 
     IN_STOCK = "in_stock"
@@ -127,7 +127,7 @@ class RowError:
     product_id: str | None = None
 
 
-class SortOrder(str, Enum):
+class SortOrder(StrEnum):
     """Result orderings offered to shoppers."""
 
     RELEVANCE = "relevance"

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 from search.analysis import Analyzer, Token, tokenize
 from search.types import SearchRequest
 from search.vocabulary import Vocabulary
 
 
-class MatchKind(str, Enum):
+class MatchKind(StrEnum):
     """How a query word was matched to an index term."""
 
     EXACT = "exact"
@@ -171,16 +171,25 @@ class QueryUnderstander:
             if split is not None and not any(c.distance == 1 for c in corrections):
                 left, right = split
                 return [
-                    QueryWord(left, tuple(self._alternatives_of(left, cfg.split_weight, MatchKind.SPLIT))),
-                    QueryWord(right, tuple(self._alternatives_of(right, cfg.split_weight, MatchKind.SPLIT))),
+                    QueryWord(
+                        left, tuple(self._alternatives_of(left, cfg.split_weight, MatchKind.SPLIT))
+                    ),
+                    QueryWord(
+                        right,
+                        tuple(self._alternatives_of(right, cfg.split_weight, MatchKind.SPLIT)),
+                    ),
                 ]
             for cand in corrections[: cfg.max_corrections]:
                 weight = cfg.fuzzy_weight**cand.distance
                 alts += self._alternatives_of(cand.word, weight, MatchKind.FUZZY)
             if not alts or df <= cfg.rare_word_df:
-                sounds = vocab.sound_alikes(word, self.analyzer.sound_keys(word), cfg.max_corrections)
+                sounds = vocab.sound_alikes(
+                    word, self.analyzer.sound_keys(word), cfg.max_corrections
+                )
                 for cand in sounds:
-                    alts += self._alternatives_of(cand.word, cfg.phonetic_weight, MatchKind.PHONETIC)
+                    alts += self._alternatives_of(
+                        cand.word, cfg.phonetic_weight, MatchKind.PHONETIC
+                    )
         return [QueryWord(word, tuple(_dedupe(alts)))]
 
     def _number_terms(self, word: str) -> list[int]:
@@ -224,7 +233,9 @@ class QueryUnderstander:
         words = self._add_joins(words)
         corrected = self._corrected_text(words)
         semantic = corrected if corrected is not None else " ".join(text.split())
-        return AnalyzedQuery(request=request, words=tuple(words), corrected_text=corrected, semantic_text=semantic)
+        return AnalyzedQuery(
+            request=request, words=tuple(words), corrected_text=corrected, semantic_text=semantic
+        )
 
     def _add_joins(self, words: list[QueryWord]) -> list[QueryWord]:
         """Let two adjacent words match their joined form ("tool box" finds "toolbox")."""
@@ -238,7 +249,9 @@ class QueryUnderstander:
                 continue
             alts = self._alternatives_of(joined, self.config.join_weight, MatchKind.JOIN)
             out[i] = replace(out[i], alternatives=tuple(_dedupe([*out[i].alternatives, *alts])))
-            out[i + 1] = replace(out[i + 1], alternatives=tuple(_dedupe([*out[i + 1].alternatives, *alts])))
+            out[i + 1] = replace(
+                out[i + 1], alternatives=tuple(_dedupe([*out[i + 1].alternatives, *alts]))
+            )
         return out
 
     def _corrected_text(self, words: Sequence[QueryWord]) -> str | None:

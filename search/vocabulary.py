@@ -83,7 +83,9 @@ class Vocabulary:
         i = self.index.get(word)
         return () if i is None else self.terms[i]
 
-    def _fuzzy_candidates(self, word: str, max_distance: int, limit: int = 5) -> tuple[Candidate, ...]:
+    def _fuzzy_candidates(
+        self, word: str, max_distance: int, limit: int = 5
+    ) -> tuple[Candidate, ...]:
         """Known alphabetic words within ``max_distance`` edits (transpositions count one)."""
         found: list[Candidate] = []
         n = len(word)
