@@ -53,6 +53,14 @@ class LexicalData:
 
     terms: tuple[str, ...]
     counts: Mapping[str, sparse.csr_matrix]
+    title_ids: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    title_ptr: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+
+    def title_sequence(self, doc: int) -> npt.NDArray[np.int32]:
+        """The term ids of a document's title in reading order (empty when not stored)."""
+        if doc + 1 >= len(self.title_ptr):
+            return np.zeros(0, dtype=np.int32)
+        return self.title_ids[self.title_ptr[doc] : self.title_ptr[doc + 1]]
 
     @property
     def n_docs(self) -> int:
@@ -68,6 +76,8 @@ class LexicalData:
             arrays[f"{name}.indices"] = csr.indices.astype(np.int32)
             arrays[f"{name}.indptr"] = csr.indptr.astype(np.int64)
             arrays[f"{name}.shape"] = np.asarray(csr.shape, dtype=np.int64)
+        arrays["_title_sequence.ids"] = self.title_ids.astype(np.int32)
+        arrays["_title_sequence.ptr"] = self.title_ptr.astype(np.int64)
         with path.open("wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
 
@@ -79,7 +89,7 @@ class LexicalData:
             ValueError: the file's shapes do not match ``terms``.
         """
         with np.load(path, allow_pickle=False) as npz:
-            names = sorted({key.split(".")[0] for key in npz.files})
+            names = sorted({key.split(".")[0] for key in npz.files if not key.startswith("_")})
             counts = {}
             for name in names:
                 shape = tuple(int(x) for x in npz[f"{name}.shape"])
@@ -91,7 +101,11 @@ class LexicalData:
                     (npz[f"{name}.data"], npz[f"{name}.indices"], npz[f"{name}.indptr"]),
                     shape=shape,
                 )
-        return cls(terms=tuple(terms), counts=counts)
+            if "_title_sequence.ids" in npz.files:
+                ids, ptr = npz["_title_sequence.ids"], npz["_title_sequence.ptr"]
+            else:
+                ids, ptr = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
+        return cls(terms=tuple(terms), counts=counts, title_ids=ids, title_ptr=ptr)
 
 
 class LexicalDataBuilder:
@@ -103,6 +117,7 @@ class LexicalDataBuilder:
         self._rows: dict[str, list[int]] = {f: [] for f in self._fields}
         self._cols: dict[str, list[int]] = {f: [] for f in self._fields}
         self._n_docs = 0
+        self._title_ptr: list[int] = [0]
 
     def add(self, field_terms: Mapping[str, Sequence[str]]) -> int:
         """Add one document (field -> its index terms); returns its document number.
@@ -119,6 +134,7 @@ class LexicalDataBuilder:
                 tid = self._term_ids.setdefault(term, len(self._term_ids))
                 rows.append(doc)
                 cols.append(tid)
+        self._title_ptr.append(len(self._cols.get("title", ())))
         self._n_docs += 1
         return doc
 
@@ -140,7 +156,13 @@ class LexicalDataBuilder:
         terms = [""] * len(self._term_ids)
         for term, tid in self._term_ids.items():
             terms[tid] = term
-        return LexicalData(terms=tuple(terms), counts=counts)
+        title_ids = np.asarray(self._cols.get("title", []), dtype=np.int32)
+        return LexicalData(
+            terms=tuple(terms),
+            counts=counts,
+            title_ids=title_ids,
+            title_ptr=np.asarray(self._title_ptr, dtype=np.int64),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,189 @@
+"""Ranking features of (query, candidate product) pairs, for the learned re-ranker.
+
+Every feature is generic (no shop-specific vocabulary): how much of the query a product covers and
+where (title or elsewhere, exactly or through a correction), whether the head word of the query — in
+product queries usually the last word, the product type — is in the title, how the query's word order
+appears in the title, numbers and units, and the retrievers' own scores and ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from search.lexical import LexicalIndex
+from search.types import Hit
+from search.understand import AnalyzedQuery
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "lexical_score",
+    "lexical_score_rel",
+    "lexical_rank",
+    "coverage",
+    "exact_coverage",
+    "title_coverage",
+    "idf_coverage",
+    "head_in_title",
+    "head_position",
+    "first_in_title",
+    "n_words",
+    "title_length",
+    "number_coverage",
+    "ordered_pairs",
+    "title_match_share",
+    "semantic_similarity",
+    "semantic_similarity_rel",
+    "semantic_rank",
+    "fused_score",
+)
+
+
+class FeatureExtractor:
+    """Computes :data:`FEATURE_NAMES` for a query's candidates.
+
+    Args:
+        lexical: The lexical index (term contributions, idf, title term sequences).
+        vectors: Product text vectors (unit rows), or None when the snapshot has none.
+    """
+
+    def __init__(
+        self, lexical: LexicalIndex, vectors: npt.NDArray[np.float32] | None = None
+    ) -> None:
+        self.lexical = lexical
+        self.vectors = vectors
+        title = lexical.data.counts.get("title")
+        self._title_csc = title.tocsc() if title is not None else None
+        self._title_len = (
+            np.asarray(title.sum(axis=1)).ravel().astype(np.float32)
+            if title is not None
+            else np.zeros(lexical.n_docs, dtype=np.float32)
+        )
+
+    def extract(
+        self,
+        query: AnalyzedQuery,
+        candidates: Sequence[Hit],
+        runs: Mapping[str, Sequence[Hit]],
+        query_vector: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Feature matrix, one row per candidate in the given order.
+
+        Args:
+            query: The analysed query.
+            candidates: Fused candidates (their score is the fused score).
+            runs: Each retriever's hits (for ranks and scores).
+            query_vector: The query's embedding, when semantic features are available.
+        """
+        n = len(candidates)
+        out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+        if n == 0:
+            return out
+        docs = np.fromiter((h.doc for h in candidates), dtype=np.int64, count=n)
+        pos = {int(d): i for i, d in enumerate(docs)}
+        lookup = np.full(self.lexical.n_docs, -1, dtype=np.int64)
+        lookup[docs] = np.arange(n)
+        groups = [w for w in query.words if w.alternatives]
+        n_groups = max(len(query.words), 1)
+        best = np.zeros((len(query.words), n), dtype=np.float32)
+        exact = np.zeros((len(query.words), n), dtype=bool)
+        in_title = np.zeros((len(query.words), n), dtype=bool)
+        title_terms: list[set[int]] = [set() for _ in query.words]
+        group_idf = np.zeros(len(query.words), dtype=np.float32)
+        is_number = np.zeros(len(query.words), dtype=bool)
+        for g, word in enumerate(query.words):
+            is_number[g] = word.is_number
+            for alt in word.alternatives:
+                group_idf[g] = max(group_idf[g], float(self.lexical.idf[alt.term_id]))
+                title_terms[g].add(alt.term_id)
+                pdocs, contrib = self.lexical.postings(alt.term_id)
+                p = lookup[pdocs]
+                hit = p >= 0
+                if not hit.any():
+                    continue
+                rows = p[hit]
+                values = alt.weight * contrib[hit]
+                best[g, rows] = np.maximum(best[g, rows], values)
+                if alt.weight >= 1.0:
+                    exact[g, rows] = True
+                if self._title_csc is not None:
+                    start, end = self._title_csc.indptr[alt.term_id], self._title_csc.indptr[alt.term_id + 1]
+                    tp = lookup[self._title_csc.indices[start:end]]
+                    in_title[g, tp[tp >= 0]] = True
+        matched = best > 0
+        lexical_raw = best.sum(axis=0)
+        coverage = matched.sum(axis=0) / n_groups
+        lexical_score = lexical_raw * coverage
+        top = float(lexical_score.max()) or 1.0
+        out[:, 0] = lexical_score
+        out[:, 1] = lexical_score / top
+        lex_rank = {h.doc: r for r, h in enumerate(runs.get("lexical", ()), start=1)}
+        out[:, 2] = [np.log1p(lex_rank.get(int(d), 1000)) for d in docs]
+        out[:, 3] = coverage
+        out[:, 4] = (matched & exact).sum(axis=0) / n_groups
+        out[:, 5] = (matched & in_title).sum(axis=0) / n_groups
+        idf_total = float(group_idf.sum()) or 1.0
+        out[:, 6] = (matched * group_idf[:, None]).sum(axis=0) / idf_total
+        if groups:
+            head = max(i for i, w in enumerate(query.words) if w.alternatives and not w.is_number) if any(
+                w.alternatives and not w.is_number for w in query.words
+            ) else len(query.words) - 1
+            first = 0
+            out[:, 7] = in_title[head]
+            out[:, 9] = in_title[first]
+            out[:, 8] = self._head_position(docs, title_terms[head])
+            out[:, 13] = self._ordered_pairs(docs, title_terms)
+        out[:, 10] = len(query.words)
+        out[:, 11] = self._title_len[docs]
+        if is_number.any():
+            out[:, 12] = matched[is_number].mean(axis=0)
+        else:
+            out[:, 12] = -1.0
+        title_len = np.maximum(self._title_len[docs], 1.0)
+        out[:, 14] = (matched & in_title).sum(axis=0) / title_len
+        if self.vectors is not None and query_vector is not None:
+            sims = self.vectors[docs] @ query_vector
+            out[:, 15] = sims
+            out[:, 16] = sims - float(sims.max())
+        else:
+            out[:, 15] = 0.0
+            out[:, 16] = 0.0
+        sem_rank = {h.doc: r for r, h in enumerate(runs.get("semantic", ()), start=1)}
+        out[:, 17] = [np.log1p(sem_rank.get(int(d), 1000)) for d in docs]
+        out[:, 18] = [h.score for h in candidates]
+        del pos
+        return out
+
+    def _head_position(self, docs: npt.NDArray[np.int64], head_terms: set[int]) -> npt.NDArray[np.float32]:
+        """Relative position (0 = first word, 1 = last) of the query's head word in each title; -1 if absent."""
+        out = np.full(len(docs), -1.0, dtype=np.float32)
+        for i, d in enumerate(docs):
+            seq = self.lexical.data.title_sequence(int(d))
+            if len(seq) == 0:
+                continue
+            hits = np.flatnonzero(np.isin(seq, list(head_terms)))
+            if len(hits):
+                out[i] = hits[-1] / max(len(seq) - 1, 1)
+        return out
+
+    def _ordered_pairs(self, docs: npt.NDArray[np.int64], groups: list[set[int]]) -> npt.NDArray[np.float32]:
+        """Share of adjacent query-word pairs found next to each other, in order, in the title."""
+        pairs = len(groups) - 1
+        out = np.zeros(len(docs), dtype=np.float32)
+        if pairs <= 0:
+            return out
+        for i, d in enumerate(docs):
+            seq = self.lexical.data.title_sequence(int(d))
+            if len(seq) < 2:
+                continue
+            found = 0
+            for g in range(pairs):
+                a, b = groups[g], groups[g + 1]
+                if not a or not b:
+                    continue
+                first = np.isin(seq[:-1], list(a))
+                second = np.isin(seq[1:], list(b))
+                found += bool((first & second).any())
+            out[i] = found / pairs
+        return out

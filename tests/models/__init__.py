@@ -1,0 +1,1 @@
+"""Tests of the model backends (real weights are marked slow)."""

@@ -1,0 +1,1 @@
+"""Unit tests of the search core (search/ and indexer/build.py)."""
