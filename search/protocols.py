@@ -54,6 +54,8 @@ class TextEmbedder(Protocol):
     name: str
     version: str
     dim: int
+    min_similarity: float
+    """Cosine similarity below which a product is unrelated to a query (model-specific)."""
 
     def warm_up(self) -> None:
         """Load weights; idempotent. Called once before the first encode."""

@@ -258,7 +258,9 @@ def _price_edges(prices: npt.NDArray[np.float64], buckets: int = 5) -> list[floa
         rounded = float(_nice(q))
         if not edges or rounded > edges[-1]:
             edges.append(rounded)
-    if edges and edges[-1] < prices.max():
+    # Rounding may cut off the extremes: stretch the outer edges over every price.
+    edges[0] = min(edges[0], float(np.floor(prices.min())))
+    if edges[-1] < prices.max():
         edges[-1] = float(np.ceil(prices.max()))
     return edges
 

@@ -52,6 +52,13 @@ class QueryWord:
     text: str
     alternatives: tuple[Alternative, ...]
     is_number: bool = False
+    derived: bool = False
+    written: str | None = None
+
+    @property
+    def as_written(self) -> str:
+        """The query word as the shopper wrote it (a split compound's whole word)."""
+        return self.written if self.written is not None else self.text
 
     @property
     def known(self) -> bool:
@@ -148,7 +155,7 @@ class QueryUnderstander:
         word = token.folded
         if token.is_number or token.is_unit:
             alts = [Alternative(t, word, 1.0, MatchKind.EXACT) for t in self._number_terms(word)]
-            return [QueryWord(word, tuple(alts), is_number=True)]
+            return [QueryWord(word, tuple(alts), is_number=True, derived=token.derived)]
         alts = self._alternatives_of(word, 1.0, MatchKind.EXACT)
         if not alts:
             # Not a catalogue word, but its stem may still be an index term ("chairs" -> "chair").
@@ -169,15 +176,13 @@ class QueryUnderstander:
                 corrections = tuple(c for c in corrections if c.df >= 20 * max(df, 1))
             split = self._split(word) if not alts else None
             if split is not None and not any(c.distance == 1 for c in corrections):
-                left, right = split
                 return [
                     QueryWord(
-                        left, tuple(self._alternatives_of(left, cfg.split_weight, MatchKind.SPLIT))
-                    ),
-                    QueryWord(
-                        right,
-                        tuple(self._alternatives_of(right, cfg.split_weight, MatchKind.SPLIT)),
-                    ),
+                        part,
+                        tuple(self._alternatives_of(part, cfg.split_weight, MatchKind.SPLIT)),
+                        written=word,
+                    )
+                    for part in split
                 ]
             for cand in corrections[: cfg.max_corrections]:
                 weight = cfg.fuzzy_weight**cand.distance
@@ -255,19 +260,22 @@ class QueryUnderstander:
         return out
 
     def _corrected_text(self, words: Sequence[QueryWord]) -> str | None:
-        changed = False
-        parts = []
+        """The query with corrected words replaced, or None when nothing changed."""
+        written: list[str] = []
+        corrected: list[str] = []
         for word in words:
+            if word.derived:
+                continue
+            if not written or word.written is None or written[-1] != word.written:
+                written.append(word.as_written)
             if word.known or word.is_number or not word.alternatives:
-                parts.append(word.text)
+                corrected.append(word.text)
                 continue
             best = max(word.alternatives, key=lambda a: a.weight)
-            if best.kind in (MatchKind.FUZZY, MatchKind.PHONETIC, MatchKind.SPLIT):
-                parts.append(best.word)
-                changed = changed or best.word != word.text
-            else:
-                parts.append(word.text)
-        return " ".join(parts) if changed else None
+            fixed = best.kind in (MatchKind.FUZZY, MatchKind.PHONETIC, MatchKind.SPLIT)
+            corrected.append(best.word if fixed else word.text)
+        text = " ".join(corrected)
+        return text if text != " ".join(written) else None
 
 
 def _dedupe(alts: Sequence[Alternative]) -> list[Alternative]:

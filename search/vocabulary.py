@@ -133,8 +133,8 @@ class Vocabulary:
         if end - start <= 0:
             return ()
         ids = np.arange(start, end)
-        if len(ids) > limit:
-            top = np.argpartition(-self.df[ids], limit)[:limit]
+        if len(ids) > limit + 1:  # +1: the prefix itself may be a word, dropped below
+            top = np.argpartition(-self.df[ids], limit)[: limit + 1]
             ids = ids[top]
         found = [
             Candidate(self.words[i], len(self.words[i]) - len(prefix), int(self.df[i]))
@@ -142,7 +142,7 @@ class Vocabulary:
             if self.words[i] != prefix
         ]
         found.sort(key=lambda c: -c.df)
-        return tuple(found)
+        return tuple(found[:limit])
 
     # --- persistence ------------------------------------------------------------------------
 

@@ -119,11 +119,6 @@ class TestOptionalImports:
         assert message.startswith("install ")
         assert package in message
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: models/text.py E5SmallEmbedder.warm_up asks to install "
-        "'productsearch[multilingual]', an extra pyproject.toml does not define",
-    )
     def test_install_hints_name_real_extras(self, blocked_run: dict[str, Any]) -> None:
         extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
             "optional-dependencies"

@@ -26,7 +26,7 @@ UNRELATED = "Cordless drill"
 class TestSpecs:
     @pytest.mark.parametrize("spec", ["", "bogus", "MiniLM", "st:", "e5-large"])
     def test_unknown_spec_lists_the_valid_ones(self, spec: str) -> None:
-        with pytest.raises(ValueError, match="valid: minilm, e5-small, st:<name-or-path>, none"):
+        with pytest.raises(ValueError, match="valid: minilm, minilm-fp32, e5-small, st:<name-or-path>, none"):
             load_text_embedder(spec)
 
     def test_none(self) -> None:
@@ -142,7 +142,7 @@ class TestMiniLMSnapshot:
         explanation = hits["COUCH-1"].explanation
         assert explanation is not None
         assert [t.retriever for t in explanation.retrievers] == ["semantic"]
-        assert explanation.retrievers[0].score > minilm_engine.config.semantic_min_similarity
+        assert explanation.retrievers[0].score > minilm_engine.semantic_min_similarity
         assert explanation.matched_terms == {}
 
     def test_exact_match_stays_first(self, minilm_engine: SearchEngine) -> None:

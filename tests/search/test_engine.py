@@ -364,6 +364,7 @@ class ToyEmbedder:
         frozenset({"wardrobe", "wardrobes", "szafa", "szafy", "closet"}),
     )
     version = "toy 1"
+    min_similarity = 0.25
 
     def __init__(self, dim: int = 5, name: str = "toy") -> None:
         self.dim = dim

@@ -211,11 +211,6 @@ class TestFacets:
         assert all(low < high for low, high in bounds)
         assert bounds == sorted(bounds)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: the first price edge is rounded up (39 -> 40), so the cheapest products "
-        "fall outside every bucket (search/store.py _price_edges)",
-    )
     @pytest.mark.parametrize("ids", [None, ("SHIRT-1",)], ids=["all", "cheapest only"])
     def test_price_buckets_count_every_priced_product(
         self, store: ProductStore, ids: tuple[str, ...] | None

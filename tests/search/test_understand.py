@@ -277,11 +277,6 @@ class TestCompounds:
         assert all(kinds(w) == {w.text: MatchKind.SPLIT} for w in query.words)
         assert all(a.weight == u.config.split_weight for w in query.words for a in w.alternatives)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: a split is never reported as a correction: _corrected_text compares the "
-        "split part with itself (search/understand.py _corrected_text)",
-    )
     def test_split_is_reported_as_corrected_text(self) -> None:
         u = make_understander(["tool bag", "tool belt", "box fan", "storage box"])
         assert understand(u, "toolbox", as_you_type=False).corrected_text == "tool box"
@@ -334,11 +329,6 @@ class TestNumbers:
         assert word.is_number
         assert word.alternatives == ()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: corrected_text repeats the joined unit token ('160 cm 160cm'), "
-        "search/understand.py _corrected_text joins every token including derived ones",
-    )
     def test_corrected_text_keeps_the_query_shape(self) -> None:
         u = make_understander(["oak table 160 cm"])
         assert understand(u, "tabel 160 cm").corrected_text == "table 160 cm"
