@@ -81,7 +81,6 @@ class FeatureExtractor:
         if n == 0:
             return out
         docs = np.fromiter((h.doc for h in candidates), dtype=np.int64, count=n)
-        pos = {int(d): i for i, d in enumerate(docs)}
         lookup = np.full(self.lexical.n_docs, -1, dtype=np.int64)
         lookup[docs] = np.arange(n)
         groups = [w for w in query.words if w.alternatives]
@@ -134,11 +133,11 @@ class FeatureExtractor:
                 if any(w.alternatives and not w.is_number for w in query.words)
                 else len(query.words) - 1
             )
-            first = 0
+            matches = self._title_matches(docs, title_terms)
             out[:, 7] = in_title[head]
-            out[:, 9] = in_title[first]
-            out[:, 8] = self._head_position(docs, title_terms[head])
-            out[:, 13] = self._ordered_pairs(docs, title_terms)
+            out[:, 9] = in_title[0]
+            out[:, 8] = self._head_position(n, matches, head, self._title_len[docs])
+            out[:, 13] = self._ordered_pairs(n, matches, len(query.words))
         out[:, 10] = len(query.words)
         out[:, 11] = self._title_len[docs]
         if is_number.any():
@@ -157,42 +156,69 @@ class FeatureExtractor:
         sem_rank = {h.doc: r for r, h in enumerate(runs.get("semantic", ()), start=1)}
         out[:, 17] = [np.log1p(sem_rank.get(int(d), 1000)) for d in docs]
         out[:, 18] = [h.score for h in candidates]
-        del pos
         return out
 
+    def _title_matches(
+        self, docs: npt.NDArray[np.int64], groups: list[set[int]]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Candidate titles as one sequence: (group bit mask per position, candidate index per
+        position, position within its title)."""
+        data = self.lexical.data
+        starts, ends = data.title_ptr[docs], data.title_ptr[docs + 1]
+        lengths = (ends - starts).astype(np.int64)
+        if len(data.title_ids) == 0 or lengths.sum() == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        ids = np.concatenate([data.title_ids[a:b] for a, b in zip(starts, ends, strict=True)])
+        owner = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+        offsets = np.cumsum(lengths) - lengths
+        position = np.arange(len(ids), dtype=np.int64) - np.repeat(offsets, lengths)
+        term_mask: dict[int, int] = {}
+        for g, terms in enumerate(groups[:62]):
+            for t in terms:
+                term_mask[t] = term_mask.get(t, 0) | (1 << g)
+        masks = np.zeros(len(ids), dtype=np.int64)
+        if term_mask:
+            hit = np.flatnonzero(np.isin(ids, np.fromiter(term_mask, dtype=np.int64)))
+            masks[hit] = [term_mask[int(t)] for t in ids[hit]]
+        return masks, owner, position
+
     def _head_position(
-        self, docs: npt.NDArray[np.int64], head_terms: set[int]
+        self,
+        n: int,
+        matches: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+        head: int,
+        title_len: npt.NDArray[np.float32],
     ) -> npt.NDArray[np.float32]:
-        """Relative position (0 = first word, 1 = last) of the query's head word in each title; -1 if absent."""
-        out = np.full(len(docs), -1.0, dtype=np.float32)
-        for i, d in enumerate(docs):
-            seq = self.lexical.data.title_sequence(int(d))
-            if len(seq) == 0:
-                continue
-            hits = np.flatnonzero(np.isin(seq, list(head_terms)))
-            if len(hits):
-                out[i] = hits[-1] / max(len(seq) - 1, 1)
+        """Relative position (0 = first word, 1 = last) of the query's head word in each title;
+        -1 where it is absent."""
+        masks, owner, position = matches
+        out = np.full(n, -1.0, dtype=np.float32)
+        if head >= 62 or len(masks) == 0:
+            return out
+        at = np.flatnonzero((masks >> head) & 1)
+        if len(at):
+            rel = position[at] / np.maximum(title_len[owner[at]] - 1, 1)
+            np.maximum.at(out, owner[at], rel.astype(np.float32))
         return out
 
     def _ordered_pairs(
-        self, docs: npt.NDArray[np.int64], groups: list[set[int]]
+        self,
+        n: int,
+        matches: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+        n_groups: int,
     ) -> npt.NDArray[np.float32]:
         """Share of adjacent query-word pairs found next to each other, in order, in the title."""
-        pairs = len(groups) - 1
-        out = np.zeros(len(docs), dtype=np.float32)
-        if pairs <= 0:
+        masks, owner, _ = matches
+        pairs = min(n_groups - 1, 61)
+        out = np.zeros(n, dtype=np.float32)
+        if pairs <= 0 or len(masks) < 2:
             return out
-        for i, d in enumerate(docs):
-            seq = self.lexical.data.title_sequence(int(d))
-            if len(seq) < 2:
-                continue
-            found = 0
-            for g in range(pairs):
-                a, b = groups[g], groups[g + 1]
-                if not a or not b:
-                    continue
-                first = np.isin(seq[:-1], list(a))
-                second = np.isin(seq[1:], list(b))
-                found += bool((first & second).any())
-            out[i] = found / pairs
+        first, second = masks[:-1], masks[1:]
+        same = owner[:-1] == owner[1:]
+        found = np.zeros((n, pairs), dtype=bool)
+        for g in range(pairs):
+            ok = same & (((first >> g) & 1) == 1) & (((second >> (g + 1)) & 1) == 1)
+            found[owner[:-1][ok], g] = True
+        out[:] = found.sum(axis=1) / pairs
         return out

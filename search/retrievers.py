@@ -151,7 +151,9 @@ class SemanticRetriever:
         """Best ``k`` products by cosine similarity."""
         if query.is_empty or not query.semantic_text.strip():
             return []
-        vector = self.embed_query([query.semantic_text])[0]
+        vector = (
+            query.vector if query.vector is not None else self.embed_query([query.semantic_text])[0]
+        )
         sims, docs = self.index.search(vector, k, allowed)
         return [
             Hit(int(d), float(s), self.name)

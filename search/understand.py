@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+import numpy as np
+import numpy.typing as npt
+
 from search.analysis import Analyzer, Token, tokenize
 from search.types import SearchRequest
 from search.vocabulary import Vocabulary
@@ -76,12 +79,15 @@ class AnalyzedQuery:
         corrected_text: The query with unknown words replaced by their best correction, or None
             when nothing was corrected.
         semantic_text: The text the semantic retriever embeds (the corrected query).
+        vector: The embedded ``semantic_text`` once the pipeline has computed it (shared by the
+            semantic retriever and the ranking features), else None.
     """
 
     request: SearchRequest
     words: tuple[QueryWord, ...]
     corrected_text: str | None
     semantic_text: str
+    vector: npt.NDArray[np.float32] | None = None
 
     @property
     def is_empty(self) -> bool:

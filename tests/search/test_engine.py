@@ -427,7 +427,7 @@ class TestSemantic:
             assert hit.explanation is not None
             (trace,) = hit.explanation.retrievers
             assert trace.retriever == "semantic"
-            assert trace.weight == 0.6
+            assert trace.weight == 0.4
             assert hit.explanation.matched_terms == {}
 
     def test_both_retrievers_in_the_explanation(self, toy_engine: SearchEngine) -> None:
