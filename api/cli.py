@@ -59,6 +59,7 @@ class EmbedderName(StrEnum):
     """Text embedders a snapshot can be built with."""
 
     MINILM = "minilm"
+    MINILM_FP32 = "minilm-fp32"
     E5 = "e5"
     NONE = "none"
 
@@ -134,6 +135,7 @@ def _build(
     strict: bool,
     embedder: str,
     overwrite: bool,
+    languages: tuple[str, ...] = ("en",),
 ) -> BuildResult:
     """Build a snapshot with progress bars on stderr.
 
@@ -149,7 +151,7 @@ def _build(
                 out,
                 fmt=fmt,
                 strict=strict,
-                config=BuildConfig(embedder=embedder, overwrite=overwrite),
+                config=BuildConfig(languages=languages, embedder=embedder, overwrite=overwrite),
                 progress=bars,
             )
     except CatalogueError as exc:
@@ -184,6 +186,13 @@ def index(
     force: Annotated[
         bool, typer.Option("--force", help="Replace OUT if it holds a snapshot already.")
     ] = False,
+    lang: Annotated[
+        str,
+        typer.Option(
+            "--lang",
+            help="Analysis languages, comma-separated, the catalogue default first (e.g. en,pl).",
+        ),
+    ] = "en",
 ) -> None:
     """Build an index snapshot from a catalogue and print the import report."""
     if _is_non_empty_dir(out):
@@ -199,17 +208,15 @@ def index(
         strict=strict,
         embedder=embedder.value,
         overwrite=True,  # an existing OUT is empty or --force was given
+        languages=tuple(code.strip() for code in lang.split(",") if code.strip()),
     )
     _print_report(result)
 
 
 def _print_report(result: BuildResult) -> None:
-    from indexer.catalogue import ImportReport
     from search.snapshot import IMPORT_REPORT
 
     report = result.report
-    if not isinstance(report, ImportReport):  # BuildResult.report is typed ``object``
-        raise TypeError(f"unexpected import report type {type(report).__name__}")
     errors = report.errors
     console.print(
         f"[bold green]snapshot[/] {escape(str(result.snapshot_dir))} "
@@ -404,7 +411,13 @@ def prepare_demo(data_dir: Path, *, embedder: str = "minilm") -> Path:
         err_console.print(f"reusing demo snapshot {escape(str(snapshot))}")
         return snapshot
     result = _build(
-        catalogue, snapshot, fmt="jsonl", strict=False, embedder=embedder, overwrite=True
+        catalogue,
+        snapshot,
+        fmt="jsonl",
+        strict=False,
+        embedder=embedder,
+        overwrite=True,
+        languages=("en", "pl"),
     )
     err_console.print(
         f"built demo snapshot {escape(str(result.snapshot_dir))}: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
@@ -55,7 +56,9 @@ class ProductPublic(BaseModel):
         description="What a shopper pays now: the sale price when set, else the price."
     )
     availability: Availability
-    images: list[str]
+    images: list[str] = Field(
+        description="Image URLs: remote images as given, local files served under /products/{id}/images/{n}."
+    )
     url: str | None
     gtin: str | None
     lang: str | None
@@ -83,11 +86,19 @@ class ProductPublic(BaseModel):
             sale_price=_price(product.sale_price, product.currency),
             effective_price=_price(product.effective_price, product.currency),
             availability=product.availability,
-            images=list(product.images),
+            images=[image_url(product, i) for i in range(len(product.images))],
             url=product.url,
             gtin=product.gtin,
             lang=product.lang,
         )
+
+
+def image_url(product: Product, index: int) -> str:
+    """A URL clients can load: http(s) images as they are, local files through the service."""
+    location = product.images[index]
+    if location.startswith(("http://", "https://")):
+        return location
+    return f"/products/{quote(product.id, safe='')}/images/{index}"
 
 
 def _price(amount: float | None, currency: str | None) -> PricePublic | None:
@@ -184,7 +195,7 @@ class SearchHitPublic(BaseModel):
             brand=product.brand,
             price=product.effective_price,
             currency=product.currency,
-            image=product.images[0] if product.images else None,
+            image=image_url(product, 0) if product.images else None,
             url=product.url,
             availability=product.availability,
             categories=[format_category(path) for path in product.categories],

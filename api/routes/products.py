@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
 
 from api.deps import EngineDep
 from api.schemas import ProductPublic
@@ -27,3 +29,20 @@ def read_product(product_id: str, engine: EngineDep) -> ProductPublic:
         ProductNotFoundError: The id is unknown (answered 404 naming it).
     """
     return ProductPublic.from_product(engine.get_product(product_id))
+
+
+@router.get("/{product_id}/images/{index}", response_class=FileResponse, responses=_NOT_FOUND)
+def read_product_image(product_id: str, index: int, engine: EngineDep) -> FileResponse:
+    """Serve one of a product's local image files (remote images are linked directly).
+
+    Raises:
+        ProductNotFoundError: The id is unknown (404).
+        HTTPException: No image with that index, or the file is not on this machine (404).
+    """
+    product = engine.get_product(product_id)
+    if not 0 <= index < len(product.images):
+        raise HTTPException(404, f"product {product_id!r} has no image {index}")
+    location = product.images[index]
+    if location.startswith(("http://", "https://")) or not Path(location).is_file():
+        raise HTTPException(404, f"image {index} of product {product_id!r} is not a local file")
+    return FileResponse(location)

@@ -105,7 +105,13 @@ class TestDocs:
     def test_openapi_lists_every_route_and_search_parameter(self, client: TestClient) -> None:
         schema = client.get("/openapi.json").json()
 
-        assert set(schema["paths"]) == {"/search", "/products/{product_id}", "/health", "/ready"}
+        assert set(schema["paths"]) == {
+            "/search",
+            "/products/{product_id}",
+            "/products/{product_id}/images/{index}",
+            "/health",
+            "/ready",
+        }
         params = {p["name"] for p in schema["paths"]["/search"]["get"]["parameters"]}
         assert params == {
             "q",

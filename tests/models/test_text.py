@@ -26,7 +26,9 @@ UNRELATED = "Cordless drill"
 class TestSpecs:
     @pytest.mark.parametrize("spec", ["", "bogus", "MiniLM", "st:", "e5-large"])
     def test_unknown_spec_lists_the_valid_ones(self, spec: str) -> None:
-        with pytest.raises(ValueError, match="valid: minilm, minilm-fp32, e5-small, st:<name-or-path>, none"):
+        with pytest.raises(
+            ValueError, match="valid: minilm, minilm-fp32, e5-small, st:<name-or-path>, none"
+        ):
             load_text_embedder(spec)
 
     def test_none(self) -> None:
