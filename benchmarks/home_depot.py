@@ -41,6 +41,7 @@ from benchmarks.common import (
     results_dir,
     rss_bytes,
 )
+from benchmarks.train_ranker import is_training_query
 
 #: Results per query the metrics need (recall@100, MRR cut at 100).
 K = 100
@@ -77,12 +78,13 @@ def _as_products(products: Sequence[tuple[str, str]]) -> list[Any]:
     return [Product(id=uid, title=title) for uid, title in products]
 
 
-def open_ours(index_dir: Path, *, semantic: bool) -> Search:
+def open_ours(index_dir: Path, *, semantic: bool, learned: bool = True) -> Search:
     """Open our snapshot in-process.
 
     Args:
         index_dir: Snapshot folder.
         semantic: False opens it without query embeddings: the lexical-only configuration.
+        learned: Re-rank with the packaged learned ranker (False: fusion order).
 
     Returns:
         ``search(text, k) -> product ids``.
@@ -90,7 +92,9 @@ def open_ours(index_dir: Path, *, semantic: bool) -> Search:
     from search.engine import SearchEngine
 
     # use_semantic=True loads the query embedder the snapshot's manifest names.
-    engine = SearchEngine.open(index_dir, use_semantic=semantic)
+    engine = SearchEngine.open(
+        index_dir, use_semantic=semantic, ranker="auto" if learned else "none"
+    )
     return engine.search_ids
 
 
@@ -127,12 +131,15 @@ class SystemResult:
     Attributes:
         system: Row label.
         metrics: Query set name -> metrics.
+        held_out: Query set name -> metrics on the dev queries the packaged ranker was not
+            trained on (``benchmarks.train_ranker.is_training_query`` is False).
         latencies_ms: Per-query latency over all sets (HTTP latency for HTTP systems).
         extra: Build time, sizes, RSS and the like.
     """
 
     system: str
     metrics: dict[str, Metrics] = field(default_factory=dict)
+    held_out: dict[str, Metrics] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -141,6 +148,7 @@ class SystemResult:
         return {
             "system": self.system,
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
+            "held_out_metrics": {name: m.to_dict() for name, m in self.held_out.items()},
             "latency_ms": _latency_summary(self.latencies_ms),
             **self.extra,
         }
@@ -195,6 +203,9 @@ def run_system(
             if timed:
                 result.latencies_ms.append((time.perf_counter() - start) * 1000.0)
         result.metrics[set_name] = evaluate(run, qrels)
+        held_out = {q: ids for q, ids in run.items() if not is_training_query(q)}
+        if held_out:
+            result.held_out[set_name] = evaluate(held_out, qrels)
         _log(
             f"  {name} / {set_name}: nDCG@10 {result.metrics[set_name].ndcg_at_10:.3f} "
             f"({time.perf_counter() - start_set:.1f} s)"
@@ -354,8 +365,10 @@ def run_peer(
     raise ValueError(f"unknown peer {name!r}; valid: {', '.join(PEERS)}")
 
 
-def format_table(rows: Sequence[SystemResult]) -> str:
-    """One line per system: nDCG@10 on each set, recall@100 and MRR as written, latency."""
+def format_table(rows: Sequence[SystemResult], *, held_out: bool = False) -> str:
+    """One line per system: nDCG@10 on each set, recall@100 and MRR as written, latency.
+
+    With ``held_out`` the metrics are those of the queries the ranker never saw."""
     header = (
         f"{'system':<34} {'nDCG as':>7} {'typo':>6} {'sound':>6} "
         f"{'R@100':>6} {'MRR':>6} {'p50 ms':>8} {'p99 ms':>8}"
@@ -363,11 +376,12 @@ def format_table(rows: Sequence[SystemResult]) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         cells = [f"{row.system:<34}"]
+        metrics = row.held_out if held_out else row.metrics
         for set_name in QUERY_SETS:
-            m = row.metrics.get(set_name)
+            m = metrics.get(set_name)
             width = 7 if set_name == "as_written" else 6
             cells.append(f"{m.ndcg_at_10:>{width}.3f}" if m else " " * (width - 1) + "-")
-        written = row.metrics.get("as_written")
+        written = metrics.get("as_written")
         cells.append(f"{written.recall_at_100:>6.3f}" if written else "     -")
         cells.append(f"{written.mrr:>6.3f}" if written else "     -")
         lat = _latency_summary(row.latencies_ms)
@@ -491,11 +505,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["build"] = build
             _log(f"  build: {build}")
 
-            configs = [("ours hybrid", True)] if args.semantic else []
-            configs.append(("ours lexical-only", False))
-            for label, semantic in configs:
+            configs = (
+                [("ours hybrid + learned", True, True), ("ours hybrid, fusion only", True, False)]
+                if args.semantic
+                else []
+            )
+            configs += [
+                ("ours lexical + learned", False, True),
+                ("ours lexical, fusion only", False, False),
+            ]
+            for label, semantic, learned in configs:
                 start = time.perf_counter()
-                search = open_ours(index_dir, semantic=semantic)
+                search = open_ours(index_dir, semantic=semantic, learned=learned)
                 row = run_system(label, search, query_sets, data.qrels)
                 row.extra = {
                     "open_seconds": time.perf_counter() - start,
@@ -522,7 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report["systems"] = [row.to_dict() for row in rows]
     table = format_table(rows)
+    print("all dev queries (the learned ranker was trained on 70% of them)")
     print(table)
+    print("\nheld-out dev queries only (30%, never used to train the ranker)")
+    print(format_table(rows, held_out=True))
     if "build" in report and "seconds" in report["build"]:
         print(
             f"\nour build: {report['build']['seconds']:.1f} s, "

@@ -37,7 +37,7 @@ def is_training_query(query_id: str) -> bool:
 
 
 def _label(grade: float | None) -> int:
-    return 0 if grade is None else int(round((grade - 1.0) * 2.0))
+    return 0 if grade is None else round((grade - 1.0) * 2.0)
 
 
 def collect(
@@ -61,12 +61,16 @@ def collect(
 
 def main(argv: list[str] | None = None) -> None:
     """Collect features, train LambdaMART, report held-out metrics, write the model."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--index", type=Path, required=True, help="Home Depot snapshot folder")
     parser.add_argument("--out", type=Path, required=True, help="model file to write")
     parser.add_argument("--depth", type=int, default=100, help="candidates re-ranked per query")
     parser.add_argument("--trees", type=int, default=300)
-    parser.add_argument("--limit-queries", type=int, default=0, help="use only N queries (smoke runs)")
+    parser.add_argument(
+        "--limit-queries", type=int, default=0, help="use only N queries (smoke runs)"
+    )
     args = parser.parse_args(argv)
 
     import lightgbm as lgb
@@ -103,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         lambdarank_truncation_level=20,
         verbose=-1,
     )
-    model.fit(np.vstack(rows), np.concatenate(labels), group=groups, feature_name=list(FEATURE_NAMES))
+    model.fit(
+        np.vstack(rows), np.concatenate(labels), group=groups, feature_name=list(FEATURE_NAMES)
+    )
 
     report: dict[str, dict[str, float]] = {}
     for name in sets:
@@ -115,14 +121,30 @@ def main(argv: list[str] | None = None) -> None:
             order = np.argsort(-model.predict(features), kind="stable") if ids else []
             learned[qid] = [ids[i] for i in order]
         before, after = evaluate(fused, hd.qrels), evaluate(learned, hd.qrels)
-        report[name] = {"fusion": before.ndcg_at_10, "learned": after.ndcg_at_10, "queries": before.queries}
-        print(f"held-out {name:10s} nDCG@10 fusion {before.ndcg_at_10:.4f} -> learned {after.ndcg_at_10:.4f} ({before.queries} queries)")
-    gains = sorted(zip(model.booster_.feature_importance("gain"), FEATURE_NAMES, strict=True), reverse=True)
+        report[name] = {
+            "fusion": before.ndcg_at_10,
+            "learned": after.ndcg_at_10,
+            "queries": before.queries,
+        }
+        print(
+            f"held-out {name:10s} nDCG@10 fusion {before.ndcg_at_10:.4f} -> learned {after.ndcg_at_10:.4f} ({before.queries} queries)"
+        )
+    gains = sorted(
+        zip(model.booster_.feature_importance("gain"), FEATURE_NAMES, strict=True), reverse=True
+    )
     print("feature gain:", ", ".join(f"{n} {g:.0f}" for g, n in gains))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.booster_.save_model(str(args.out))
     args.out.with_suffix(".json").write_text(
-        json.dumps({"snapshot": str(args.index), "trees": args.trees, "depth": args.depth, "held_out": report}, indent=2)
+        json.dumps(
+            {
+                "snapshot": str(args.index),
+                "trees": args.trees,
+                "depth": args.depth,
+                "held_out": report,
+            },
+            indent=2,
+        )
     )
     print(f"wrote {args.out}")
 

@@ -420,7 +420,7 @@ class SearchEngine:
             ResultHit(
                 product=self.store.products[h.doc],
                 score=h.score,
-                explanation=self._explain(query, h, runs) if request.explain else None,
+                explanation=self._explain(query, h, found) if request.explain else None,
             )
             for h in page
         )
@@ -453,8 +453,9 @@ class SearchEngine:
         return sorted(hits, key=key)
 
     def _explain(
-        self, query: AnalyzedQuery, hit: Hit, runs: Mapping[str, Sequence[Hit]]
+        self, query: AnalyzedQuery, hit: Hit, found: SearchEngine.Candidates
     ) -> Explanation:
+        runs = found.runs
         traces = []
         for name, run in runs.items():
             for rank, other in enumerate(run, start=1):
@@ -466,21 +467,38 @@ class SearchEngine:
         matched: dict[str, tuple[str, ...]] = {}
         product_terms = self._doc_term_ids(hit.doc)
         for word in query.words:
-            found = tuple(
+            terms = tuple(
                 dict.fromkeys(
                     f"{a.word} ({a.kind.value})"
                     for a in word.alternatives
                     if a.term_id in product_terms
                 )
             )
-            if found:
-                matched[word.text] = found
+            if terms:
+                matched[word.text] = terms
         adjustments = []
         if query.corrected_text:
             adjustments.append(("understand", f"searched as {query.corrected_text!r}"))
+        fused_rank, fused_score = next(
+            ((r, h.score) for r, h in enumerate(found.fused, start=1) if h.doc == hit.doc),
+            (0, hit.score),
+        )
+        if self.ranker is not None and self.scorer is not None and fused_rank:
+            learned_rank = next(
+                (r for r, h in enumerate(found.ranked, start=1) if h.doc == hit.doc), 0
+            )
+            if fused_rank <= self.ranker.depth and learned_rank:
+                model_score = found.ranked[learned_rank - 1].score
+                adjustments.append(
+                    (
+                        "learned",
+                        f"{self.scorer.name}: fused rank {fused_rank} -> {learned_rank} "
+                        f"(model score {model_score:.3f})",
+                    )
+                )
         return Explanation(
             retrievers=tuple(traces),
-            fused_score=hit.score,
+            fused_score=fused_score,
             adjustments=tuple(adjustments),
             matched_terms=matched,
         )

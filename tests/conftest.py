@@ -183,8 +183,8 @@ def core_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def core_engine(core_snapshot: Path) -> SearchEngine:
-    """The engine over :func:`core_snapshot` (lexical retrieval only)."""
-    return SearchEngine.open(core_snapshot)
+    """The engine over :func:`core_snapshot` (lexical retrieval only). Fusion order (no learned ranker), so retriever tests see their own ranking."""
+    return SearchEngine.open(core_snapshot, ranker="none")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,161 @@
+"""Ranking features, the learned ranking stage and the LightGBM scorer (a real model the test trains)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from models.ranker import PACKAGED_RANKERS, LightGBMScorer, load_ranker
+from search.engine import SearchEngine
+from search.features import FEATURE_NAMES, FeatureExtractor
+from search.ranking import LearnedRanker
+from search.types import SearchRequest
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def features_for(engine: SearchEngine, text: str) -> tuple[list[str], npt.NDArray[np.float32]]:
+    found = engine.candidates(SearchRequest(text=text, as_you_type=False))
+    extractor = FeatureExtractor(engine.lexical)
+    rows = extractor.extract(found.query, found.fused, found.runs, None)
+    return [engine.store.products[h.doc].id for h in found.fused], rows
+
+
+class TestFeatures:
+    def test_shape_and_names(self, core_engine: SearchEngine) -> None:
+        ids, rows = features_for(core_engine, "oak chair")
+        assert rows.shape == (len(ids), len(FEATURE_NAMES))
+        assert np.isfinite(rows).all()
+
+    def test_coverage_and_head_word_in_title(self, core_engine: SearchEngine) -> None:
+        ids, rows = features_for(core_engine, "oak chair")
+        chair = rows[ids.index("CHAIR-1")]  # "Oak dining chair"
+        assert chair[F["coverage"]] == 1.0
+        assert chair[F["exact_coverage"]] == 1.0
+        assert chair[F["head_in_title"]] == 1.0
+        assert chair[F["head_position"]] == 1.0  # "chair" is the title's last word
+        assert chair[F["first_in_title"]] == 1.0
+        partial = [r for i, r in zip(ids, rows, strict=True) if i != "CHAIR-1"]
+        assert all(r[F["coverage"]] < 1.0 or r[F["head_position"]] >= 0 for r in partial)
+
+    def test_ordered_pairs_reward_the_query_word_order(self, core_engine: SearchEngine) -> None:
+        ids, rows = features_for(core_engine, "dining chair")
+        assert rows[ids.index("CHAIR-1")][F["ordered_pairs"]] == 1.0
+        ids, rows = features_for(core_engine, "chair dining")
+        assert rows[ids.index("CHAIR-1")][F["ordered_pairs"]] == 0.0
+
+    def test_corrections_are_not_exact(self, core_engine: SearchEngine) -> None:
+        _ids, rows = features_for(core_engine, "wallnut chiar")
+        top = rows[0]
+        assert top[F["coverage"]] == 1.0
+        assert top[F["exact_coverage"]] == 0.0
+
+    def test_without_vectors_semantic_features_are_zero(self, core_engine: SearchEngine) -> None:
+        _, rows = features_for(core_engine, "oak chair")
+        assert (rows[:, F["semantic_similarity"]] == 0).all()
+
+    def test_no_candidates(self, core_engine: SearchEngine) -> None:
+        ids, rows = features_for(core_engine, "zzzzqqq")
+        assert ids == [] and rows.shape == (0, len(FEATURE_NAMES))
+
+
+def train_model(path: Path, prefer: str) -> LightGBMScorer:
+    """Train a tiny real LightGBM ranker that puts high values of one feature first."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    rows = rng.random((400, len(FEATURE_NAMES))).astype(np.float32)
+    rows[:, F[prefer]] *= 10  # spans counts such as title lengths as well as shares
+    labels = (rows[:, F[prefer]] * 0.4).round().astype(int)
+    model = lgb.LGBMRanker(n_estimators=30, min_child_samples=5, verbose=-1)
+    model.fit(rows, labels, group=[20] * 20, feature_name=list(FEATURE_NAMES))
+    model.booster_.save_model(str(path))
+    return LightGBMScorer(path)
+
+
+class TestLightGBMScorer:
+    def test_real_model_round_trip(self, tmp_path: Path) -> None:
+        scorer = train_model(tmp_path / "m.txt", "title_length")
+        assert scorer.feature_names == FEATURE_NAMES
+        rows = np.full((2, len(FEATURE_NAMES)), 0.5, dtype=np.float32)
+        rows[0, F["title_length"]] = 0.5
+        rows[1, F["title_length"]] = 9.0
+        scores = scorer.score(rows)
+        assert scores[1] > scores[0]
+        assert scorer.score(rows[:0]).shape == (0,)
+
+    def test_missing_and_malformed_files(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            LightGBMScorer(tmp_path / "absent.txt")
+        bad = tmp_path / "bad.txt"
+        bad.write_text("not a model\nTree=0\n")
+        with pytest.raises(ValueError, match="not a LightGBM text model"):
+            LightGBMScorer(bad)
+
+    @pytest.mark.parametrize("kind", ["hybrid", "lexical"])
+    def test_packaged_models_match_the_features(self, kind: str) -> None:
+        scorer = LightGBMScorer(PACKAGED_RANKERS[kind])
+        assert scorer.feature_names == FEATURE_NAMES
+        assert load_ranker("auto", semantic=kind == "hybrid") is not None
+        assert load_ranker("none", semantic=True) is None
+
+
+class TestLearnedRanker:
+    def test_model_decides_the_order(self, core_engine: SearchEngine, tmp_path: Path) -> None:
+        found = core_engine.candidates(SearchRequest(text="oak chair", as_you_type=False))
+        ranker = LearnedRanker(
+            FeatureExtractor(core_engine.lexical), train_model(tmp_path / "m.txt", "title_length")
+        )
+        ranked = ranker.rank(found.query, found.fused, found.runs)
+        assert {h.doc for h in ranked} == {h.doc for h in found.fused}
+        lengths = [core_engine.lexical.data.title_sequence(h.doc).size for h in ranked]
+        assert lengths[0] == max(lengths)
+        assert all(h.source == "learned" for h in ranked)
+
+    def test_candidates_beyond_depth_keep_fused_order(
+        self, core_engine: SearchEngine, tmp_path: Path
+    ) -> None:
+        found = core_engine.candidates(SearchRequest(text="oak chair sofa", as_you_type=False))
+        assert len(found.fused) > 2
+        ranker = LearnedRanker(
+            FeatureExtractor(core_engine.lexical),
+            train_model(tmp_path / "m.txt", "title_length"),
+            depth=2,
+        )
+        ranked = ranker.rank(found.query, found.fused, found.runs)
+        assert ranked[2:] == found.fused[2:]
+
+    def test_feature_mismatch_is_refused(self, core_engine: SearchEngine) -> None:
+        class Stale:
+            name = "stale"
+            feature_names = ("lexical_score",)
+
+            def warm_up(self) -> None: ...
+
+            def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+                return np.zeros(len(features))
+
+        with pytest.raises(ValueError, match="trained on features"):
+            LearnedRanker(FeatureExtractor(core_engine.lexical), Stale())
+
+    def test_engine_explains_the_learned_stage(self, core_snapshot: Path, tmp_path: Path) -> None:
+        engine = SearchEngine.open(
+            core_snapshot, ranker=str(train_model(tmp_path / "m.txt", "coverage").path)
+        )
+        hit = engine.search(SearchRequest(text="oak chair", explain=True)).hits[0]
+        assert hit.explanation is not None
+        stages = dict(hit.explanation.adjustments)
+        assert stages["learned"].startswith("m: fused rank ")
+        (_trace,) = hit.explanation.retrievers
+        assert hit.explanation.fused_score != hit.score  # the model's score replaced fusion's
+
+    def test_unloadable_model_is_a_snapshot_error(
+        self, core_snapshot: Path, tmp_path: Path
+    ) -> None:
+        from search.errors import SnapshotError
+
+        with pytest.raises(SnapshotError, match="cannot load ranking model"):
+            SearchEngine.open(core_snapshot, ranker=str(tmp_path / "nope.txt"))
