@@ -74,6 +74,7 @@ class EngineConfig:
         coverage_exponent: How strongly lexical scores favour covering every query word.
         semantic_min_similarity: Semantic hits below this cosine similarity are dropped; None
             takes the embedder's own ``min_similarity``.
+        semantic_margin: Semantic hits more than this below the best one are dropped.
         bm25: BM25F parameters.
         understand: Query expansion settings.
         max_k: Largest page size accepted.
@@ -86,6 +87,7 @@ class EngineConfig:
     candidates: int = 200
     coverage_exponent: float = 1.0
     semantic_min_similarity: float | None = None
+    semantic_margin: float = 0.15
     bm25: Bm25Params = field(default_factory=Bm25Params)
     understand: UnderstandConfig = field(default_factory=UnderstandConfig)
     max_k: int = 250
@@ -161,6 +163,7 @@ class SearchEngine:
                 embedder.embed_queries,
                 self.vector_index,
                 self.semantic_min_similarity,
+                self.config.semantic_margin,
             )
         self.retrievers = {
             n: r for n, r in retrievers.items() if self.config.weights.get(n, 1.0) > 0

@@ -138,12 +138,16 @@ class SemanticRetriever:
         embed_query: Function text -> unit vector (a TextEmbedder's ``embed_queries``).
         index: The product text vectors.
         min_similarity: Hits below this cosine similarity are dropped.
+        margin: Hits more than this below the best hit's similarity are dropped: sentence
+            embeddings place unrelated products only a little lower than related ones, so a
+            cut relative to the best match separates them better than any fixed threshold.
     """
 
     name: str
     embed_query: Callable[[Sequence[str]], npt.NDArray[np.float32]]
     index: VectorIndex
     min_similarity: float = 0.0
+    margin: float = 1.0
 
     def retrieve(
         self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
@@ -155,8 +159,9 @@ class SemanticRetriever:
             query.vector if query.vector is not None else self.embed_query([query.semantic_text])[0]
         )
         sims, docs = self.index.search(vector, k, allowed)
+        if len(sims) == 0:
+            return []
+        floor = max(self.min_similarity, float(sims[0]) - self.margin)
         return [
-            Hit(int(d), float(s), self.name)
-            for s, d in zip(sims, docs, strict=True)
-            if s >= self.min_similarity
+            Hit(int(d), float(s), self.name) for s, d in zip(sims, docs, strict=True) if s >= floor
         ]
