@@ -19,14 +19,13 @@ from search.analysis import Analyzer
 from search.errors import InvalidRequestError, SnapshotError
 from search.features import FeatureExtractor
 from search.fusion import FUSERS
-from search.lexical import Bm25Params, LexicalData, LexicalIndex
+from search.lexical import Bm25Params, GroupScores, LexicalData, LexicalIndex
 from search.protocols import Reranker, Retriever, TextEmbedder
 from search.ranking import LearnedRanker, RelevanceScorer
 from search.retrievers import (
     SemanticRetriever,
     TermRetriever,
     VectorIndex,
-    coverage_scores,
 )
 from search.snapshot import (
     IMPORT_REPORT,
@@ -328,7 +327,19 @@ class SearchEngine:
         self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None
     ) -> dict[str, list[Hit]]:
         """Each retriever's hits for an analysed query."""
-        return {name: r.retrieve(query, k, allowed) for name, r in self.retrievers.items()}
+        return self._retrieve(query, k, allowed)[0]
+
+    def _retrieve(
+        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None
+    ) -> tuple[dict[str, list[Hit]], GroupScores | None]:
+        runs: dict[str, list[Hit]] = {}
+        lexical_scores = None
+        for name, retriever in self.retrievers.items():
+            if retriever is self._match_all:
+                runs[name], lexical_scores = self._match_all.retrieve_scored(query, k, allowed)
+            else:
+                runs[name] = retriever.retrieve(query, k, allowed)
+        return runs, lexical_scores
 
     def fuse(self, runs: Mapping[str, Sequence[Hit]]) -> list[Hit]:
         """Fuse runs with the configured method and weights."""
@@ -337,14 +348,19 @@ class SearchEngine:
         return FUSERS["score"](runs, self.config.weights)
 
     def _matching_docs(
-        self, query: AnalyzedQuery, allowed: npt.NDArray[np.bool_] | None, fused: Sequence[Hit]
+        self,
+        found: SearchEngine.Candidates,
+        allowed: npt.NDArray[np.bool_] | None,
+        fused: Sequence[Hit],
     ) -> npt.NDArray[np.int64]:
-        """Documents counted in ``total`` and facets: those covering the query well, plus the
-        fused candidates."""
-        result = self._match_all.scores(query)
+        """Documents counted in ``total`` and facets: those covering the query well (every word
+        of one or two, 60% of longer queries), plus the ranked candidates."""
+        result = found.lexical_scores
+        if result is None:
+            result = self._match_all.scores(found.query)
         if result.n_groups:
             need = result.n_groups if result.n_groups <= 2 else int(np.ceil(result.n_groups * 0.6))
-            mask = (result.matched >= need) & (coverage_scores(result, 0.0) > 0)
+            mask = (result.matched >= need) & (result.scores > 0)
         else:
             mask = np.zeros(len(self.store), dtype=bool)
         if fused:
@@ -361,6 +377,7 @@ class SearchEngine:
         runs: Mapping[str, list[Hit]]
         fused: list[Hit]
         ranked: list[Hit]
+        lexical_scores: GroupScores | None = None
 
     def candidates(
         self,
@@ -384,10 +401,10 @@ class SearchEngine:
             and query.semantic_text.strip()
         ):
             query = replace(query, vector=self.embedder.embed_queries([query.semantic_text])[0])
-        runs = self.run_retrievers(query, k or self.config.candidates, allowed)
+        runs, lexical_scores = self._retrieve(query, k or self.config.candidates, allowed)
         fused = self.fuse(runs)
         ranked = self.ranker.rank(query, fused, runs) if self.ranker is not None else fused
-        return SearchEngine.Candidates(query, runs, fused, ranked)
+        return SearchEngine.Candidates(query, runs, fused, ranked, lexical_scores)
 
     def search(self, request: SearchRequest) -> SearchResult:
         """Run the pipeline for one request.
@@ -400,7 +417,7 @@ class SearchEngine:
         allowed = self.store.mask(request.filters)
         window = request.page * request.k
         found = self.candidates(request, allowed, max(self.config.candidates, window))
-        query, runs = found.query, found.runs
+        query = found.query
         if query.is_empty:
             matching = np.arange(len(self.store)) if allowed is None else np.flatnonzero(allowed)
             ranked = [Hit(int(d), 0.0, "browse") for d in matching[: max(window, 0)]]
@@ -410,7 +427,7 @@ class SearchEngine:
             ranked = found.ranked
             for reranker in self.rerankers:
                 ranked = reranker.rerank(query, ranked)
-            matching = self._matching_docs(query, allowed, ranked)
+            matching = self._matching_docs(found, allowed, ranked)
             if request.sort is not SortOrder.RELEVANCE:
                 in_ranked = {h.doc for h in ranked}
                 ranked = ranked + [

@@ -86,12 +86,20 @@ class TermRetriever:
         self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
     ) -> list[Hit]:
         """Best ``k`` documents by coverage-weighted BM25F."""
+        return self.retrieve_scored(query, k, allowed)[0]
+
+    def retrieve_scored(
+        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[list[Hit], GroupScores | None]:
+        """Like :meth:`retrieve`, also returning the raw scores of every document (the engine
+        counts matches from them without scoring the query twice)."""
         if not self.applies_to(query):
-            return []
-        scores = coverage_scores(self.scores(query), self.coverage_exponent)
+            return [], None
+        raw = self.scores(query)
+        scores = coverage_scores(raw, self.coverage_exponent)
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0).astype(np.float32)
-        return top_k(scores, k, self.name)
+        return top_k(scores, k, self.name), raw
 
 
 class VectorIndex:
