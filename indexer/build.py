@@ -13,11 +13,13 @@ import orjson
 from search.analysis import Analyzer
 from search.lexical import FIELD_NAMES, LexicalDataBuilder
 from search.protocols import TextEmbedder
+from search.retrievers import ANN_THRESHOLD, build_ann
 from search.snapshot import (
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
     TERMS,
+    TEXT_ANN,
     TEXT_VECTORS,
     VOCABULARY,
     Manifest,
@@ -43,12 +45,14 @@ class BuildConfig:
         embedder: Text embedder spec (``minilm``, ``e5-small``, ``st:<path>``, ``none``).
         embed_batch_size: Products per embedding batch.
         overwrite: Replace an existing snapshot folder.
+        ann_threshold: From this many products the text vectors also get an HNSW graph.
     """
 
     languages: tuple[str, ...] = ("en",)
     embedder: str = "minilm"
     embed_batch_size: int = 64
     overwrite: bool = False
+    ann_threshold: int = ANN_THRESHOLD
 
 
 def product_fields(product: Product) -> dict[str, str]:
@@ -152,6 +156,12 @@ def build_snapshot(
         if vectors is not None:
             with writer.path(TEXT_VECTORS).open("wb") as fh:
                 np.save(fh, vectors.astype(np.float32), allow_pickle=False)
+            if len(vectors) >= config.ann_threshold:
+                import faiss
+
+                report("index vectors", 0, 1)
+                faiss.write_index(build_ann(vectors), str(writer.path(TEXT_ANN)))
+                report("index vectors", 1, 1)
         report("write", 3, 4)
         if import_report is not None:
             writer.path(IMPORT_REPORT).write_bytes(

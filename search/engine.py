@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,7 @@ from search.snapshot import (
     LEXICAL,
     PRODUCTS,
     TERMS,
+    TEXT_ANN,
     TEXT_VECTORS,
     VOCABULARY,
     Manifest,
@@ -104,7 +106,8 @@ class SearchEngine:
         lexical: The lexical index.
         vocabulary: The catalogue vocabulary.
         analyzer: The snapshot's analyser.
-        vectors: Text vectors (or None) and the embedder for queries.
+        vectors: Text vectors, or None.
+        ann: An HNSW graph over ``vectors`` (faiss), or None for exact search.
         embedder: Query embedder matching the vectors.
         config: Query-time settings.
         rerankers: Re-rankers applied after fusion and learned ranking, in order.
@@ -121,6 +124,7 @@ class SearchEngine:
         analyzer: Analyzer,
         *,
         vectors: npt.NDArray[np.float32] | None = None,
+        ann: Any = None,
         embedder: TextEmbedder | None = None,
         config: EngineConfig | None = None,
         rerankers: Sequence[Reranker] = (),
@@ -156,7 +160,7 @@ class SearchEngine:
             configured if configured is not None else getattr(embedder, "min_similarity", 0.25)
         )
         if vectors is not None and embedder is not None and len(vectors):
-            self.vector_index = VectorIndex(vectors)
+            self.vector_index = VectorIndex(vectors, ann)
             retrievers["semantic"] = SemanticRetriever(
                 "semantic",
                 embedder.embed_queries,
@@ -220,6 +224,7 @@ class SearchEngine:
                 f"{path}: lexical index has {lexical.n_docs} documents but the store has {len(store)}"
             )
         vectors = None
+        ann = None
         spec = manifest.models.get("text_embedder")
         if use_semantic and spec and TEXT_VECTORS in manifest.files:
             vectors = np.load(path / TEXT_VECTORS, allow_pickle=False)
@@ -227,6 +232,13 @@ class SearchEngine:
                 raise SnapshotError(
                     f"{path}: {len(vectors)} text vectors for {len(store)} products"
                 )
+            if TEXT_ANN in manifest.files:
+                import faiss
+
+                try:
+                    ann = faiss.read_index(str(path / TEXT_ANN))
+                except RuntimeError as exc:
+                    raise SnapshotError(f"{path}: cannot read {TEXT_ANN}: {exc}") from exc
             if embedder is None:
                 from models.text import load_text_embedder
 
@@ -256,6 +268,7 @@ class SearchEngine:
             vocabulary,
             analyzer,
             vectors=vectors,
+            ann=ann,
             embedder=embedder if vectors is not None else None,
             config=config,
             scorer=scorer,
@@ -289,9 +302,9 @@ class SearchEngine:
         lexical = self.lexical
         if config.bm25 != self.config.bm25:
             lexical = LexicalIndex(self.lexical.data, config.bm25)
-        vectors = None
+        vectors = ann = None
         if self.vector_index is not None:
-            vectors = self.vector_index.vectors
+            vectors, ann = self.vector_index.vectors, self.vector_index.ann
         return SearchEngine(
             self.manifest,
             self.store,
@@ -299,6 +312,7 @@ class SearchEngine:
             self.vocabulary,
             self.analyzer,
             vectors=vectors,
+            ann=ann,
             embedder=self.embedder,
             config=config,
             rerankers=self.rerankers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -102,21 +103,59 @@ class TermRetriever:
         return top_k(scores, k, self.name), raw
 
 
-class VectorIndex:
-    """Inner-product search over unit vectors with faiss (exact while small)."""
+ANN_THRESHOLD = 20_000
+"""From this many vectors a snapshot carries an HNSW graph; below it exact search is as fast."""
 
-    def __init__(self, vectors: npt.NDArray[np.float32]) -> None:
+
+def build_ann(vectors: npt.NDArray[np.float32], m: int = 32, ef_construction: int = 80) -> Any:
+    """An HNSW graph (faiss) over unit vectors, for inner-product search.
+
+    On the 54,667 Home Depot title vectors (384-d): 5 s to build on 2 cores, 0.3 ms per query at
+    ``efSearch`` 128 with recall@10 0.999 and recall@100 0.973 against exact search, where exact
+    search takes 8 ms.
+    """
+    import faiss
+
+    index = faiss.IndexHNSWFlat(int(vectors.shape[1]), m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+class VectorIndex:
+    """Inner-product search over unit vectors.
+
+    Exact (faiss flat) while small; with an HNSW graph (see :func:`build_ann`) unfiltered queries
+    use the graph, and filtered ones search the allowed products exactly, which keeps recall
+    whatever the filter's selectivity.
+
+    Args:
+        vectors: Unit rows, one per document.
+        ann: A faiss HNSW index over the same vectors, or None for exact search.
+        ef_search: HNSW search breadth (higher: better recall, slower).
+    """
+
+    def __init__(
+        self, vectors: npt.NDArray[np.float32], ann: Any = None, ef_search: int = 128
+    ) -> None:
         import faiss
 
         self.dim = int(vectors.shape[1])
-        self.vectors = vectors
-        self._index = faiss.IndexFlatIP(self.dim)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.ann = ann
+        if ann is not None:
+            if int(ann.ntotal) != len(vectors) or int(ann.d) != self.dim:
+                raise ValueError(
+                    f"ANN index holds {ann.ntotal} vectors of {ann.d} dimensions, "
+                    f"expected {len(vectors)} of {self.dim}"
+                )
+            ann.hnsw.efSearch = ef_search
+        self._flat = faiss.IndexFlatIP(self.dim)
         if len(vectors):
-            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        self._faiss = faiss
+            self._flat.add(self.vectors)
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return len(self.vectors)
 
     def search(
         self, vector: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.bool_] | None = None
@@ -126,15 +165,17 @@ class VectorIndex:
         k = min(k, len(self))
         if k <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        if allowed is None:
-            sims, docs = self._index.search(query, k)
-        else:
-            bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
-            selector = self._faiss.IDSelectorBitmap(len(allowed), self._faiss.swig_ptr(bitmap))
-            params = self._faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
-            sims, docs = self._index.search(query, k, params=params)
-        keep = docs[0] >= 0
-        return sims[0][keep], docs[0][keep]
+        if allowed is not None:
+            docs = np.flatnonzero(allowed)
+            if len(docs) == 0:
+                return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+            sims = self.vectors[docs] @ query[0]
+            top = np.argsort(-sims, kind="stable")[:k]
+            return sims[top].astype(np.float32), docs[top].astype(np.int64)
+        index = self.ann if self.ann is not None else self._flat
+        sims, found = index.search(query, k)
+        keep = found[0] >= 0
+        return sims[0][keep], found[0][keep]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ LEXICAL = "lexical.npz"
 VOCABULARY = "vocabulary.json"
 TERMS = "terms.json"
 TEXT_VECTORS = "text_vectors.npy"
+TEXT_ANN = "text_vectors.hnsw"
 IMPORT_REPORT = "import_report.json"
 REQUIRED_FILES = (PRODUCTS, LEXICAL, VOCABULARY, TERMS)
 
