@@ -214,7 +214,11 @@ def run_system(
 
 
 def measure_http(
-    index_dir: Path, queries: Sequence[str], *, startup_timeout_s: float = 300.0
+    index_dir: Path,
+    queries: Sequence[str],
+    *,
+    startup_timeout_s: float = 300.0,
+    semantic: bool = True,
 ) -> dict[str, Any]:
     """Serve the snapshot with ``productsearch serve`` on loopback and time ``GET /search``.
 
@@ -222,6 +226,7 @@ def measure_http(
         index_dir: Snapshot folder.
         queries: Texts to send, one request at a time, over one keep-alive connection.
         startup_timeout_s: How long to wait for ``/ready``.
+        semantic: False serves with ``PRODUCTSEARCH_TEXT_EMBEDDER=none`` (lexical-only).
 
     Returns:
         Latency summary (client-side, ``k`` = :data:`HTTP_K`), RSS after the run, start-up time.
@@ -237,8 +242,9 @@ def measure_http(
         log_path = Path(tmp) / "serve.log"
         with log_path.open("wb") as log:
             started = time.perf_counter()
+            env = {**os.environ, "PRODUCTSEARCH_TEXT_EMBEDDER": "auto" if semantic else "none"}
             proc = subprocess.Popen(
-                serve_command(index_dir, host, port), stdout=log, stderr=subprocess.STDOUT
+                serve_command(index_dir, host, port), stdout=log, stderr=subprocess.STDOUT, env=env
             )
             try:
                 startup_s, rss_idle, latencies, rss = _probe_http(
@@ -528,11 +534,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.http:
                 texts = [t for s in query_sets.values() for t in s.values() if t.strip()]
                 sample = random.Random(args.seed).sample(texts, min(args.http_queries, len(texts)))
-                _log(f"serving over HTTP, {len(sample)} queries")
-                http = measure_http(index_dir, sample)
-                row = SystemResult("ours over HTTP (k=10)", latencies_ms=http.pop("latencies_ms"))
-                row.extra = {**http, "latency_kind": "HTTP GET /search"}
-                rows.append(row)
+                for label, semantic in [("hybrid", True)] * args.semantic + [("lexical", False)]:
+                    _log(f"serving {label} over HTTP, {len(sample)} queries")
+                    http = measure_http(index_dir, sample, semantic=semantic)
+                    row = SystemResult(
+                        f"ours {label} over HTTP (k=10)", latencies_ms=http.pop("latencies_ms")
+                    )
+                    row.extra = {**http, "latency_kind": "HTTP GET /search"}
+                    rows.append(row)
         finally:
             if temp:
                 shutil.rmtree(index_dir, ignore_errors=True)

