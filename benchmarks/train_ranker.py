@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             if is_training_query(qid):
                 continue
             fused[qid] = ids
-            scores = np.asarray(model.predict(features)) if ids else np.zeros(0)
+            scores = np.asarray(model.booster_.predict(features)) if ids else np.zeros(0)
             order = np.argsort(-scores, kind="stable")
             learned[qid] = [ids[i] for i in order]
         before, after = evaluate(fused, hd.qrels), evaluate(learned, hd.qrels)

@@ -1,0 +1,641 @@
+"""Dominant product colours from a photo (numpy + Pillow only).
+
+The extractor finds the product in a catalogue photo and names its main colours with the shop's
+colour vocabulary (:mod:`search.colour`):
+
+1. EXIF orientation is applied, transparency is flattened onto white and the photo is shrunk so
+   its longer side is at most ``size`` pixels (JPEGs are decoded at reduced scale when possible).
+2. The background is estimated from the border: the most common border colour (in Lab) is the
+   backdrop when enough of the border agrees with it, whatever its colour (studio white, grey or a
+   coloured sheet). Pixels close to it *and connected to the border* are background, so a white
+   print inside a black T-shirt stays part of the product. When no backdrop can be told apart
+   (the product fills the frame, or the product is the backdrop's colour), every pixel counts,
+   weighted towards the centre.
+3. Product pixels are weighted towards the centre of the frame (catalogue photos centre the
+   product; a model's hair and trousers sit near the edges), skin-like pixels are down-weighted
+   when they are a minority of the product (a model wearing a red T-shirt), and small near-white
+   specular highlights are dropped unless the product itself is white.
+4. Weighted k-means in Lab (deterministic seed) finds a few clusters; clusters closer than a
+   CIEDE2000 threshold, or named alike, merge. Each remaining cluster is named with
+   :func:`search.colour.nearest`.
+
+Typical use::
+
+    extractor = PhotoColourExtractor()
+    colours = extractor.extract_path(Path("photos/15970.jpg"))
+    colours.colours[0].name, colours.colours[0].family  # ("Navy Blue", "blue")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from search.colour import ciede2000, nearest
+from search.errors import SearchServiceError
+
+__all__ = [
+    "ColourExtractionError",
+    "PhotoColour",
+    "PhotoColourExtractor",
+    "PhotoColours",
+]
+
+FloatArray = NDArray[np.float32]
+BoolArray = NDArray[np.bool_]
+
+# --- tuning (fitted on the fashion photos in shared/data; see benchmarks/fashion_colour.py) ---
+#: Border band width as a share of the shorter side (at least one pixel).
+_BORDER_SHARE: Final = 0.03
+#: Border pixels within this Lab distance of a candidate count as agreeing with it.
+_BORDER_AGREE_DE: Final = 8.0
+#: Least share of the border that must agree on one colour for it to be a backdrop.
+_MIN_BACKDROP_BORDER: Final = 0.3
+#: Lab distance to the backdrop under which a border-connected pixel is background.
+_BACKGROUND_DE: Final = (6.0, 14.0)
+#: Less product than this share of the frame means the product could not be told from the backdrop.
+_MIN_PRODUCT: Final = 0.015
+#: A chromatic "backdrop" leaving less product than this is more likely the product itself.
+_MIN_PRODUCT_ON_COLOUR: Final = 0.12
+#: Centre weighting: Gaussian sigma in half-frame units (x, y) for separated products, and the
+#: tighter one used when no backdrop was found.
+_CENTRE_SIGMA: Final = (0.75, 0.6)
+_FALLBACK_SIGMA: Final = (0.5, 0.5)
+#: Skin-like pixels are down-weighted to this when other colours make at least ``_SKIN_MIN_OTHER``
+#: of the product (a model wearing the garment), and left alone otherwise (a nude or beige product).
+_SKIN_WEIGHT: Final = 0.2
+_SKIN_MIN_OTHER: Final = 0.2
+#: Near-white highlights (L* above, chroma below) are dropped when they are a smaller share than this.
+_SPECULAR_L: Final = 93.0
+_SPECULAR_C: Final = 6.0
+_SPECULAR_MAX_SHARE: Final = 0.05
+#: k-means: clusters, iterations, and the CIEDE2000 distance under which two clusters merge.
+_KMEANS_K: Final = 6
+_KMEANS_ITERATIONS: Final = 12
+_MERGE_DE: Final = 10.0
+#: Bits kept per RGB channel when pixels are binned before clustering.
+_HISTOGRAM_BITS: Final = 5
+#: Calibration of a cluster's Lab before naming: studio photos compress the tonal range (black
+#: fabric photographs at L* 15..25, white at 85..92) and small JPEGs lose chroma.
+_BLACK_POINT: Final = 10.0
+_WHITE_POINT: Final = 92.0
+_CHROMA_GAIN: Final = 1.4
+#: Confidence: share at which the share term saturates, and the ΔE scale of the nearness term.
+_CONFIDENT_SHARE: Final = 0.5
+_NEARNESS_DE: Final = 12.0
+
+
+class ColourExtractionError(SearchServiceError, ValueError):
+    """A photo cannot be read: missing, unreadable, truncated or not an image.
+
+    Attributes:
+        path: The file, when the photo came from one.
+    """
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoColour:
+    """One dominant colour of a product photo.
+
+    Attributes:
+        lab: Mean CIE L*a*b* (D65) of the cluster's pixels.
+        share: Weighted share of the product's pixels in this colour (0..1); the weights favour
+            the centre of the frame and discount a model's skin.
+        name: Nearest vocabulary colour name (English, as in :mod:`search.colour`).
+        family: That colour's family (``"blue"``, ``"grey"``, ...).
+        hex: That vocabulary colour's ``#rrggbb``.
+        confidence: 0..1, high for a large share whose colour sits close to the named one.
+    """
+
+    lab: tuple[float, float, float]
+    share: float
+    name: str
+    family: str
+    hex: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoColours:
+    """The colours of one product photo.
+
+    Attributes:
+        colours: Dominant colours, main first (at most ``max_colours``, each at least ``min_share``
+            unless it is the only one).
+        product_pixels: Share of the image taken by the product (1.0 when no background could be
+            separated and the whole frame was used).
+    """
+
+    colours: tuple[PhotoColour, ...]
+    product_pixels: float
+
+    @property
+    def main(self) -> PhotoColour | None:
+        """The main colour, or None for an empty result.
+
+        Returns:
+            ``colours[0]`` or None.
+        """
+        return self.colours[0] if self.colours else None
+
+
+class PhotoColourExtractor:
+    """Finds the dominant colours of the product in a photo.
+
+    Args:
+        max_colours: Most colours returned (>= 1).
+        min_share: Least weighted share of the product for a secondary colour (0 <= x < 1); the
+            main colour is always returned.
+        size: Longer side, in pixels, the photo is shrunk to before analysis (>= 16).
+        seed: Seed of the k-means initialisation; equal seeds give equal results.
+
+    Raises:
+        ValueError: When an argument is out of range.
+    """
+
+    def __init__(
+        self, *, max_colours: int = 3, min_share: float = 0.08, size: int = 96, seed: int = 0
+    ) -> None:
+        if max_colours < 1:
+            raise ValueError(f"max_colours must be >= 1, got {max_colours}")
+        if not 0.0 <= min_share < 1.0:
+            raise ValueError(f"min_share must be in [0, 1), got {min_share}")
+        if size < 16:
+            raise ValueError(f"size must be >= 16, got {size}")
+        self.max_colours = max_colours
+        self.min_share = min_share
+        self.size = size
+        self.seed = seed
+
+    # -- public ------------------------------------------------------------------------------
+
+    def extract_path(self, path: Path) -> PhotoColours:
+        """Read a photo file and extract its colours.
+
+        Args:
+            path: An image file Pillow can read (JPEG, PNG, WebP, ...).
+
+        Returns:
+            The product's colours.
+
+        Raises:
+            ColourExtractionError: When the file is missing, unreadable, truncated or not an image.
+        """
+        path = Path(path)
+        try:
+            with Image.open(path) as opened:
+                if opened.format == "JPEG":
+                    # DCT scaling: decode a large JPEG at 1/2..1/8 scale, far faster than a
+                    # full decode followed by a resize.
+                    opened.draft("RGB", (self.size * 2, self.size * 2))
+                opened.load()
+                image = opened  # pixels and EXIF stay usable once loaded and closed
+        except FileNotFoundError as exc:
+            raise ColourExtractionError(f"{path}: no such file", path) from exc
+        except IsADirectoryError as exc:
+            raise ColourExtractionError(f"{path}: is a directory, not an image", path) from exc
+        except PermissionError as exc:
+            raise ColourExtractionError(f"{path}: permission denied", path) from exc
+        except UnidentifiedImageError as exc:
+            raise ColourExtractionError(
+                f"{path}: not an image in a format Pillow reads (JPEG, PNG, WebP, ...)", path
+            ) from exc
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
+            raise ColourExtractionError(f"{path}: unreadable or truncated image ({exc})", path) from exc
+        return self.extract(image)
+
+    def extract(self, image: Image.Image) -> PhotoColours:
+        """Extract the dominant colours of the product in an image.
+
+        Args:
+            image: Any Pillow image (any mode; EXIF orientation is honoured).
+
+        Returns:
+            The product's colours, main first, and the share of the frame the product takes.
+
+        Raises:
+            ColourExtractionError: When the image has no pixels.
+        """
+        centres, shares, product_share = _clusters(image, self.size, self.seed)
+        colours = self._name(centres, shares)
+        return PhotoColours(colours=colours, product_pixels=round(product_share, 4))
+
+    # -- naming ------------------------------------------------------------------------------
+
+    def _name(self, centres: FloatArray, shares: NDArray[np.float64]) -> tuple[PhotoColour, ...]:
+        """Name clusters, merge those named alike, keep the largest ones."""
+        merged: dict[str, tuple[NDArray[np.float64], float]] = {}
+        for centre, share in zip(centres, shares, strict=True):
+            colour, _ = nearest(_calibrate(centre))
+            if colour.name in merged:
+                lab_sum, total = merged[colour.name]
+                merged[colour.name] = (lab_sum + centre * share, total + float(share))
+            else:
+                merged[colour.name] = (centre.astype(np.float64) * share, float(share))
+        ranked = sorted(merged.values(), key=lambda item: -item[1])
+        out: list[PhotoColour] = []
+        for lab_sum, share in ranked:
+            if out and (share < self.min_share or len(out) >= self.max_colours):
+                break
+            lab = _calibrate(lab_sum / max(share, 1e-12))
+            colour, delta = nearest(lab)
+            share_term = min(1.0, share / _CONFIDENT_SHARE) ** 0.5
+            nearness = 1.0 / (1.0 + (delta / _NEARNESS_DE) ** 2)
+            out.append(
+                PhotoColour(
+                    lab=lab,
+                    share=round(share, 4),
+                    name=colour.name,
+                    family=colour.family,
+                    hex=colour.hex,
+                    confidence=round(share_term * nearness, 4),
+                )
+            )
+        return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline
+
+
+def _clusters(
+    image: Image.Image, size: int, seed: int
+) -> tuple[FloatArray, NDArray[np.float64], float]:
+    """Measured (uncalibrated) colour clusters of the product in an image.
+
+    Returns:
+        Cluster centres in Lab, their weighted shares (largest first, summing to 1), and the share
+        of the frame taken by the product.
+    """
+    rgb = _prepare(image, size)
+    lab = _rgb_to_lab(rgb)
+    h, w = lab.shape[:2]
+    background = _background_mask(lab)
+    product = ~background
+    product_share = float(product.mean())
+    separated = product_share >= _MIN_PRODUCT
+    if separated:
+        sigma = _CENTRE_SIGMA
+    else:
+        product = np.ones((h, w), dtype=bool)
+        product_share = 1.0
+        sigma = _FALLBACK_SIGMA
+    weights = _centre_weights(h, w, sigma)[product]
+    pixels = lab[product]
+    if separated:
+        weights = weights * _specular_weights(pixels)
+    weights = weights * _skin_weights(pixels)
+    if float(weights.sum()) <= 0.0:
+        weights = np.ones(len(pixels), dtype=np.float32)
+    bins, bin_weights = _histogram(rgb[product], pixels, weights)
+    centres, shares = _dominant(bins, bin_weights, seed)
+    return centres, shares, product_share
+
+
+# --------------------------------------------------------------------------------------------
+# Image preparation and colour conversion
+
+
+def _prepare(image: Image.Image, size: int) -> NDArray[np.uint8]:
+    """Orient, flatten onto white, convert to RGB and shrink to ``size`` on the longer side."""
+    image = ImageOps.exif_transpose(image)
+    if image.width == 0 or image.height == 0:
+        raise ColourExtractionError("image has no pixels")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if max(image.size) > size:
+        scale = size / max(image.size)
+        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        # BOX averages each source block once: fast, and exact enough for colour statistics.
+        image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _srgb_linear_table() -> FloatArray:
+    """sRGB 8-bit value -> linear light, as a 256-entry table."""
+    c = np.arange(256, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return linear.astype(np.float32)
+
+
+_LINEAR: Final = _srgb_linear_table()
+#: sRGB (D65) -> XYZ, rows pre-divided by the D65 white point so white maps to (1, 1, 1).
+_RGB_TO_XYZ: Final = (
+    np.array(
+        [
+            [0.4124564, 0.3575761, 0.1804375],
+            [0.2126729, 0.7151522, 0.0721750],
+            [0.0193339, 0.1191920, 0.9503041],
+        ],
+        dtype=np.float64,
+    )
+    / np.array([[0.95047], [1.0], [1.08883]])
+).astype(np.float32)
+
+
+def _rgb_to_lab(rgb: NDArray[np.uint8]) -> FloatArray:
+    """Vectorised sRGB (uint8, ``(..., 3)``) -> CIE L*a*b* (D65), float32.
+
+    The same formulae as :func:`search.colour.srgb_to_lab`, over whole arrays.
+    """
+    xyz = _LINEAR[rgb] @ _RGB_TO_XYZ.T
+    eps = np.float32(216 / 24389)
+    kappa = np.float32(24389 / 27)
+    f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116).astype(np.float32)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116 * f[..., 1] - 16
+    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def _calibrate(lab: NDArray[np.floating]) -> tuple[float, float, float]:
+    """A cluster's measured Lab -> the Lab the product's colour is named from.
+
+    Stretches L* from the photographic black and white points to 0..100 and multiplies chroma
+    (hue kept): catalogue photos render black fabric as dark grey, white as light grey, and small
+    JPEGs lose saturation.
+    """
+    lightness = (float(lab[0]) - _BLACK_POINT) / (_WHITE_POINT - _BLACK_POINT) * 100.0
+    lightness = min(100.0, max(0.0, lightness))
+    return _lab_tuple(np.array([lightness, lab[1] * _CHROMA_GAIN, lab[2] * _CHROMA_GAIN]))
+
+
+def _lab_tuple(lab: NDArray[np.floating]) -> tuple[float, float, float]:
+    """A Lab array of three -> a rounded plain tuple."""
+    return (round(float(lab[0]), 2), round(float(lab[1]), 2), round(float(lab[2]), 2))
+
+
+# --------------------------------------------------------------------------------------------
+# Background
+
+
+def _border_mask(h: int, w: int) -> BoolArray:
+    """The outer band of the frame."""
+    band = max(1, round(_BORDER_SHARE * min(h, w)))
+    mask = np.zeros((h, w), dtype=bool)
+    mask[:band], mask[-band:], mask[:, :band], mask[:, -band:] = True, True, True, True
+    return mask
+
+
+def _backdrop(border: FloatArray) -> tuple[FloatArray, float, float] | None:
+    """The colour most of the border agrees on.
+
+    Args:
+        border: Lab of the border pixels, ``(n, 3)``.
+
+    Returns:
+        ``(lab, agreement, spread)``: the backdrop's mean Lab, the share of the border within
+        :data:`_BORDER_AGREE_DE` of it, and the 95th percentile distance of those pixels; None when
+        no colour has :data:`_MIN_BACKDROP_BORDER` of the border.
+    """
+    step = max(1, len(border) // 48)
+    candidates = border[::step]
+    dist_sq = (
+        (candidates**2).sum(axis=1)[:, None]
+        - 2.0 * (candidates @ border.T)
+        + (border**2).sum(axis=1)[None, :]
+    )
+    agree = dist_sq < _BORDER_AGREE_DE**2
+    counts = agree.sum(axis=1)
+    best = int(np.argmax(counts))
+    share = float(counts[best]) / len(border)
+    if share < _MIN_BACKDROP_BORDER:
+        return None
+    members = border[agree[best]]
+    centre = members.mean(axis=0)
+    spread = float(np.percentile(np.linalg.norm(members - centre, axis=1), 95))
+    return centre.astype(np.float32), share, spread
+
+
+def _run_labels(mask: BoolArray) -> NDArray[np.intp]:
+    """Label each horizontal run of True pixels (0 for False pixels)."""
+    starts = mask.copy()
+    starts[:, 1:] &= ~mask[:, :-1]
+    labels = np.cumsum(starts.ravel()).reshape(mask.shape)
+    return np.where(mask, labels, 0)
+
+
+def _flood_from_border(candidate: BoolArray) -> BoolArray:
+    """Candidate pixels 4-connected to the frame's edge through candidate pixels.
+
+    Alternates whole-run propagation along rows and columns, so it needs about as many passes as
+    the path to the edge has turns, not as many as it has pixels.
+    """
+    reached = candidate.copy()
+    reached[1:-1, 1:-1] = False
+    rows = _run_labels(candidate)
+    cols = _run_labels(candidate.T).T
+    count = int(reached.sum())
+    while True:
+        for labels in (rows, cols):
+            hit = np.zeros(int(labels.max()) + 1, dtype=bool)
+            hit[labels[reached]] = True
+            hit[0] = False
+            reached = hit[labels]
+        new_count = int(reached.sum())
+        if new_count == count:
+            return reached
+        count = new_count
+
+
+def _background_mask(lab: FloatArray) -> BoolArray:
+    """Backdrop pixels connected to the border; all False when there is no backdrop."""
+    h, w = lab.shape[:2]
+    border = _border_mask(h, w)
+    found = _backdrop(lab[border])
+    if found is None:
+        return np.zeros((h, w), dtype=bool)
+    colour, _, spread = found
+    low, high = _BACKGROUND_DE
+    threshold = min(high, max(low, 1.5 * spread + 3.0))
+    candidate = np.linalg.norm(lab - colour, axis=2) < threshold
+    background = _flood_from_border(candidate)
+    chroma = math.hypot(float(colour[1]), float(colour[2]))
+    if chroma > 10.0 and 1.0 - background.mean() < _MIN_PRODUCT_ON_COLOUR:
+        # A saturated "backdrop" covering nearly everything is more likely a product filling the
+        # frame (a close-up of a red fabric with a small print): keep every pixel.
+        return np.zeros((h, w), dtype=bool)
+    return background
+
+
+# --------------------------------------------------------------------------------------------
+# Pixel weights
+
+
+def _centre_weights(h: int, w: int, sigma: tuple[float, float]) -> FloatArray:
+    """Gaussian weights around the frame's centre; sigma in half-frame units (x, y)."""
+    ys = (np.arange(h, dtype=np.float32) + 0.5) / h * 2 - 1
+    xs = (np.arange(w, dtype=np.float32) + 0.5) / w * 2 - 1
+    gy = np.exp(-0.5 * (ys / sigma[1]) ** 2)
+    gx = np.exp(-0.5 * (xs / sigma[0]) ** 2)
+    return (gy[:, None] * gx[None, :]).astype(np.float32)
+
+
+def _skin_like(pixels: FloatArray) -> BoolArray:
+    """Pixels whose Lab falls in the range of human skin under studio light."""
+    lightness, a, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    chroma = np.hypot(a, b)
+    hue = np.degrees(np.arctan2(b, a))
+    return (
+        (lightness > 35.0)
+        & (lightness < 85.0)
+        & (chroma > 10.0)
+        & (chroma < 45.0)
+        & (hue > 30.0)
+        & (hue < 75.0)
+    )
+
+
+def _skin_weights(pixels: FloatArray) -> FloatArray:
+    """Down-weight skin when it is a minority of the product (a model, not a nude product)."""
+    weights = np.ones(len(pixels), dtype=np.float32)
+    skin = _skin_like(pixels)
+    share = float(skin.mean()) if len(pixels) else 0.0
+    if 0.0 < share <= 1.0 - _SKIN_MIN_OTHER:
+        weights[skin] = _SKIN_WEIGHT
+    return weights
+
+
+def _specular_weights(pixels: FloatArray) -> FloatArray:
+    """Drop small near-white highlights, unless the product is (largely) white."""
+    weights = np.ones(len(pixels), dtype=np.float32)
+    chroma = np.hypot(pixels[:, 1], pixels[:, 2])
+    bright = (pixels[:, 0] > _SPECULAR_L) & (chroma < _SPECULAR_C)
+    share = float(bright.mean()) if len(pixels) else 0.0
+    if 0.0 < share < _SPECULAR_MAX_SHARE:
+        weights[bright] = 0.0
+    return weights
+
+
+# --------------------------------------------------------------------------------------------
+# Clustering
+
+
+def _histogram(
+    rgb: NDArray[np.uint8], lab: FloatArray, weights: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Bin pixels by quantised RGB: clustering a few hundred bins is far cheaper than every pixel.
+
+    Args:
+        rgb: The pixels' sRGB, ``(n, 3)``.
+        lab: Their Lab, ``(n, 3)``.
+        weights: Their weights, ``(n,)``.
+
+    Returns:
+        Each occupied bin's weighted mean Lab ``(m, 3)`` and total weight ``(m,)``.
+    """
+    shift = 8 - _HISTOGRAM_BITS
+    q = (rgb >> shift).astype(np.int32)
+    keys = (q[:, 0] << (2 * _HISTOGRAM_BITS)) | (q[:, 1] << _HISTOGRAM_BITS) | q[:, 2]
+    unique, inverse = np.unique(keys, return_inverse=True)
+    w = weights.astype(np.float64)
+    totals = np.bincount(inverse, weights=w, minlength=len(unique))
+    means = np.empty((len(unique), 3), dtype=np.float32)
+    safe = np.maximum(totals, 1e-12)
+    for c in range(3):
+        means[:, c] = np.bincount(inverse, weights=w * lab[:, c], minlength=len(unique)) / safe
+    keep = totals > 0
+    return means[keep], totals[keep].astype(np.float32)
+
+
+def _weighted_pick(scores: NDArray[np.float64], rng: np.random.Generator) -> int:
+    """Index drawn with probability proportional to ``scores`` (non-negative, positive sum)."""
+    cumulative = np.cumsum(scores)
+    index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return min(index, len(scores) - 1)
+
+
+def _kmeans(
+    pixels: FloatArray, weights: FloatArray, k: int, seed: int
+) -> tuple[FloatArray, NDArray[np.float64]]:
+    """Weighted k-means in Lab with k-means++ seeding.
+
+    Returns:
+        Centres ``(k', 3)`` and their weight totals (``k' <= k``; empty clusters are dropped).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(pixels)
+    k = min(k, n)
+    centres = np.empty((k, 3), dtype=np.float32)
+    centres[0] = pixels[_weighted_pick(weights.astype(np.float64), rng)]
+    nearest_sq = ((pixels - centres[0]) ** 2).sum(axis=1)
+    chosen = 1
+    for i in range(1, k):
+        score = weights.astype(np.float64) * nearest_sq
+        if float(score.sum()) <= 1e-9:
+            break  # every pixel coincides with a centre: fewer distinct colours than k
+        centres[i] = pixels[_weighted_pick(score, rng)]
+        nearest_sq = np.minimum(nearest_sq, ((pixels - centres[i]) ** 2).sum(axis=1))
+        chosen += 1
+    centres = centres[:chosen]
+    assign = np.zeros(n, dtype=np.intp)
+    for _ in range(_KMEANS_ITERATIONS):
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not change the argmin.
+        dist = (centres**2).sum(axis=1)[None, :] - 2.0 * (pixels @ centres.T)
+        new_assign = dist.argmin(axis=1)
+        totals = np.bincount(new_assign, weights=weights, minlength=len(centres))
+        for c in range(3):
+            sums = np.bincount(new_assign, weights=weights * pixels[:, c], minlength=len(centres))
+            centres[:, c] = np.where(totals > 0, sums / np.maximum(totals, 1e-12), centres[:, c])
+        if np.array_equal(new_assign, assign):
+            break
+        assign = new_assign
+    totals = np.bincount(assign, weights=weights, minlength=len(centres))
+    keep = totals > 0
+    return centres[keep], totals[keep]
+
+
+def _dominant(
+    pixels: FloatArray, weights: FloatArray, seed: int
+) -> tuple[FloatArray, NDArray[np.float64]]:
+    """Cluster, then merge clusters closer than :data:`_MERGE_DE` (CIEDE2000), largest first.
+
+    Returns:
+        Centres and shares (summing to 1), sorted by share, largest first.
+    """
+    centres, totals = _kmeans(pixels, weights, _KMEANS_K, seed)
+    cs = [c.astype(np.float64) for c in centres]
+    ts = [float(t) for t in totals]
+    n = len(cs)
+    dist = np.full((n, n), np.inf)
+    for i in range(n):
+        for j in range(i + 1, n):
+            dist[i, j] = ciede2000(_lab_tuple(cs[i]), _lab_tuple(cs[j]))
+    alive = list(range(n))
+    while len(alive) > 1:
+        sub = dist[np.ix_(alive, alive)]
+        flat = int(np.argmin(sub))
+        a, b = alive[flat // len(alive)], alive[flat % len(alive)]
+        if not sub.flat[flat] < _MERGE_DE:
+            break
+        total = ts[a] + ts[b]
+        cs[a] = (cs[a] * ts[a] + cs[b] * ts[b]) / total
+        ts[a] = total
+        alive.remove(b)
+        for other in alive:
+            if other != a:
+                d = ciede2000(_lab_tuple(cs[a]), _lab_tuple(cs[other]))
+                dist[min(a, other), max(a, other)] = d
+    cs = [cs[i] for i in alive]
+    ts = [ts[i] for i in alive]
+    order = np.argsort(-np.asarray(ts), kind="stable")
+    shares = np.asarray(ts, dtype=np.float64)[order]
+    return np.asarray(cs, dtype=np.float32)[order], shares / shares.sum()

@@ -1,0 +1,301 @@
+"""Tests of indexer.colours: photos drawn here with Pillow, nothing read from shared/."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from indexer import colours as colours_module
+from indexer.colours import (
+    ColourExtractionError,
+    PhotoColour,
+    PhotoColourExtractor,
+    PhotoColours,
+)
+from search.colour import srgb_to_lab
+
+RED = (200, 30, 40)
+NAVY = (20, 30, 90)
+YELLOW = (250, 210, 20)
+GREEN = (40, 140, 60)
+LIGHT_BLUE = (170, 210, 240)
+WHITE = (255, 255, 255)
+OFF_WHITE = (252, 252, 250)
+LIGHT_GREY = (200, 200, 200)
+BLACK = (15, 15, 15)
+SKIN = (224, 180, 150)
+BLUE = (30, 80, 200)
+
+
+def shirt(
+    colour: tuple[int, int, int],
+    background: tuple[int, int, int] = WHITE,
+    size: tuple[int, int] = (240, 320),
+) -> Image.Image:
+    """A T-shirt silhouette (body and sleeves) on a uniform backdrop."""
+    w, h = size
+    image = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([w * 0.3, h * 0.2, w * 0.7, h * 0.85], fill=colour)
+    draw.polygon([(w * 0.3, h * 0.2), (w * 0.1, h * 0.4), (w * 0.2, h * 0.45), (w * 0.3, h * 0.35)], fill=colour)
+    draw.polygon([(w * 0.7, h * 0.2), (w * 0.9, h * 0.4), (w * 0.8, h * 0.45), (w * 0.7, h * 0.35)], fill=colour)
+    return image
+
+
+def jpeg_bytes(image: Image.Image, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92, **params)
+    return buffer.getvalue()
+
+
+def by_family(result: PhotoColours) -> dict[str, PhotoColour]:
+    out: dict[str, PhotoColour] = {}
+    for colour in result.colours:
+        out.setdefault(colour.family, colour)
+    return out
+
+
+@pytest.fixture(scope="module")
+def extractor() -> PhotoColourExtractor:
+    return PhotoColourExtractor()
+
+
+class TestArguments:
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"max_colours": 0}, "max_colours"),
+            ({"min_share": -0.1}, "min_share"),
+            ({"min_share": 1.0}, "min_share"),
+            ({"size": 8}, "size"),
+        ],
+    )
+    def test_invalid(self, kwargs: dict[str, float], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            PhotoColourExtractor(**kwargs)  # type: ignore[arg-type]
+
+    def test_empty_image(self, extractor: PhotoColourExtractor) -> None:
+        with pytest.raises(ColourExtractionError, match="no pixels"):
+            extractor.extract(Image.new("RGB", (0, 0)))
+
+
+class TestExtract:
+    def test_red_shirt_on_white(self, extractor: PhotoColourExtractor) -> None:
+        result = extractor.extract(shirt(RED))
+        main = result.colours[0]
+        assert main.family == "red"
+        assert main.share > 0.8
+        assert 0.0 < main.confidence <= 1.0
+        assert main.hex.startswith("#") and len(main.hex) == 7
+        assert 0.15 < result.product_pixels < 0.6  # the white backdrop is not product
+
+    def test_two_colours_half_and_half(self, extractor: PhotoColourExtractor) -> None:
+        image = Image.new("RGB", (240, 320), WHITE)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([60, 60, 119, 260], fill=NAVY)
+        draw.rectangle([120, 60, 179, 260], fill=YELLOW)
+        result = extractor.extract(image)
+        families = by_family(result)
+        assert {"blue", "yellow"} <= set(families)
+        assert families["blue"].share == pytest.approx(0.5, abs=0.08)
+        assert families["yellow"].share == pytest.approx(0.5, abs=0.08)
+
+    def test_coloured_uniform_backdrop_excluded(self, extractor: PhotoColourExtractor) -> None:
+        image = Image.new("RGB", (300, 300), LIGHT_BLUE)
+        draw = ImageDraw.Draw(image)
+        draw.rounded_rectangle([80, 110, 220, 240], radius=12, fill=GREEN)  # the bag
+        draw.arc([110, 50, 190, 150], 180, 360, fill=GREEN, width=10)  # its handle
+        result = extractor.extract(image)
+        assert result.colours[0].family == "green"
+        assert result.colours[0].share > 0.9
+        assert "blue" not in {c.family for c in result.colours}
+        assert result.product_pixels < 0.4
+
+    def test_white_product_on_light_grey(self, extractor: PhotoColourExtractor) -> None:
+        result = extractor.extract(shirt(OFF_WHITE, background=LIGHT_GREY))
+        assert result.colours[0].family == "white"
+        assert result.colours[0].share > 0.8
+        assert result.product_pixels < 0.6
+
+    def test_white_product_on_white_is_still_named(self, extractor: PhotoColourExtractor) -> None:
+        # Nothing separates the product from the backdrop: the whole frame is used.
+        result = extractor.extract(Image.new("RGB", (60, 80), WHITE))
+        assert result.colours[0].family == "white"
+        assert result.product_pixels == 1.0
+
+    def test_product_filling_the_frame(self, extractor: PhotoColourExtractor) -> None:
+        image = Image.new("RGB", (200, 260), BLUE)
+        ImageDraw.Draw(image).rectangle([85, 110, 115, 130], fill=WHITE)  # a small logo
+        result = extractor.extract(image)
+        assert result.colours[0].family == "blue"
+        assert result.colours[0].share > 0.8
+        assert result.product_pixels == 1.0
+
+    def test_product_touching_the_border(self, extractor: PhotoColourExtractor) -> None:
+        image = Image.new("RGB", (200, 260), WHITE)
+        ImageDraw.Draw(image).rectangle([40, 60, 160, 259], fill=RED)  # cut off at the bottom
+        result = extractor.extract(image)
+        assert result.colours[0].family == "red"
+        assert result.colours[0].share > 0.9
+
+    def test_black_tshirt_with_white_print(self, extractor: PhotoColourExtractor) -> None:
+        image = shirt(BLACK)
+        ImageDraw.Draw(image).rectangle([95, 110, 145, 150], fill=WHITE)  # print inside the body
+        result = extractor.extract(image)
+        assert result.colours[0].family == "black"
+        # The print is enclosed by the shirt, so it is product, not backdrop.
+        assert "white" in {c.family for c in result.colours[1:]}
+
+    def test_model_skin_does_not_beat_the_garment(self, extractor: PhotoColourExtractor) -> None:
+        image = Image.new("RGB", (240, 320), WHITE)
+        draw = ImageDraw.Draw(image)
+        draw.ellipse([95, 10, 145, 70], fill=SKIN)  # head
+        draw.rectangle([60, 80, 80, 230], fill=SKIN)  # arms
+        draw.rectangle([160, 80, 180, 230], fill=SKIN)
+        draw.rectangle([110, 65, 130, 85], fill=SKIN)  # neck
+        draw.rectangle([82, 80, 158, 200], fill=RED)  # the garment
+        draw.rectangle([90, 200, 150, 319], fill=SKIN)  # legs
+        result = extractor.extract(image)
+        assert result.colours[0].family == "red"
+
+    def test_skin_coloured_product_keeps_its_colour(self, extractor: PhotoColourExtractor) -> None:
+        result = extractor.extract(shirt(SKIN))
+        main = result.colours[0]
+        assert main.share > 0.9
+        assert main.family not in {"black", "white", "grey"}
+        assert main.lab[1] > 3.0 and main.lab[2] > 5.0  # warm, as the drawing
+
+    def test_specular_highlight_dropped_on_dark_product(
+        self, extractor: PhotoColourExtractor
+    ) -> None:
+        image = shirt(NAVY)
+        ImageDraw.Draw(image).ellipse([110, 120, 118, 128], fill=WHITE)
+        result = extractor.extract(image)
+        assert [c.family for c in result.colours] == ["blue"]
+
+    def test_max_colours_and_min_share(self) -> None:
+        image = Image.new("RGB", (200, 200), WHITE)
+        draw = ImageDraw.Draw(image)
+        for i, colour in enumerate([RED, NAVY, YELLOW, GREEN]):
+            draw.rectangle([20 + 40 * i, 40, 59 + 40 * i, 160], fill=colour)
+        two = PhotoColourExtractor(max_colours=2).extract(image)
+        assert len(two.colours) == 2
+        shares = [c.share for c in two.colours]
+        assert shares == sorted(shares, reverse=True)
+        one = PhotoColourExtractor(min_share=0.5).extract(image)
+        assert len(one.colours) == 1  # the main colour is always kept
+
+    def test_lab_matches_vocabulary_conversion(self) -> None:
+        rgb = np.array([[[200, 30, 40], [20, 30, 90], [255, 255, 255], [0, 0, 0]]], dtype=np.uint8)
+        ours = colours_module._rgb_to_lab(rgb)[0]
+        for pixel, lab in zip(rgb[0], ours, strict=True):
+            expected = srgb_to_lab(tuple(int(v) for v in pixel))
+            assert np.allclose(lab, expected, atol=0.05)
+
+    def test_deterministic(self) -> None:
+        image = Image.new("RGB", (120, 160), WHITE)
+        draw = ImageDraw.Draw(image)
+        rng = np.random.default_rng(1)
+        for _ in range(40):
+            x, y = rng.integers(20, 100), rng.integers(20, 140)
+            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+            draw.rectangle([x, y, x + 12, y + 12], fill=colour)
+        first = PhotoColourExtractor(seed=3).extract(image)
+        assert PhotoColourExtractor(seed=3).extract(image) == first
+        assert PhotoColourExtractor(seed=3).extract(image.copy()) == first
+
+    def test_timing_small_photo(self, extractor: PhotoColourExtractor) -> None:
+        image = shirt(RED, size=(60, 80))
+        extractor.extract(image)
+        start = time.perf_counter()
+        for _ in range(20):
+            extractor.extract(image)
+        # Generous bound (shared CI machines); the benchmark measures the real figure.
+        assert (time.perf_counter() - start) / 20 < 0.05
+
+
+class TestInputs:
+    def test_png_with_alpha(self, extractor: PhotoColourExtractor, tmp_path: Path) -> None:
+        image = Image.new("RGBA", (200, 260), (0, 0, 0, 0))  # transparent black backdrop
+        ImageDraw.Draw(image).rectangle([50, 60, 150, 200], fill=(*RED, 255))
+        path = tmp_path / "cut-out.png"
+        image.save(path)
+        result = extractor.extract_path(path)
+        # Transparency is flattened onto white, so the black of the transparent pixels is gone.
+        assert [c.family for c in result.colours] == ["red"]
+        assert result.product_pixels < 0.5
+
+    def test_palette_png_with_transparency(
+        self, extractor: PhotoColourExtractor, tmp_path: Path
+    ) -> None:
+        image = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+        ImageDraw.Draw(image).rectangle([30, 30, 70, 70], fill=(*GREEN, 255))
+        path = tmp_path / "palette.png"
+        image.convert("P").save(path, transparency=0)
+        result = extractor.extract_path(path)
+        assert result.colours[0].family == "green"
+
+    def test_exif_rotated_jpeg(self, extractor: PhotoColourExtractor, tmp_path: Path) -> None:
+        upright = Image.new("RGB", (120, 200), WHITE)
+        draw = ImageDraw.Draw(upright)
+        draw.rectangle([20, 20, 100, 80], fill=RED)  # red on top, blue below
+        draw.rectangle([20, 100, 100, 180], fill=BLUE)
+        # Store the pixels turned 90 degrees clockwise; EXIF orientation 8 turns them back.
+        stored = upright.transpose(Image.Transpose.ROTATE_270)
+        exif = Image.Exif()
+        exif[0x0112] = 8
+        path = tmp_path / "rotated.jpg"
+        path.write_bytes(jpeg_bytes(stored, exif=exif.tobytes()))
+
+        with Image.open(path) as image:
+            assert image.size == (200, 120)
+            prepared = colours_module._prepare(image, 96)
+        assert prepared.shape[:2] == (96, 58)  # upright: taller than wide
+        top, bottom = prepared[20].astype(int), prepared[75].astype(int)
+        assert top[29][0] > 150 > top[29][2]  # red at the top
+        assert bottom[29][2] > 150 > bottom[29][0]  # blue below
+
+        result = extractor.extract_path(path)
+        assert {"red", "blue"} <= {c.family for c in result.colours}
+
+    def test_large_jpeg_is_fast_enough(self, extractor: PhotoColourExtractor, tmp_path: Path) -> None:
+        path = tmp_path / "big.jpg"
+        path.write_bytes(jpeg_bytes(shirt(GREEN, size=(1000, 1000))))
+        extractor.extract_path(path)
+        start = time.perf_counter()
+        result = extractor.extract_path(path)
+        assert result.colours[0].family == "green"
+        assert time.perf_counter() - start < 0.2  # target is ~20 ms; generous for CI
+
+    def test_truncated_jpeg(self, extractor: PhotoColourExtractor, tmp_path: Path) -> None:
+        data = jpeg_bytes(shirt(RED))
+        path = tmp_path / "truncated.jpg"
+        path.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ColourExtractionError, match="truncated.jpg") as info:
+            extractor.extract_path(path)
+        assert info.value.path == path
+
+    def test_not_an_image(self, extractor: PhotoColourExtractor, tmp_path: Path) -> None:
+        path = tmp_path / "notes.jpg"
+        path.write_bytes(b"this is not a photo\n" * 10)
+        with pytest.raises(ColourExtractionError, match=r"notes\.jpg.*not an image"):
+            extractor.extract_path(path)
+
+    def test_missing_file(self, extractor: PhotoColourExtractor, tmp_path: Path) -> None:
+        path = tmp_path / "missing.jpg"
+        with pytest.raises(ColourExtractionError, match=r"missing\.jpg: no such file"):
+            extractor.extract_path(path)
+
+    def test_directory(self, extractor: PhotoColourExtractor, tmp_path: Path) -> None:
+        with pytest.raises(ColourExtractionError, match="directory"):
+            extractor.extract_path(tmp_path)
+
+    def test_error_is_a_service_error(self) -> None:
+        from search.errors import SearchServiceError
+
+        assert issubclass(ColourExtractionError, SearchServiceError)
