@@ -73,11 +73,14 @@ def check_embedder(embedder: TextEmbedder) -> None:
     assert embedder.embed_queries([]).shape == (0, 384)
     assert embedder.embed_documents([]).shape == (0, 384)
     texts = ["a b", "c d", "e f"]
-    np.testing.assert_allclose(
-        embedder.embed_documents(texts, batch_size=2),
-        embedder.embed_documents(texts, batch_size=64),
-        atol=1e-5,
-    )
+    small = embedder.embed_documents(texts, batch_size=2)
+    large = embedder.embed_documents(texts, batch_size=64)
+    if getattr(embedder, "quantize", False):
+        # int8 dynamic quantisation scales activations per batch: a text's vector moves a
+        # little with its batch companions (documented in models/text.py), never far.
+        assert ((small * large).sum(axis=1) > 0.9).all()
+    else:
+        np.testing.assert_allclose(small, large, atol=1e-5)
 
 
 @pytest.fixture(scope="session")
