@@ -3,27 +3,29 @@
 The extractor finds the product in a catalogue photo and names its main colours with the shop's
 colour vocabulary (:mod:`search.colour`):
 
-1. EXIF orientation is applied, transparency is flattened onto white and the photo is shrunk so
-   its longer side is at most ``size`` pixels (JPEGs are decoded at reduced scale when possible).
-2. The background is estimated from the border: the most common border colour (in Lab) is the
-   backdrop when enough of the border agrees with it, whatever its colour (studio white, grey or a
-   coloured sheet). Pixels close to it *and connected to the border* are background, so a white
-   print inside a black T-shirt stays part of the product. When no backdrop can be told apart
-   (the product fills the frame, or the product is the backdrop's colour), every pixel counts,
-   weighted towards the centre.
-3. Product pixels are weighted towards the centre of the frame (catalogue photos centre the
-   product; a model's hair and trousers sit near the edges), skin-like pixels are down-weighted
-   when they are a minority of the product (a model wearing a red T-shirt), and small near-white
-   specular highlights are dropped unless the product itself is white.
-4. Weighted k-means in Lab (deterministic seed) finds a few clusters; clusters closer than a
-   CIEDE2000 threshold, or named alike, merge. Each remaining cluster is named with
-   :func:`search.colour.nearest`.
+1. EXIF orientation is applied, the photo is shrunk so its longer side is at most ``size`` pixels
+   (JPEGs are decoded at reduced scale) and transparency is flattened onto white.
+2. The backdrop is estimated from the border: the colour most of the border agrees on (in Lab),
+   whatever it is (studio white, grey, a coloured sheet). Pixels close to it *and connected to
+   the border* are background, so a light print inside a dark T-shirt stays product; enclosed
+   pixels count as backdrop only when almost exactly its colour (seen through a bag's handle).
+   When no backdrop can be told apart (the product fills the frame, or is the backdrop's colour),
+   every pixel counts, weighted towards the centre.
+3. Product pixels are weighted towards the centre of the frame (a model's hair and trousers sit
+   near the edges), skin-like pixels are down-weighted unless they are nearly all of the product
+   (a model wearing a red top, but a nude bra keeps its colour), and a few near-white specular
+   highlights are dropped unless the product itself is white.
+4. Weighted k-means in Lab (k-means++ seeding from ``seed``) over a binned colour histogram;
+   clusters closer than a CIEDE2000 threshold merge.
+5. Each cluster is calibrated (see :func:`_calibrate`: studio photos render black fabric as dark
+   grey and wash out chroma) and named with :func:`search.colour.nearest`; clusters named alike
+   merge. The calibration constants were fitted on the labelled fashion photos in shared/data.
 
 Typical use::
 
     extractor = PhotoColourExtractor()
-    colours = extractor.extract_path(Path("photos/15970.jpg"))
-    colours.colours[0].name, colours.colours[0].family  # ("Navy Blue", "blue")
+    photo = extractor.extract_path(Path("photos/15970.jpg"))
+    photo.colours[0].name, photo.colours[0].family  # ("navy", "blue")
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search.colour import ciede2000, nearest
+from search.colour import Colour, ciede2000_many, nearest
 from search.errors import SearchServiceError
 
 __all__ = [
@@ -59,6 +61,8 @@ _BORDER_AGREE_DE: Final = 8.0
 _MIN_BACKDROP_BORDER: Final = 0.3
 #: Lab distance to the backdrop under which a border-connected pixel is background.
 _BACKGROUND_DE: Final = (6.0, 14.0)
+#: Lab distance to the backdrop under which a pixel enclosed by the product is backdrop too.
+_HOLE_DE: Final = 3.0
 #: Less product than this share of the frame means the product could not be told from the backdrop.
 _MIN_PRODUCT: Final = 0.015
 #: A chromatic "backdrop" leaving less product than this is more likely the product itself.
@@ -83,9 +87,12 @@ _MERGE_DE: Final = 10.0
 _HISTOGRAM_BITS: Final = 5
 #: Calibration of a cluster's Lab before naming: studio photos compress the tonal range (black
 #: fabric photographs at L* 15..25, white at 85..92) and small JPEGs lose chroma.
-_BLACK_POINT: Final = 10.0
-_WHITE_POINT: Final = 92.0
-_CHROMA_GAIN: Final = 1.4
+_BLACK_POINTS: Final = (22.0, 4.0)
+_CHROMATIC_AT: Final = 15.0
+_WHITE_POINT: Final = 86.0
+_CHROMA_GAIN_KNOTS: Final = (15.0, 50.0, 85.0)
+_CHROMA_GAINS: Final = (3.5, 2.0, 1.4)
+_CHROMA_FLOOR: Final = 3.0
 #: Confidence: share at which the share term saturates, and the ΔE scale of the nearness term.
 _CONFIDENT_SHARE: Final = 0.5
 _NEARNESS_DE: Final = 12.0
@@ -108,13 +115,15 @@ class PhotoColour:
     """One dominant colour of a product photo.
 
     Attributes:
-        lab: Mean CIE L*a*b* (D65) of the cluster's pixels.
+        lab: CIELAB (D65) of the colour, calibrated for studio photography (the coordinate that
+            was named; compare it with vocabulary coordinates, not with raw pixel values).
         share: Weighted share of the product's pixels in this colour (0..1); the weights favour
             the centre of the frame and discount a model's skin.
-        name: Nearest vocabulary colour name (English, as in :mod:`search.colour`).
-        family: That colour's family (``"blue"``, ``"grey"``, ...).
+        name: Nearest (non-metallic) vocabulary colour's canonical name (``"navy"``).
+        family: That colour's family, a :class:`search.colour.Family` value (``"blue"``).
         hex: That vocabulary colour's ``#rrggbb``.
-        confidence: 0..1, high for a large share whose colour sits close to the named one.
+        confidence: 0..1: ``sqrt(min(1, share / 0.5))`` times ``1 / (1 + (ΔE00 / 12)^2)``, the
+            ΔE00 between ``lab`` and the named colour; high for a large share close to its name.
     """
 
     lab: tuple[float, float, float]
@@ -212,7 +221,9 @@ class PhotoColourExtractor:
             ) from exc
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
-            raise ColourExtractionError(f"{path}: unreadable or truncated image ({exc})", path) from exc
+            raise ColourExtractionError(
+                f"{path}: unreadable or truncated image ({exc})", path
+            ) from exc
         return self.extract(image)
 
     def extract(self, image: Image.Image) -> PhotoColours:
@@ -235,21 +246,22 @@ class PhotoColourExtractor:
 
     def _name(self, centres: FloatArray, shares: NDArray[np.float64]) -> tuple[PhotoColour, ...]:
         """Name clusters, merge those named alike, keep the largest ones."""
-        merged: dict[str, tuple[NDArray[np.float64], float]] = {}
+        groups: dict[str, tuple[Colour, NDArray[np.float64], float]] = {}
         for centre, share in zip(centres, shares, strict=True):
             colour, _ = nearest(_calibrate(centre))
-            if colour.name in merged:
-                lab_sum, total = merged[colour.name]
-                merged[colour.name] = (lab_sum + centre * share, total + float(share))
+            weighted = centre.astype(np.float64) * float(share)
+            if colour.name in groups:
+                first, lab_sum, total = groups[colour.name]
+                groups[colour.name] = (first, lab_sum + weighted, total + float(share))
             else:
-                merged[colour.name] = (centre.astype(np.float64) * share, float(share))
-        ranked = sorted(merged.values(), key=lambda item: -item[1])
+                groups[colour.name] = (colour, weighted, float(share))
+        ranked = sorted(groups.values(), key=lambda group: -group[2])
         out: list[PhotoColour] = []
-        for lab_sum, share in ranked:
+        for colour, lab_sum, share in ranked:
             if out and (share < self.min_share or len(out) >= self.max_colours):
                 break
             lab = _calibrate(lab_sum / max(share, 1e-12))
-            colour, delta = nearest(lab)
+            delta = float(ciede2000_many(np.asarray(lab), np.asarray(colour.lab)))
             share_term = min(1.0, share / _CONFIDENT_SHARE) ** 0.5
             nearness = 1.0 / (1.0 + (delta / _NEARNESS_DE) ** 2)
             out.append(
@@ -257,7 +269,7 @@ class PhotoColourExtractor:
                     lab=lab,
                     share=round(share, 4),
                     name=colour.name,
-                    family=colour.family,
+                    family=str(colour.family),
                     hex=colour.hex,
                     confidence=round(share_term * nearness, 4),
                 )
@@ -308,24 +320,45 @@ def _clusters(
 
 
 def _prepare(image: Image.Image, size: int) -> NDArray[np.uint8]:
-    """Orient, flatten onto white, convert to RGB and shrink to ``size`` on the longer side."""
-    image = ImageOps.exif_transpose(image)
+    """Orient, shrink to ``size`` on the longer side, flatten transparency onto white, to RGB.
+
+    Raises:
+        ColourExtractionError: When the image has no pixels or a mode Pillow cannot convert.
+    """
     if image.width == 0 or image.height == 0:
         raise ColourExtractionError("image has no pixels")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    ):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    if image.mode != "RGB":
+    try:
+        image = ImageOps.exif_transpose(image)
+        image = _to_8bit(image)
+        if image.mode in ("RGBa", "La", "PA") or (
+            image.mode == "P" and "transparency" in image.info
+        ):
+            image = image.convert("RGBA")
+        elif image.mode not in ("RGB", "RGBA", "LA", "L"):
+            image = image.convert("RGB")
+        if max(image.size) > size:
+            scale = size / max(image.size)
+            target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            # BOX averages each source block once: fast, and exact enough for colour statistics.
+            image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
+        if image.mode in ("RGBA", "LA"):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
         image = image.convert("RGB")
-    if max(image.size) > size:
-        scale = size / max(image.size)
-        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        # BOX averages each source block once: fast, and exact enough for colour statistics.
-        image = image.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
+    except ValueError as exc:
+        raise ColourExtractionError(f"cannot convert a {image.mode!r} image to RGB: {exc}") from exc
     return np.asarray(image, dtype=np.uint8)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit and float greyscale images to 8 bits (Pillow's own conversion clips them)."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") else max(255.0, float(values.max(initial=0)))
+    scaled = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
 
 
 def _srgb_linear_table() -> FloatArray:
@@ -371,11 +404,19 @@ def _calibrate(lab: NDArray[np.floating]) -> tuple[float, float, float]:
 
     Stretches L* from the photographic black and white points to 0..100 and multiplies chroma
     (hue kept): catalogue photos render black fabric as dark grey, white as light grey, and small
-    JPEGs lose saturation.
+    JPEGs lose saturation. Dark *neutral* clusters are stretched hardest (a black T-shirt at L* 20
+    is black); a dark cluster with some chroma keeps more of its lightness, so dark brown leather
+    and navy denim stay brown and navy rather than black.
     """
-    lightness = (float(lab[0]) - _BLACK_POINT) / (_WHITE_POINT - _BLACK_POINT) * 100.0
+    chroma = math.hypot(float(lab[1]), float(lab[2]))
+    neutral_black, chromatic_black = _BLACK_POINTS
+    tint = min(1.0, max(0.0, (chroma - _CHROMA_FLOOR) / (_CHROMATIC_AT - _CHROMA_FLOOR)))
+    black = neutral_black + (chromatic_black - neutral_black) * tint
+    lightness = (float(lab[0]) - black) / (_WHITE_POINT - black) * 100.0
     lightness = min(100.0, max(0.0, lightness))
-    return _lab_tuple(np.array([lightness, lab[1] * _CHROMA_GAIN, lab[2] * _CHROMA_GAIN]))
+    gain = float(np.interp(float(lab[0]), _CHROMA_GAIN_KNOTS, _CHROMA_GAINS))
+    scale = gain * max(0.0, chroma - _CHROMA_FLOOR) / chroma if chroma > 0 else 0.0
+    return _lab_tuple(np.array([lightness, lab[1] * scale, lab[2] * scale]))
 
 
 def _lab_tuple(lab: NDArray[np.floating]) -> tuple[float, float, float]:
@@ -466,8 +507,12 @@ def _background_mask(lab: FloatArray) -> BoolArray:
     colour, _, spread = found
     low, high = _BACKGROUND_DE
     threshold = min(high, max(low, 1.5 * spread + 3.0))
-    candidate = np.linalg.norm(lab - colour, axis=2) < threshold
-    background = _flood_from_border(candidate)
+    distance = np.linalg.norm(lab - colour, axis=2)
+    background = _flood_from_border(distance < threshold)
+    # Backdrop seen through a hole (a bag's handle, between a pair of earrings) is not connected
+    # to the border; only pixels almost exactly the backdrop's colour count, so a print of a
+    # similar colour (with fabric texture and shading) stays product.
+    background |= distance < min(threshold, _HOLE_DE)
     chroma = math.hypot(float(colour[1]), float(colour[2]))
     if chroma > 10.0 and 1.0 - background.mean() < _MIN_PRODUCT_ON_COLOUR:
         # A saturated "backdrop" covering nearly everything is more likely a product filling the
@@ -505,7 +550,7 @@ def _skin_like(pixels: FloatArray) -> BoolArray:
 
 
 def _skin_weights(pixels: FloatArray) -> FloatArray:
-    """Down-weight skin when it is a minority of the product (a model, not a nude product)."""
+    """Down-weight skin unless it is nearly all of the product (a model, not a nude product)."""
     weights = np.ones(len(pixels), dtype=np.float32)
     skin = _skin_like(pixels)
     share = float(skin.mean()) if len(pixels) else 0.0
@@ -586,21 +631,22 @@ def _kmeans(
         nearest_sq = np.minimum(nearest_sq, ((pixels - centres[i]) ** 2).sum(axis=1))
         chosen += 1
     centres = centres[:chosen]
-    assign = np.zeros(n, dtype=np.intp)
+    assign = np.full(n, -1, dtype=np.intp)
     for _ in range(_KMEANS_ITERATIONS):
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not change the argmin.
         dist = (centres**2).sum(axis=1)[None, :] - 2.0 * (pixels @ centres.T)
         new_assign = dist.argmin(axis=1)
-        totals = np.bincount(new_assign, weights=weights, minlength=len(centres))
-        for c in range(3):
-            sums = np.bincount(new_assign, weights=weights * pixels[:, c], minlength=len(centres))
-            centres[:, c] = np.where(totals > 0, sums / np.maximum(totals, 1e-12), centres[:, c])
-        if np.array_equal(new_assign, assign):
-            break
+        converged = np.array_equal(new_assign, assign)
         assign = new_assign
-    totals = np.bincount(assign, weights=weights, minlength=len(centres))
-    keep = totals > 0
-    return centres[keep], totals[keep]
+        if converged:
+            break
+        totals = np.bincount(assign, weights=weights, minlength=len(centres))
+        for c in range(3):
+            sums = np.bincount(assign, weights=weights * pixels[:, c], minlength=len(centres))
+            centres[:, c] = np.where(totals > 0, sums / np.maximum(totals, 1e-12), centres[:, c])
+    mass = np.bincount(assign, weights=weights, minlength=len(centres)).astype(np.float64)
+    keep = mass > 0
+    return centres[keep], mass[keep]
 
 
 def _dominant(
@@ -615,10 +661,8 @@ def _dominant(
     cs = [c.astype(np.float64) for c in centres]
     ts = [float(t) for t in totals]
     n = len(cs)
-    dist = np.full((n, n), np.inf)
-    for i in range(n):
-        for j in range(i + 1, n):
-            dist[i, j] = ciede2000(_lab_tuple(cs[i]), _lab_tuple(cs[j]))
+    dist = ciede2000_many(centres[:, None, :], centres[None, :, :])
+    dist[np.tril_indices(n)] = np.inf  # each pair once, (i < j)
     alive = list(range(n))
     while len(alive) > 1:
         sub = dist[np.ix_(alive, alive)]
@@ -630,9 +674,10 @@ def _dominant(
         cs[a] = (cs[a] * ts[a] + cs[b] * ts[b]) / total
         ts[a] = total
         alive.remove(b)
-        for other in alive:
-            if other != a:
-                d = ciede2000(_lab_tuple(cs[a]), _lab_tuple(cs[other]))
+        others = [o for o in alive if o != a]
+        if others:
+            row = ciede2000_many(cs[a], np.asarray([cs[o] for o in others]))
+            for other, d in zip(others, row, strict=True):
                 dist[min(a, other), max(a, other)] = d
     cs = [cs[i] for i in alive]
     ts = [ts[i] for i in alive]
