@@ -124,7 +124,7 @@ def build_snapshot(
         lexical.add(
             {name: analyzer.document_terms(text, product.lang) for name, text in fields.items()}
         )
-        vocabulary.add(fields.values(), product.lang)
+        vocabulary.add(fields.values())
         if i % 1000 == 0:
             report("analyse", i, total)
     report("analyse", total, total)

@@ -50,7 +50,7 @@ from search.types import (
     SearchResult,
     SortOrder,
 )
-from search.understand import AnalyzedQuery, MatchKind, QueryUnderstander, UnderstandConfig
+from search.understand import AnalyzedQuery, QueryUnderstander, UnderstandConfig
 from search.vocabulary import Vocabulary
 
 
@@ -149,9 +149,7 @@ class SearchEngine:
         # lexical retriever's term groups, weighted below exact matches. Separate fuzzy and
         # phonetic runs fused by RRF were measured worse (Home Depot dev, typo set: 0.27 vs 0.38
         # nDCG@10): a run that lacks the corrected word ranks products matching only the rest.
-        lexical_retriever = TermRetriever(
-            "lexical", lexical, frozenset(MatchKind), None, self.config.coverage_exponent
-        )
+        lexical_retriever = TermRetriever("lexical", lexical, self.config.coverage_exponent)
         self._match_all = lexical_retriever
         retrievers: dict[str, Retriever] = {"lexical": lexical_retriever}
         self.vector_index: VectorIndex | None = None

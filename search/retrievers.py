@@ -11,11 +11,7 @@ import numpy.typing as npt
 
 from search.lexical import GroupScores, LexicalIndex
 from search.types import Hit
-from search.understand import AnalyzedQuery, MatchKind
-
-LEXICAL_KINDS = frozenset(
-    {MatchKind.EXACT, MatchKind.PREFIX, MatchKind.SPLIT, MatchKind.JOIN, MatchKind.SYNONYM}
-)
+from search.understand import AnalyzedQuery
 
 
 def top_k(scores: npt.NDArray[np.float32], k: int, source: str) -> list[Hit]:
@@ -44,40 +40,22 @@ def coverage_scores(result: GroupScores, exponent: float) -> npt.NDArray[np.floa
 
 @dataclass(frozen=True, slots=True)
 class TermRetriever:
-    """BM25F over the query's term groups, restricted to some kinds of alternatives.
-
-    With ``require`` set, the retriever answers only queries that hold an alternative of that
-    kind (the fuzzy retriever stays silent when nothing needed correcting), so fusion does not
-    count the same evidence twice.
+    """BM25F over the query's term groups: each word's exact terms, completions, corrections,
+    sound-alikes, compound parts and synonyms, weighted as query understanding set them.
 
     Attributes:
         name: Retriever name in runs and explanations.
         index: The lexical index.
-        kinds: Alternative kinds this retriever uses.
-        require: Answer only when the query has an alternative of this kind.
         coverage_exponent: See :func:`coverage_scores`.
     """
 
     name: str
     index: LexicalIndex
-    kinds: frozenset[MatchKind] = LEXICAL_KINDS
-    require: MatchKind | None = None
     coverage_exponent: float = 1.0
 
-    def applies_to(self, query: AnalyzedQuery) -> bool:
-        """True when this retriever has something to add for the query."""
-        if query.is_empty:
-            return False
-        if self.require is None:
-            return True
-        return any(a.kind is self.require for w in query.words for a in w.alternatives)
-
     def groups(self, query: AnalyzedQuery) -> list[list[tuple[int, float]]]:
-        """The query's term groups as ``(term_id, weight)`` lists, kinds filtered."""
-        return [
-            [(a.term_id, a.weight) for a in word.alternatives if a.kind in self.kinds]
-            for word in query.words
-        ]
+        """The query's term groups as ``(term_id, weight)`` lists."""
+        return [[(a.term_id, a.weight) for a in word.alternatives] for word in query.words]
 
     def scores(self, query: AnalyzedQuery) -> GroupScores:
         """Raw group scores of every document."""
@@ -94,7 +72,7 @@ class TermRetriever:
     ) -> tuple[list[Hit], GroupScores | None]:
         """Like :meth:`retrieve`, also returning the raw scores of every document (the engine
         counts matches from them without scoring the query twice)."""
-        if not self.applies_to(query):
+        if query.is_empty:
             return [], None
         raw = self.scores(query)
         scores = coverage_scores(raw, self.coverage_exponent)

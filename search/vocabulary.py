@@ -175,11 +175,10 @@ class VocabularyBuilder:
     def __init__(self, analyzer: Analyzer) -> None:
         self._analyzer = analyzer
         self._df: dict[str, int] = defaultdict(int)
-        self._lang_of: dict[str, set[str]] = defaultdict(set)
+        self._surfaces: dict[str, set[str]] = defaultdict(set)
 
-    def add(self, texts: Iterable[str], lang: str | None = None) -> None:
+    def add(self, texts: Iterable[str]) -> None:
         """Add one document's texts."""
-        language = lang or self._analyzer.default_language
         words = set()
         for text in texts:
             for tok in tokenize(text):
@@ -191,8 +190,7 @@ class VocabularyBuilder:
             if folded not in seen:
                 self._df[folded] += 1
                 seen.add(folded)
-            self._lang_of[folded].add(language)
-            self._lang_of[folded].add("surface:" + surface)
+            self._surfaces[folded].add(surface)
 
     def build(self, term_id: Callable[[str], int]) -> Vocabulary:
         """Freeze into a :class:`Vocabulary`.
@@ -203,8 +201,7 @@ class VocabularyBuilder:
         words, dfs, terms, keys = [], [], [], []
         for word, count in self._df.items():
             ids: dict[int, None] = {}
-            surfaces = [s[8:] for s in self._lang_of[word] if s.startswith("surface:")] or [word]
-            for surface in surfaces:
+            for surface in self._surfaces[word]:
                 for term in self._analyzer.terms_of_word(surface):
                     ids[term_id(term)] = None
             words.append(word)
