@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field
 
 from search.types import (
     Availability,
+    ColourSource,
     Explanation,
     FacetValue,
     Product,
+    ProductColour,
     ResultHit,
     SearchResult,
 )
@@ -39,6 +41,29 @@ class PricePublic(BaseModel):
     currency: str | None = None
 
 
+class ColourPublic(BaseModel):
+    """One colour of a product, read from its text or its main photo."""
+
+    name: str = Field(description='Colour name ("navy").')
+    family: str = Field(description='Colour family ("blue"), as the colour facet counts it.')
+    hex: str = Field(description="Swatch, #rrggbb (measured for photo colours).")
+    source: ColourSource = Field(description="text: the PIM colour, title or description; photo.")
+    share: float = Field(description="Share of the product in this colour (0..1).")
+    confidence: float = Field(description="How sure the indexer is (0..1).")
+
+    @classmethod
+    def from_colour(cls, colour: ProductColour) -> ColourPublic:
+        """Convert a core :class:`~search.types.ProductColour`."""
+        return cls(
+            name=colour.name,
+            family=colour.family,
+            hex=colour.hex,
+            source=colour.source,
+            share=round(colour.share, 4),
+            confidence=round(colour.confidence, 4),
+        )
+
+
 class ProductPublic(BaseModel):
     """Every field of one catalogue product."""
 
@@ -49,7 +74,10 @@ class ProductPublic(BaseModel):
     categories: list[str] = Field(description='Category paths written "Furniture > Sofas".')
     category_paths: list[list[str]] = Field(description="Category paths as lists, root first.")
     attributes: dict[str, list[str]]
-    colours: list[str]
+    catalogue_colours: list[str] = Field(description="Colour names as the catalogue gave them.")
+    colours: list[ColourPublic] = Field(
+        description="Colours read from the product's text and main photo, main one first."
+    )
     price: PricePublic | None = Field(description="Regular price, or null when unknown.")
     sale_price: PricePublic | None = Field(description="Reduced price, or null.")
     effective_price: PricePublic | None = Field(
@@ -64,11 +92,14 @@ class ProductPublic(BaseModel):
     lang: str | None
 
     @classmethod
-    def from_product(cls, product: Product) -> ProductPublic:
+    def from_product(
+        cls, product: Product, colours: tuple[ProductColour, ...] = ()
+    ) -> ProductPublic:
         """Convert a core :class:`~search.types.Product`.
 
         Args:
             product: The product to publish.
+            colours: Its colours from the snapshot's colour index, main first.
 
         Returns:
             Its public form.
@@ -81,7 +112,8 @@ class ProductPublic(BaseModel):
             categories=[format_category(path) for path in product.categories],
             category_paths=[list(path) for path in product.categories],
             attributes={name: list(values) for name, values in product.attributes.items()},
-            colours=list(product.colours),
+            catalogue_colours=list(product.colours),
+            colours=[ColourPublic.from_colour(c) for c in colours],
             price=_price(product.price, product.currency),
             sale_price=_price(product.sale_price, product.currency),
             effective_price=_price(product.effective_price, product.currency),
@@ -173,6 +205,7 @@ class SearchHitPublic(BaseModel):
     url: str | None
     availability: Availability
     categories: list[str] = Field(description='Category paths written "Furniture > Sofas".')
+    colours: list[ColourPublic] = Field(description="The product's colours, main one first.")
     explanation: ExplanationPublic | None = Field(
         default=None, description="Present when the request set explain=true."
     )
@@ -199,6 +232,7 @@ class SearchHitPublic(BaseModel):
             url=product.url,
             availability=product.availability,
             categories=[format_category(path) for path in product.categories],
+            colours=[ColourPublic.from_colour(c) for c in hit.colours],
             explanation=(
                 ExplanationPublic.from_explanation(hit.explanation)
                 if hit.explanation is not None
@@ -212,11 +246,14 @@ class FacetValuePublic(BaseModel):
 
     value: str
     count: int
+    swatch: str | None = Field(
+        default=None, description="#rrggbb to draw for a colour facet value, else null."
+    )
 
     @classmethod
     def from_facet_value(cls, bucket: FacetValue) -> FacetValuePublic:
         """Convert a core :class:`~search.types.FacetValue`."""
-        return cls(value=bucket.value, count=bucket.count)
+        return cls(value=bucket.value, count=bucket.count, swatch=bucket.swatch)
 
 
 class SearchResponse(BaseModel):

@@ -11,10 +11,13 @@ import numpy as np
 import orjson
 
 from search.analysis import Analyzer
+from search.colour_index import ColourIndex
 from search.lexical import FIELD_NAMES, LexicalDataBuilder
 from search.protocols import TextEmbedder
 from search.retrievers import ANN_THRESHOLD, build_ann
 from search.snapshot import (
+    COLOUR_REPORT,
+    COLOURS,
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from indexer.catalogue import CatalogueFormat, ImportReport
 
 Progress = Callable[[str, int, int], None]
-"""Progress callback: ``(stage, done, total)``; stages are import, analyse, embed, write."""
+"""Progress callback: ``(stage, done, total)``; stages are import, analyse, colours, embed, write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class BuildConfig:
         embed_batch_size: Products per embedding batch.
         overwrite: Replace an existing snapshot folder.
         ann_threshold: From this many products the text vectors also get an HNSW graph.
+        photo_colours: Read colours from each product's main photo as well as its text.
     """
 
     languages: tuple[str, ...] = ("en",)
@@ -53,6 +57,7 @@ class BuildConfig:
     embed_batch_size: int = 64
     overwrite: bool = False
     ann_threshold: int = ANN_THRESHOLD
+    photo_colours: bool = True
 
 
 def product_fields(product: Product) -> dict[str, str]:
@@ -131,6 +136,15 @@ def build_snapshot(
     vocab = vocabulary.build(lexical.term_id)
     data = lexical.build()
 
+    from indexer.product_colours import index_colours
+
+    extractor = None
+    if config.photo_colours:
+        from indexer.colours import PhotoColourExtractor
+
+        extractor = PhotoColourExtractor()
+    colours, colour_report = index_colours(products, extractor=extractor, progress=report)
+
     vectors = None
     if embedder is not None:
         embedder.warm_up()
@@ -153,6 +167,10 @@ def build_snapshot(
         writer.path(TERMS).write_bytes(orjson.dumps(list(data.terms)))
         report("write", 2, 4)
         vocab.save(writer.path(VOCABULARY))
+        ColourIndex(colours).save(writer.path(COLOURS))
+        writer.path(COLOUR_REPORT).write_bytes(
+            orjson.dumps(colour_report.to_dict(), option=orjson.OPT_INDENT_2)
+        )
         if vectors is not None:
             with writer.path(TEXT_VECTORS).open("wb") as fh:
                 np.save(fh, vectors.astype(np.float32), allow_pickle=False)
@@ -167,9 +185,9 @@ def build_snapshot(
             writer.path(IMPORT_REPORT).write_bytes(
                 orjson.dumps(import_report, option=orjson.OPT_INDENT_2)
             )
-        models = {}
+        models = {"colour_extractor": "lab-kmeans" if extractor is not None else "text-only"}
         if embedder is not None:
-            models = {
+            models |= {
                 "text_embedder": embedder.name,
                 "text_embedder_version": embedder.version,
                 "text_embedder_dim": str(embedder.dim),
@@ -183,6 +201,10 @@ def build_snapshot(
                 "words": len(vocab),
                 "text_vectors": 0 if vectors is None else len(vectors),
                 "import_errors": len(import_report.get("errors", [])) if import_report else 0,  # type: ignore[arg-type]
+                "products_with_colour": colour_report.products_with_colour,
+                "photos_read": colour_report.photos_read,
+                "photo_errors": len(colour_report.photo_errors),
+                "colour_conflicts": len(colour_report.conflicts),
             },
             models=models,
         )

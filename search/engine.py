@@ -16,7 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from search.analysis import Analyzer
+from search.analysis import Analyzer, fold
+from search.colour import Family, parse_colour
+from search.colour_index import ColourIndex, family_swatch, text_colours
 from search.errors import InvalidRequestError, SnapshotError
 from search.features import FeatureExtractor
 from search.fusion import FUSERS
@@ -29,6 +31,8 @@ from search.retrievers import (
     VectorIndex,
 )
 from search.snapshot import (
+    COLOUR_REPORT,
+    COLOURS,
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
@@ -42,6 +46,7 @@ from search.snapshot import (
 from search.store import ProductStore
 from search.types import (
     Explanation,
+    FacetValue,
     Hit,
     Product,
     ResultHit,
@@ -80,6 +85,12 @@ class EngineConfig:
         understand: Query expansion settings.
         max_k: Largest page size accepted.
         ranker_depth: Fused candidates the learned ranker re-scores.
+        colour_weight: Weight of a product's colour closeness inside the lexical match of a
+            query's colour words, relative to a typical word's score (0: colours come only
+            from the words as written).
+        colour_rerank: Strength of the colour re-ranking after fusion and learned ranking:
+            each hit's min-max normalised score gains this times its colour closeness
+            (0 turns it off).
     """
 
     weights: Mapping[str, float] = field(default_factory=default_weights)
@@ -93,6 +104,8 @@ class EngineConfig:
     understand: UnderstandConfig = field(default_factory=UnderstandConfig)
     max_k: int = 250
     ranker_depth: int = 100
+    colour_weight: float = 1.0
+    colour_rerank: float = 0.5
 
 
 class SearchEngine:
@@ -113,6 +126,7 @@ class SearchEngine:
         rerankers: Re-rankers applied after fusion and learned ranking, in order.
         scorer: A trained relevance model re-ranking the head of the fused list, or None.
         snapshot_dir: Where the snapshot was loaded from.
+        colours: Product colours, or None to read them from the products' text.
     """
 
     def __init__(
@@ -130,6 +144,7 @@ class SearchEngine:
         rerankers: Sequence[Reranker] = (),
         scorer: RelevanceScorer | None = None,
         snapshot_dir: Path | None = None,
+        colours: ColourIndex | None = None,
     ) -> None:
         self.manifest = manifest
         self.store = store
@@ -149,7 +164,20 @@ class SearchEngine:
         # lexical retriever's term groups, weighted below exact matches. Separate fuzzy and
         # phonetic runs fused by RRF were measured worse (Home Depot dev, typo set: 0.27 vs 0.38
         # nDCG@10): a run that lacks the corrected word ranks products matching only the rest.
-        lexical_retriever = TermRetriever("lexical", lexical, self.config.coverage_exponent)
+        if colours is None:
+            colours = ColourIndex([text_colours(p)[0] for p in store.products])
+        if len(colours) != len(store):
+            raise SnapshotError(
+                f"colour index has {len(colours)} products but the store has {len(store)}"
+            )
+        self.colours = colours
+        lexical_retriever = TermRetriever(
+            "lexical",
+            lexical,
+            self.config.coverage_exponent,
+            colours=colours,
+            colour_weight=self.config.colour_weight,
+        )
         self._match_all = lexical_retriever
         retrievers: dict[str, Retriever] = {"lexical": lexical_retriever}
         self.vector_index: VectorIndex | None = None
@@ -215,6 +243,7 @@ class SearchEngine:
             lexical = LexicalIndex(LexicalData.load(path / LEXICAL, terms), config.bm25)
             vocabulary = Vocabulary.load(path / VOCABULARY)
             analyzer = Analyzer(manifest.languages)
+            colours = ColourIndex.load(path / COLOURS) if COLOURS in manifest.files else None
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise SnapshotError(f"{path}: cannot load snapshot: {exc}") from exc
         if lexical.n_docs != len(store):
@@ -271,6 +300,7 @@ class SearchEngine:
             config=config,
             scorer=scorer,
             snapshot_dir=path,
+            colours=colours,
         )
 
     def __len__(self) -> int:
@@ -290,10 +320,34 @@ class SearchEngine:
 
     def import_report(self) -> dict[str, object] | None:
         """The import report stored with the snapshot, if any."""
-        if self.snapshot_dir is None or not (self.snapshot_dir / IMPORT_REPORT).is_file():
+        return self._report(IMPORT_REPORT)
+
+    def colour_report(self) -> dict[str, object] | None:
+        """The colour report stored with the snapshot (text/photo conflicts, unreadable
+        photos, unknown colour values), if any."""
+        return self._report(COLOUR_REPORT)
+
+    def _report(self, name: str) -> dict[str, object] | None:
+        if self.snapshot_dir is None or not (self.snapshot_dir / name).is_file():
             return None
-        data = orjson.loads((self.snapshot_dir / IMPORT_REPORT).read_bytes())
+        data = orjson.loads((self.snapshot_dir / name).read_bytes())
         return data if isinstance(data, dict) else None
+
+    def colour_filter(self, value: str) -> npt.NDArray[np.bool_]:
+        """Products in the colour a ``colour`` parameter names (a family name keeps every
+        shade of the family; another name or a hex code keeps close colours).
+
+        Raises:
+            InvalidRequestError: ``value`` is no colour name or hex code (field ``colour``).
+        """
+        try:
+            colour = parse_colour(value)
+        except ValueError as exc:
+            raise InvalidRequestError("colour", str(exc)) from exc
+        family_only = fold(value.strip()) in {f.value for f in Family} or (
+            colour.name == colour.family.value and not value.strip().startswith("#")
+        )
+        return self.colours.filter_mask(colour, family_only=family_only)
 
     def with_config(self, config: EngineConfig) -> SearchEngine:
         """A new engine over the same loaded snapshot with other query-time settings."""
@@ -316,6 +370,7 @@ class SearchEngine:
             rerankers=self.rerankers,
             scorer=self.scorer,
             snapshot_dir=self.snapshot_dir,
+            colours=self.colours,
         )
 
     # --- searching --------------------------------------------------------------------------
@@ -427,16 +482,23 @@ class SearchEngine:
         started = time.perf_counter()
         self._validate(request)
         allowed = self.store.mask(request.filters)
+        if request.colour is not None:
+            in_colour = self.colour_filter(request.colour)
+            allowed = in_colour if allowed is None else allowed & in_colour
         window = request.page * request.k
         found = self.candidates(request, allowed, max(self.config.candidates, window))
         query = found.query
         if query.is_empty:
             matching = np.arange(len(self.store)) if allowed is None else np.flatnonzero(allowed)
+            if query.colours:
+                closeness = self.colours.match_all(query.colours)[matching]
+                order = np.argsort(-closeness, kind="stable")
+                matching = matching[order]
             ranked = [Hit(int(d), 0.0, "browse") for d in matching[: max(window, 0)]]
             if request.sort is not SortOrder.RELEVANCE:
                 ranked = [Hit(int(d), 0.0, "browse") for d in matching]
         else:
-            ranked = found.ranked
+            ranked = self._colour_rerank(query, found.ranked)
             for reranker in self.rerankers:
                 ranked = reranker.rerank(query, ranked)
             matching = self._matching_docs(found, allowed, ranked)
@@ -453,12 +515,11 @@ class SearchEngine:
                 product=self.store.products[h.doc],
                 score=h.score,
                 explanation=self._explain(query, h, found) if request.explain else None,
+                colours=self.colours.of(h.doc),
             )
             for h in page
         )
-        facets = (
-            self.store.facets(matching.astype(np.int64), request.facets) if request.facets else {}
-        )
+        facets = self._facets(matching.astype(np.int64), request.facets)
         return SearchResult(
             query=request.text,
             corrected_query=query.corrected_text,
@@ -467,6 +528,35 @@ class SearchEngine:
             facets=facets,
             took_ms=(time.perf_counter() - started) * 1000.0,
         )
+
+    def _colour_rerank(self, query: AnalyzedQuery, hits: list[Hit]) -> list[Hit]:
+        """Re-order hits by colour closeness when the query asks for a colour: min-max
+        normalised score plus ``colour_rerank`` times the product's closeness."""
+        strength = self.config.colour_rerank
+        if not query.colours or strength <= 0 or len(hits) < 2:
+            return hits
+        scores = np.fromiter((h.score for h in hits), dtype=np.float64, count=len(hits))
+        low, high = float(scores.min()), float(scores.max())
+        norm = (scores - low) / (high - low) if high > low else np.ones_like(scores)
+        docs = np.fromiter((h.doc for h in hits), dtype=np.int64, count=len(hits))
+        closeness = self.colours.match_all(query.colours)[docs]
+        final = norm + strength * closeness
+        order = np.argsort(-final, kind="stable")
+        return [Hit(hits[i].doc, float(final[i]), "colour") for i in order]
+
+    def _facets(
+        self, docs: npt.NDArray[np.int64], names: Sequence[str]
+    ) -> dict[str, tuple[FacetValue, ...]]:
+        """Facet counts; the colour facet counts colour families (text and photo colours) and
+        carries a swatch per value."""
+        if not names:
+            return {}
+        out = self.store.facets(docs, [n for n in names if n != "colour"])
+        if "colour" in names:
+            counts = self.colours.family_counts(docs)
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+            out["colour"] = tuple(FacetValue(f, c, family_swatch(f)) for f, c in ranked)
+        return {name: out[name] for name in names}
 
     def search_ids(self, text: str, k: int = 10, *, as_you_type: bool = False) -> list[str]:
         """Product ids for a query text (benchmarks and the CLI's fast path)."""
@@ -511,6 +601,21 @@ class SearchEngine:
         adjustments = []
         if query.corrected_text:
             adjustments.append(("understand", f"searched as {query.corrected_text!r}"))
+        for colour in query.colours:
+            best = self.colours.best_colour(hit.doc, colour)
+            if best is None:
+                adjustments.append(("colour", f"asked {colour.name}: product has no known colour"))
+            else:
+                pc, grade = best
+                adjustments.append(
+                    (
+                        "colour",
+                        f"asked {colour.name} ({colour.hex}): closest product colour {pc.name} "
+                        f"({pc.hex}, {pc.source}, share {pc.share:.2f}) closeness {grade:.2f}, "
+                        f"+{self.config.colour_rerank * grade / len(query.colours):.2f} "
+                        "to the normalised score",
+                    )
+                )
         fused_rank, fused_score = next(
             ((r, h.score) for r, h in enumerate(found.fused, start=1) if h.doc == hit.doc),
             (0, hit.score),

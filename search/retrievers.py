@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from search.colour_index import MATCH_GRADE, ColourIndex
 from search.lexical import GroupScores, LexicalIndex
 from search.types import Hit
 from search.understand import AnalyzedQuery
@@ -52,14 +53,44 @@ class TermRetriever:
     name: str
     index: LexicalIndex
     coverage_exponent: float = 1.0
+    colours: ColourIndex | None = None
+    colour_weight: float = 1.0
 
     def groups(self, query: AnalyzedQuery) -> list[list[tuple[int, float]]]:
         """The query's term groups as ``(term_id, weight)`` lists."""
         return [[(a.term_id, a.weight) for a in word.alternatives] for word in query.words]
 
     def scores(self, query: AnalyzedQuery) -> GroupScores:
-        """Raw group scores of every document."""
-        return self.index.score_groups(self.groups(query))
+        """Raw group scores of every document.
+
+        When the query asks for colours and the snapshot knows product colours, the colour
+        words form one group whose score per product is the better of its textual BM25F match
+        and its colour closeness (from text and photos) scaled to a typical word's score; a
+        product counts as matching that group when its colour is close (see
+        :data:`search.colour_index.MATCH_GRADE`). So "navy shirt" finds dark blue shirts whose
+        text never says navy, and shirts of other colours still match "shirt".
+        """
+        if not query.colours or self.colours is None:
+            return self.index.score_groups(self.groups(query))
+        rest = [[(a.term_id, a.weight) for a in w.alternatives] for w in query.other_words]
+        colour_groups = [
+            [(a.term_id, a.weight) for a in w.alternatives] for w in query.colour_words
+        ]
+        rest_scores = self.index.score_groups(rest)
+        text_scores = self.index.score_groups(colour_groups)
+        n_colour = max(len(colour_groups), 1)
+        match = self.colours.match_all(query.colours)
+        reference = _word_reference(rest_scores, text_scores, n_colour)
+        colour_scores = np.maximum(
+            text_scores.scores, (self.colour_weight * reference * n_colour) * match
+        )
+        matched_text = text_scores.matched if colour_groups else np.zeros_like(rest_scores.matched)
+        matched = rest_scores.matched + np.where(match >= MATCH_GRADE, n_colour, matched_text)
+        return GroupScores(
+            scores=(rest_scores.scores + colour_scores).astype(np.float32),
+            matched=matched.astype(np.int16),
+            n_groups=rest_scores.n_groups + n_colour,
+        )
 
     def retrieve(
         self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
@@ -79,6 +110,18 @@ class TermRetriever:
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0).astype(np.float32)
         return top_k(scores, k, self.name), raw
+
+
+def _word_reference(rest: GroupScores, text: GroupScores, n_colour: int) -> float:
+    """What one query word's match typically scores: the median textual score of the colour
+    words where products contain them all, else half the best product's score per other word."""
+    full = text.scores[(text.matched >= n_colour) & (text.scores > 0)]
+    if len(full):
+        return float(np.median(full)) / n_colour
+    positive = rest.scores[rest.scores > 0]
+    if len(positive) and rest.n_groups:
+        return 0.5 * float(positive.max()) / rest.n_groups
+    return 1.0
 
 
 ANN_THRESHOLD = 20_000

@@ -33,6 +33,8 @@ TERMS = "terms.json"
 TEXT_VECTORS = "text_vectors.npy"
 TEXT_ANN = "text_vectors.hnsw"
 IMPORT_REPORT = "import_report.json"
+COLOURS = "colours.json"
+COLOUR_REPORT = "colour_report.json"
 REQUIRED_FILES = (PRODUCTS, LEXICAL, VOCABULARY, TERMS)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class Availability(StrEnum):
@@ -110,6 +110,100 @@ class Product:
         )
 
 
+ColourSource = Literal["text", "photo"]
+
+#: The colour families of :class:`search.colour.Family`, by value.
+COLOUR_FAMILIES = frozenset(
+    {
+        "black", "white", "grey", "red", "pink", "orange", "yellow", "green", "blue", "purple",
+        "brown", "beige", "metallic", "multi",
+    }
+)  # fmt: skip
+
+
+def _family(value: object) -> str:
+    family = str(value)
+    if family not in COLOUR_FAMILIES:
+        raise ValueError(
+            f"unknown colour family {family!r}; valid: {', '.join(sorted(COLOUR_FAMILIES))}"
+        )
+    return family
+
+
+@dataclass(frozen=True, slots=True)
+class ProductColour:
+    """One colour of one product.
+
+    Attributes:
+        name: Vocabulary name (``"navy"``).
+        family: Colour family (``"blue"``).
+        hex: Swatch, ``#rrggbb``: the named colour's for text colours, the measured one for photos.
+        lab: CIELAB coordinate.
+        source: ``"text"`` (PIM attribute, title, description) or ``"photo"``.
+        share: Share of the product in this colour (photo); 1.0 for a text colour that is the
+            only one named, else split evenly.
+        confidence: 0..1, how sure the indexer is (photo: share and nearness to the name; text:
+            1.0 from a colour attribute, 0.9 from the title, 0.7 from the description).
+    """
+
+    name: str
+    family: str
+    hex: str
+    lab: tuple[float, float, float]
+    source: ColourSource
+    share: float
+    confidence: float
+
+    @property
+    def strength(self) -> float:
+        """How much this colour speaks for the product, 0..1 (used to weight closeness).
+
+        Text colours weigh their confidence; photo colours weigh confidence and share, so a
+        small secondary colour of a photo counts little.
+        """
+        if self.source == "text":
+            return self.confidence
+        return self.confidence * min(1.0, 0.4 + self.share)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "hex": self.hex,
+            "lab": [round(v, 2) for v in self.lab],
+            "source": self.source,
+            "share": round(self.share, 4),
+            "confidence": round(self.confidence, 4),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ProductColour:
+        """Parse :meth:`to_dict` output.
+
+        Raises:
+            ValueError: a field is missing or malformed.
+        """
+        try:
+            lab = tuple(float(v) for v in data["lab"])  # type: ignore[attr-defined]
+            if len(lab) != 3:
+                raise ValueError(f"lab must have 3 components, got {len(lab)}")
+            source = str(data["source"])
+            if source not in ("text", "photo"):
+                raise ValueError(f"source must be 'text' or 'photo', got {source!r}")
+            return cls(
+                name=str(data["name"]),
+                family=_family(data["family"]),
+                hex=str(data["hex"]),
+                lab=(lab[0], lab[1], lab[2]),
+                source=source,  # type: ignore[arg-type]
+                share=float(data["share"]),  # type: ignore[arg-type]
+                confidence=float(data["confidence"]),  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed product colour {data!r}: {exc!r}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class RowError:
     """One problem with one catalogue row, for the import report.
@@ -186,6 +280,10 @@ class SearchRequest:
         user_id: The shopper, when known (used by personalisation).
         session_id: The shopper's session, when known.
         channel: ``"web"`` or ``"app"``, when known.
+        colour: A colour asked for outside the text (``colour=`` parameter, a colour facet
+            click): a name in any supported language, a family, or ``#rrggbb``. Products must
+            be in that colour (a family: any shade of it; a name or hex: close to it) and the
+            closest rank first.
     """
 
     text: str = ""
@@ -199,6 +297,7 @@ class SearchRequest:
     user_id: str | None = None
     session_id: str | None = None
     channel: str | None = None
+    colour: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,14 +350,22 @@ class ResultHit:
     product: Product
     score: float
     explanation: Explanation | None = None
+    colours: tuple[ProductColour, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class FacetValue:
-    """One facet bucket: a value and how many matching products carry it."""
+    """One facet bucket: a value and how many matching products carry it.
+
+    Attributes:
+        value: The bucket's value (as a filter takes it).
+        count: Matching products in the bucket.
+        swatch: ``#rrggbb`` to draw for a colour bucket, else None.
+    """
 
     value: str
     count: int
+    swatch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

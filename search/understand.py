@@ -7,6 +7,7 @@ weighted so that an exact match always beats a correction.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -15,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from search.analysis import Analyzer, Token, tokenize
+from search.colour import Colour, parse_colour, spot_colours
+from search.errors import InvalidRequestError
 from search.types import SearchRequest
 from search.vocabulary import Vocabulary
 
@@ -57,6 +60,7 @@ class QueryWord:
     is_number: bool = False
     derived: bool = False
     written: str | None = None
+    colour: bool = False
 
     @property
     def as_written(self) -> str:
@@ -81,6 +85,8 @@ class AnalyzedQuery:
         semantic_text: The text the semantic retriever embeds (the corrected query).
         vector: The embedded ``semantic_text`` once the pipeline has computed it (shared by the
             semantic retriever and the ranking features), else None.
+        colours: Colours the query asks for: those written in the text (their words are
+            marked ``colour`` in ``words``) and the request's ``colour`` parameter.
     """
 
     request: SearchRequest
@@ -88,6 +94,17 @@ class AnalyzedQuery:
     corrected_text: str | None
     semantic_text: str
     vector: npt.NDArray[np.float32] | None = None
+    colours: tuple[Colour, ...] = ()
+
+    @property
+    def colour_words(self) -> tuple[QueryWord, ...]:
+        """The words naming a colour."""
+        return tuple(w for w in self.words if w.colour)
+
+    @property
+    def other_words(self) -> tuple[QueryWord, ...]:
+        """The words that do not name a colour."""
+        return tuple(w for w in self.words if not w.colour)
 
     @property
     def is_empty(self) -> bool:
@@ -231,7 +248,7 @@ class QueryUnderstander:
         Returns:
             The analysed query; ``words`` is empty for an empty or stopword-only text.
         """
-        text = request.text
+        colours, colour_words, text = self._colours(request)
         tokens = [
             tok
             for tok in tokenize(text)
@@ -244,9 +261,37 @@ class QueryUnderstander:
         words = self._add_joins(words)
         corrected = self._corrected_text(words)
         semantic = corrected if corrected is not None else " ".join(text.split())
+        if colour_words:
+            words = [replace(w, colour=True) if w.text in colour_words else w for w in words]
         return AnalyzedQuery(
-            request=request, words=tuple(words), corrected_text=corrected, semantic_text=semantic
+            request=request,
+            words=tuple(words),
+            corrected_text=corrected,
+            semantic_text=semantic,
+            colours=colours,
         )
+
+    def _colours(self, request: SearchRequest) -> tuple[tuple[Colour, ...], set[str], str]:
+        """Colours asked for in the text and the ``colour`` parameter, the folded words of the
+        text that name them, and the text with hex codes taken out (they are no words).
+
+        Raises:
+            InvalidRequestError: the ``colour`` parameter is no colour name or hex code.
+        """
+        text = unicodedata.normalize("NFC", request.text)
+        mentions = spot_colours(text)[0] if text.strip() else ()
+        colours = [m.colour for m in mentions]
+        words = {t.folded for m in mentions if not m.text.startswith("#") for t in tokenize(m.text)}
+        for m in sorted(mentions, key=lambda m: -m.start):
+            if m.text.startswith("#"):
+                text = text[: m.start] + " " + text[m.end :]
+        if request.colour is not None:
+            try:
+                colours.append(parse_colour(request.colour))
+            except ValueError as exc:
+                raise InvalidRequestError("colour", str(exc)) from exc
+        unique = tuple({(c.name, c.hex): c for c in colours}.values())
+        return unique, words, text
 
     def _add_joins(self, words: list[QueryWord]) -> list[QueryWord]:
         """Let two adjacent words match their joined form ("tool box" finds "toolbox")."""

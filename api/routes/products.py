@@ -28,7 +28,8 @@ def read_product(product_id: str, engine: EngineDep) -> ProductPublic:
     Raises:
         ProductNotFoundError: The id is unknown (answered 404 naming it).
     """
-    return ProductPublic.from_product(engine.get_product(product_id))
+    product = engine.get_product(product_id)
+    return ProductPublic.from_product(product, engine.colours.of(engine.store.doc_of[product.id]))
 
 
 @router.get("/{product_id}/images/{index}", response_class=FileResponse, responses=_NOT_FOUND)

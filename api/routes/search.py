@@ -49,7 +49,7 @@ async def search_products(
         str,
         Query(
             description="Comma-separated facets to count: brand, category, availability, price, "
-            "attr:<name>."
+            "colour (colour families with a swatch), attr:<name>."
         ),
     ] = "",
     explain: Annotated[bool, Query(description="Explain every hit's rank.")] = False,
@@ -62,6 +62,14 @@ async def search_products(
     ] = None,
     channel: Annotated[
         Literal["web", "app"] | None, Query(description="Where the query comes from.")
+    ] = None,
+    colour: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Only products in this colour, closest first: a colour name in English "
+            "or Polish (navy, granatowy), a family from the colour facet (blue), or #rrggbb.",
+        ),
     ] = None,
 ) -> SearchResponse:
     """Rank the catalogue's products for a query, with filters, facets, sorting and paging.
@@ -96,6 +104,7 @@ async def search_products(
         user_id=user_id,
         session_id=session_id,
         channel=channel,
+        colour=colour if colour is None or colour.strip() else None,
     )
     # The pipeline is CPU-bound and synchronous: keep it off the event loop.
     result = await run_in_threadpool(engine.search, request)

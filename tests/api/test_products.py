@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from search.colour import lookup
 from tests.api import PRODUCTS, build_snapshot
 
 
@@ -33,7 +34,17 @@ class TestReadProduct:
             "categories": ["Furniture > Sofas"],
             "category_paths": [["Furniture", "Sofas"]],
             "attributes": {"material": ["fabric"], "seats": ["3"]},
-            "colours": ["grey"],
+            "catalogue_colours": ["grey"],
+            "colours": [
+                {
+                    "name": "grey",
+                    "family": "grey",
+                    "hex": lookup("grey").hex,  # type: ignore[union-attr]
+                    "source": "text",
+                    "share": 1.0,
+                    "confidence": 1.0,
+                }
+            ],
             "price": {"amount": 799.0, "currency": "EUR"},
             "sale_price": None,
             "effective_price": {"amount": 799.0, "currency": "EUR"},

@@ -167,7 +167,7 @@ class TestSearch:
     def test_facets_follow_the_filters(self, client: TestClient) -> None:
         body = search(client, brand="Woodly", facets="brand")
 
-        assert body["facets"]["brand"] == [{"value": "Woodly", "count": 2}]
+        assert body["facets"]["brand"] == [{"value": "Woodly", "count": 2, "swatch": None}]
 
     def test_price_facet(self, client: TestClient) -> None:
         body = search(client, facets="price")

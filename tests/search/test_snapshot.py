@@ -116,7 +116,7 @@ class TestManifest:
         assert manifest.counts["products"] == 12
         assert manifest.counts["text_vectors"] == 0
         assert manifest.languages == ("en", "pl")
-        assert manifest.models == {}
+        assert manifest.models == {"colour_extractor": "lab-kmeans"}
 
 
 class TestRefusal:
