@@ -44,7 +44,7 @@ TEXT_CONFIDENCE = {"attribute": 1.0, "title": 0.9, "description": 0.7}
 
 #: Least grade of a product colour of the query colour's family (ranking only): a charcoal
 #: query still ranks grey products above unrelated ones, below close shades.
-FAMILY_GRADE = 0.3
+FAMILY_GRADE = 0.4
 
 #: Grade from which a product counts as "in" the asked colour (the colour group of a query is
 #: matched; a ``colour=`` filter keeps it). 0.45 is a ΔE00 of about 11: the colour a shopper
@@ -88,6 +88,17 @@ class ColourIndex:
         self._facet = self._strength >= FACET_STRENGTH
         self.has_colour = np.zeros(n_docs, dtype=bool)
         self.has_colour[self._docs] = True
+        # Text colours repeat a few hundred named coordinates: grade each distinct one once.
+        if len(self._labs):
+            self._unique_labs, inverse = np.unique(self._labs, axis=0, return_inverse=True)
+            self._inverse = inverse.ravel()
+            self._starts = np.flatnonzero(np.r_[True, self._docs[1:] != self._docs[:-1]])
+        else:
+            self._unique_labs = np.zeros((0, 3))
+            self._inverse = np.zeros(0, dtype=np.int64)
+            self._starts = np.zeros(0, dtype=np.int64)
+        self._multi = self._families == Family.MULTI.value
+        self._cache: dict[tuple[str, tuple[float, float, float]], npt.NDArray[np.float32]] = {}
 
     def __len__(self) -> int:
         return self.n_docs
@@ -102,12 +113,14 @@ class ColourIndex:
             return np.zeros(0)
         if query.family is Family.MULTI:
             return np.where(self._families == Family.MULTI.value, 1.0, 0.0)
-        grades = np.asarray(
-            delta_e_grade(ciede2000_many(np.array(query.lab), self._labs)), dtype=np.float64
+        unique = np.asarray(
+            delta_e_grade(ciede2000_many(np.array(query.lab), self._unique_labs)),
+            dtype=np.float64,
         )
+        grades = unique[self._inverse]
         same = self._families == query.family.value
         grades = np.where(same, np.maximum(grades, FAMILY_GRADE), grades)
-        return np.where(self._families == Family.MULTI.value, 0.0, grades)
+        return np.where(self._multi, 0.0, grades)
 
     def match(self, query: Colour) -> npt.NDArray[np.float32]:
         """Per document, how well its colours answer ``query``: the best of its colours'
@@ -116,10 +129,19 @@ class ColourIndex:
         Returns:
             Shape ``(n_docs,)``, values in ``[0, 1]``.
         """
-        out = np.zeros(self.n_docs, dtype=np.float64)
+        key = (query.family.value, query.lab)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        out = np.zeros(self.n_docs, dtype=np.float32)
         if len(self._labs):
-            np.maximum.at(out, self._docs, self.grades(query) * self._strength)
-        return out.astype(np.float32)
+            weighted = self.grades(query) * self._strength
+            out[self._docs[self._starts]] = np.maximum.reduceat(weighted, self._starts)
+        out.flags.writeable = False
+        if len(self._cache) >= 64:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = out
+        return out
 
     def match_all(self, colours: Sequence[Colour]) -> npt.NDArray[np.float32]:
         """:meth:`match` for several asked colours ("black and white"): the mean per document."""

@@ -89,8 +89,8 @@ class EngineConfig:
             query's colour words, relative to a typical word's score (0: colours come only
             from the words as written).
         colour_rerank: Strength of the colour re-ranking after fusion and learned ranking:
-            each hit's min-max normalised score gains this times its colour closeness
-            (0 turns it off).
+            each hit's rank score (1 down to 1/n) gains this times its colour closeness when
+            it matches the query's other words (0 turns it off).
     """
 
     weights: Mapping[str, float] = field(default_factory=default_weights)
@@ -105,7 +105,7 @@ class EngineConfig:
     max_k: int = 250
     ranker_depth: int = 100
     colour_weight: float = 1.0
-    colour_rerank: float = 0.5
+    colour_rerank: float = 3.0
 
 
 class SearchEngine:
@@ -498,7 +498,7 @@ class SearchEngine:
             if request.sort is not SortOrder.RELEVANCE:
                 ranked = [Hit(int(d), 0.0, "browse") for d in matching]
         else:
-            ranked = self._colour_rerank(query, found.ranked)
+            ranked = self._colour_rerank(query, found.ranked, found.lexical_scores)
             for reranker in self.rerankers:
                 ranked = reranker.rerank(query, ranked)
             matching = self._matching_docs(found, allowed, ranked)
@@ -529,17 +529,26 @@ class SearchEngine:
             took_ms=(time.perf_counter() - started) * 1000.0,
         )
 
-    def _colour_rerank(self, query: AnalyzedQuery, hits: list[Hit]) -> list[Hit]:
-        """Re-order hits by colour closeness when the query asks for a colour: min-max
-        normalised score plus ``colour_rerank`` times the product's closeness."""
+    def _colour_rerank(
+        self, query: AnalyzedQuery, hits: list[Hit], lexical: GroupScores | None
+    ) -> list[Hit]:
+        """Re-order hits by colour when the query asks for one.
+
+        The learned ranker does not see colours, so after it each hit's rank score (1 for the
+        first of n hits down to 1/n) gains ``colour_rerank`` times its colour closeness, but
+        only for hits that match every other word of the query ("navy shirt": shirts of the right colour rise among
+        shirts; a navy sock does not jump over them).
+        """
         strength = self.config.colour_rerank
         if not query.colours or strength <= 0 or len(hits) < 2:
             return hits
-        scores = np.fromiter((h.score for h in hits), dtype=np.float64, count=len(hits))
-        low, high = float(scores.min()), float(scores.max())
-        norm = (scores - low) / (high - low) if high > low else np.ones_like(scores)
+        # Rank-based: the learned head and the fused tail carry scores on different scales.
+        norm = 1.0 - np.arange(len(hits), dtype=np.float64) / len(hits)
         docs = np.fromiter((h.doc for h in hits), dtype=np.int64, count=len(hits))
-        closeness = self.colours.match_all(query.colours)[docs]
+        closeness = self.colours.match_all(query.colours)[docs].astype(np.float64)
+        if lexical is not None and lexical.other_matched is not None and lexical.other_groups:
+            complete = lexical.other_matched[docs] >= lexical.other_groups
+            closeness = np.where(complete, closeness, 0.0)
         final = norm + strength * closeness
         order = np.argsort(-final, kind="stable")
         return [Hit(hits[i].doc, float(final[i]), "colour") for i in order]
@@ -613,7 +622,7 @@ class SearchEngine:
                         f"asked {colour.name} ({colour.hex}): closest product colour {pc.name} "
                         f"({pc.hex}, {pc.source}, share {pc.share:.2f}) closeness {grade:.2f}, "
                         f"+{self.config.colour_rerank * grade / len(query.colours):.2f} "
-                        "to the normalised score",
+                        "to the rank score",
                     )
                 )
         fused_rank, fused_score = next(

@@ -173,11 +173,16 @@ class GroupScores:
         scores: Sum over groups of each group's best weighted contribution.
         matched: Number of groups each document matched.
         n_groups: Number of groups in the query.
+        other_matched: For a query asking for a colour, the groups of its other words each
+            document matched (None otherwise).
+        other_groups: Number of those other groups.
     """
 
     scores: npt.NDArray[np.float32]
     matched: npt.NDArray[np.int16]
     n_groups: int
+    other_matched: npt.NDArray[np.int16] | None = None
+    other_groups: int = 0
 
 
 class LexicalIndex:

@@ -90,6 +90,8 @@ class TermRetriever:
             scores=(rest_scores.scores + colour_scores).astype(np.float32),
             matched=matched.astype(np.int16),
             n_groups=rest_scores.n_groups + n_colour,
+            other_matched=rest_scores.matched,
+            other_groups=rest_scores.n_groups,
         )
 
     def retrieve(
