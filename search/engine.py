@@ -85,9 +85,9 @@ class EngineConfig:
         understand: Query expansion settings.
         max_k: Largest page size accepted.
         ranker_depth: Fused candidates the learned ranker re-scores.
-        colour_weight: Weight of a product's colour closeness inside the lexical match of a
-            query's colour words, relative to a typical word's score (0: colours come only
-            from the words as written).
+        colour_weight: Weight of the colour words' group in the lexical match, relative to a
+            typical score of one of the query's other words (below 1 so that the product type
+            outweighs the colour: "navy shirt" puts shirts of any colour before navy jackets).
         colour_rerank: Strength of the colour re-ranking after fusion and learned ranking:
             each hit's rank score (1 down to 1/n) gains this times its colour closeness when
             it matches the query's other words (0 turns it off).
@@ -104,7 +104,7 @@ class EngineConfig:
     understand: UnderstandConfig = field(default_factory=UnderstandConfig)
     max_k: int = 250
     ranker_depth: int = 100
-    colour_weight: float = 1.0
+    colour_weight: float = 0.6
     colour_rerank: float = 3.0
 
 

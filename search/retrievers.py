@@ -64,11 +64,12 @@ class TermRetriever:
         """Raw group scores of every document.
 
         When the query asks for colours and the snapshot knows product colours, the colour
-        words form one group whose score per product is the better of its textual BM25F match
-        and its colour closeness (from text and photos) scaled to a typical word's score; a
-        product counts as matching that group when its colour is close (see
+        words form one group scored by each product's colour closeness (from text and photos)
+        times ``colour_weight`` times a typical score of one of the other words; a product
+        counts as matching that group when its colour is close (see
         :data:`search.colour_index.MATCH_GRADE`). So "navy shirt" finds dark blue shirts whose
-        text never says navy, and shirts of other colours still match "shirt".
+        text never says navy, shirts of other colours still match "shirt", and a rare colour
+        word cannot outweigh the product type the way its BM25 idf would.
         """
         if not query.colours or self.colours is None:
             return self.index.score_groups(self.groups(query))
@@ -77,15 +78,16 @@ class TermRetriever:
             [(a.term_id, a.weight) for a in w.alternatives] for w in query.colour_words
         ]
         rest_scores = self.index.score_groups(rest)
-        text_scores = self.index.score_groups(colour_groups)
         n_colour = max(len(colour_groups), 1)
         match = self.colours.match_all(query.colours)
-        reference = _word_reference(rest_scores, text_scores, n_colour)
-        colour_scores = np.maximum(
-            text_scores.scores, (self.colour_weight * reference * n_colour) * match
-        )
-        matched_text = text_scores.matched if colour_groups else np.zeros_like(rest_scores.matched)
-        matched = rest_scores.matched + np.where(match >= MATCH_GRADE, n_colour, matched_text)
+        if colour_groups:
+            # A product whose text has the colour words but whose colour index says otherwise
+            # (an attribute naming another colour) still half-matches them.
+            text_scores = self.index.score_groups(colour_groups)
+            match = np.maximum(match, np.where(text_scores.matched >= n_colour, 0.5, 0.0))
+        reference = _word_reference(rest_scores)
+        colour_scores = (self.colour_weight * reference * n_colour) * match
+        matched = rest_scores.matched + np.where(match >= MATCH_GRADE, n_colour, 0)
         return GroupScores(
             scores=(rest_scores.scores + colour_scores).astype(np.float32),
             matched=matched.astype(np.int16),
@@ -114,16 +116,15 @@ class TermRetriever:
         return top_k(scores, k, self.name), raw
 
 
-def _word_reference(rest: GroupScores, text: GroupScores, n_colour: int) -> float:
-    """What one query word's match typically scores: the median textual score of the colour
-    words where products contain them all, else half the best product's score per other word."""
-    full = text.scores[(text.matched >= n_colour) & (text.scores > 0)]
-    if len(full):
-        return float(np.median(full)) / n_colour
-    positive = rest.scores[rest.scores > 0]
-    if len(positive) and rest.n_groups:
-        return 0.5 * float(positive.max()) / rest.n_groups
-    return 1.0
+def _word_reference(rest: GroupScores) -> float:
+    """What one of the query's other words typically scores: the median per-word score of the
+    products matching all of them (1 when the query has no other words)."""
+    if not rest.n_groups:
+        return 1.0
+    full = rest.scores[(rest.matched >= rest.n_groups) & (rest.scores > 0)]
+    if len(full) == 0:
+        full = rest.scores[rest.scores > 0]
+    return float(np.median(full)) / rest.n_groups if len(full) else 1.0
 
 
 ANN_THRESHOLD = 20_000

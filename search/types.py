@@ -112,6 +112,10 @@ class Product:
 
 ColourSource = Literal["text", "photo"]
 
+#: How far a colour measured on a product photo is trusted relative to a colour the catalogue
+#: states (lighting, shadows and models' clothes make photos less certain than the PIM).
+PHOTO_TRUST = 0.8
+
 #: The colour families of :class:`search.colour.Family`, by value.
 COLOUR_FAMILIES = frozenset(
     {
@@ -158,12 +162,14 @@ class ProductColour:
     def strength(self) -> float:
         """How much this colour speaks for the product, 0..1 (used to weight closeness).
 
-        Text colours weigh their confidence; photo colours weigh confidence and share, so a
-        small secondary colour of a photo counts little.
+        Text colours weigh their confidence; photo colours :data:`PHOTO_TRUST` times their
+        share (plus 0.3, capped at 1), so a small secondary colour of a photo counts little.
         """
         if self.source == "text":
             return self.confidence
-        return self.confidence * min(1.0, 0.4 + self.share)
+        # A photo colour is matched by its measured Lab, not its name: how near the name is
+        # does not matter here, how much of the product it covers does.
+        return PHOTO_TRUST * min(1.0, 0.3 + self.share)
 
     def to_dict(self) -> dict[str, object]:
         """JSON form."""
