@@ -214,7 +214,7 @@ def index(
 
 
 def _print_report(result: BuildResult) -> None:
-    from search.snapshot import IMPORT_REPORT
+    from search.snapshot import COLOUR_REPORT, IMPORT_REPORT
 
     report = result.report
     errors = report.errors
@@ -242,6 +242,15 @@ def _print_report(result: BuildResult) -> None:
             )
         console.print(table)
     console.print(f"full report: {escape(str(result.snapshot_dir / IMPORT_REPORT))}")
+    counts = result.manifest.counts
+    console.print(
+        f"colours:           {counts.get('products_with_colour', 0)} products with a colour, "
+        f"{counts.get('photos_read', 0)} photos read, "
+        f"{counts.get('photo_errors', 0)} unreadable, "
+        f"{counts.get('colour_conflicts', 0)} text/photo conflicts"
+    )
+    if counts.get("photo_errors", 0) or counts.get("colour_conflicts", 0):
+        console.print(f"colour report: {escape(str(result.snapshot_dir / COLOUR_REPORT))}")
 
 
 @app.command()
