@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,10 +15,14 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import __version__
-from api.routes import health, products, search
+from api.routes import events, health, products, reports, search, suggest
 from api.settings import Settings
 from search.engine import EngineConfig, SearchEngine
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
+from search.protocols import Reranker
+
+if TYPE_CHECKING:
+    from search.behaviour import SignalsRefresher
 
 logger = logging.getLogger("productsearch.api")
 
@@ -76,6 +81,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
                     exc,
                 )
                 raise
+        refresher = _start_behaviour(app, settings)
         manifest = app.state.engine.manifest
         logger.info(
             "serving snapshot %s (format %d, %d products)",
@@ -86,6 +92,12 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.stop()
+            store = getattr(app.state, "event_store", None)
+            if store is not None:
+                store.close()
+                app.state.event_store = None
             app.state.engine = None
 
     app = FastAPI(
@@ -111,9 +123,56 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.add_exception_handler(ProductNotFoundError, _product_not_found_handler)
 
     app.include_router(search.router)
+    app.include_router(suggest.router)
     app.include_router(products.router)
     app.include_router(health.router)
+    app.include_router(reports.router)
+    app.include_router(events.router)
     return app
+
+
+def _start_behaviour(app: FastAPI, settings: Settings) -> SignalsRefresher | None:
+    """Open the event store, fold its events into behavioural signals and shopper profiles,
+    keep them fresh in the background, and add the behaviour and personalisation re-rankers
+    to the engine. ``events_db = none`` leaves all of it off."""
+    if settings.events_db.strip().lower() in ("", "none"):
+        return None
+    from search.behaviour import BehaviourAggregator, BehaviourConfig, BehaviourReranker
+    from search.behaviour import SignalsRefresher as Refresher
+    from search.events import open_event_store
+    from search.personal import Catalogue, PersonalisationReranker, ProfileAggregator
+
+    engine: SearchEngine = app.state.engine
+    store = open_event_store(settings.events_db, synchronous=settings.events_synchronous)
+    behaviour = BehaviourAggregator(
+        BehaviourConfig(half_life_days=settings.behaviour_half_life_days)
+    )
+    catalogue = Catalogue.from_store(engine.store)
+    profiles = ProfileAggregator(catalogue)
+    refresher = Refresher(
+        store,
+        [behaviour, profiles],
+        interval_s=settings.behaviour_refresh_s,
+        retention_days=settings.events_retention_days,
+    )
+    refresher.refresh()
+    refresher.start()
+    app.state.event_store = store
+    app.state.signals_refresher = refresher
+    rerankers: list[Reranker] = list(engine.rerankers)
+    if settings.behaviour_weight > 0:
+        rerankers.append(
+            BehaviourReranker(
+                behaviour, [p.id for p in engine.store.products], weight=settings.behaviour_weight
+            )
+        )
+    if settings.personalisation_strength > 0:
+        rerankers.append(
+            PersonalisationReranker(profiles, catalogue, strength=settings.personalisation_strength)
+        )
+    app.state.engine = engine.with_rerankers(rerankers)
+    logger.info("events in %s; behaviour and personalisation on", settings.events_db)
+    return refresher
 
 
 async def _invalid_request_handler(request: Request, exc: Exception) -> JSONResponse:

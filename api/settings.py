@@ -44,6 +44,18 @@ class Settings(BaseSettings):
         log_level: Log level of the service and uvicorn.
         cors_origins: Origins allowed to call the API from a browser; empty disables CORS.
             From the environment: a JSON list or comma-separated origins.
+        events_db: Where shopper events are stored: a SQLite file path, a
+            ``postgresql://`` URL (several replicas sharing one store), or ``none`` to turn
+            events, behavioural ranking and personalisation off.
+        events_synchronous: SQLite durability: ``FULL`` (an acknowledged event survives a power
+            cut, one fsync per batch) or ``NORMAL`` (survives a crash of the process).
+        events_retention_days: Events older than this are deleted; None keeps them.
+        behaviour_refresh_s: Seconds between background refreshes of behavioural signals and
+            shopper profiles from new events.
+        behaviour_half_life_days: Half-life of the time decay of behavioural signals.
+        behaviour_weight: Strength of the behavioural re-ranker (0 turns it off).
+        personalisation_strength: Bound of the personalisation re-ranker: each relevant hit's
+            score moves by at most this factor (0 turns it off, at most 0.9).
     """
 
     model_config = SettingsConfigDict(
@@ -60,6 +72,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65_535)
     log_level: LogLevel = "info"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    events_db: str = "var/events.sqlite3"
+    events_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    events_retention_days: float | None = Field(default=None, gt=0)
+    behaviour_refresh_s: float = Field(default=2.0, gt=0)
+    behaviour_half_life_days: float = Field(default=14.0, gt=0)
+    behaviour_weight: float = Field(default=0.5, ge=0)
+    personalisation_strength: float = Field(default=0.3, ge=0, le=0.9)
 
     @field_validator("text_embedder", "log_level", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ explanations. The engine holds no per-request state; one instance serves all req
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,7 @@ import numpy.typing as npt
 import orjson
 
 from search.analysis import Analyzer, fold
+from search.behaviour import Effect, RankingContext
 from search.colour import Family, parse_colour
 from search.colour_index import ColourIndex, family_swatch, text_colours
 from search.errors import InvalidRequestError, SnapshotError
@@ -44,6 +46,7 @@ from search.snapshot import (
     read_manifest,
 )
 from search.store import ProductStore
+from search.suggest import Suggester
 from search.types import (
     Explanation,
     FacetValue,
@@ -171,6 +174,8 @@ class SearchEngine:
                 f"colour index has {len(colours)} products but the store has {len(store)}"
             )
         self.colours = colours
+        self._suggester: Suggester | None = None
+        self._suggester_lock = threading.Lock()
         lexical_retriever = TermRetriever(
             "lexical",
             lexical,
@@ -306,6 +311,16 @@ class SearchEngine:
     def __len__(self) -> int:
         return len(self.store)
 
+    @property
+    def suggester(self) -> Suggester:
+        """As-you-type suggestions over this snapshot's titles (built on first use)."""
+        with self._suggester_lock:
+            if self._suggester is None:
+                self._suggester = Suggester.from_titles(
+                    [p.title for p in self.store.products], self.vocabulary, self.analyzer
+                )
+            return self._suggester
+
     def facet_names(self) -> list[str]:
         """Valid facet names for this snapshot."""
         return self.store.facet_names()
@@ -348,6 +363,13 @@ class SearchEngine:
             colour.name == colour.family.value and not value.strip().startswith("#")
         )
         return self.colours.filter_mask(colour, family_only=family_only)
+
+    def with_rerankers(self, rerankers: Sequence[Reranker]) -> SearchEngine:
+        """A new engine over the same loaded snapshot and settings with other re-rankers
+        (behaviour, personalisation, merchandising rules), applied in order."""
+        engine = self.with_config(self.config)
+        engine.rerankers = tuple(rerankers)
+        return engine
 
     def with_config(self, config: EngineConfig) -> SearchEngine:
         """A new engine over the same loaded snapshot with other query-time settings."""
@@ -486,6 +508,7 @@ class SearchEngine:
             in_colour = self.colour_filter(request.colour)
             allowed = in_colour if allowed is None else allowed & in_colour
         window = request.page * request.k
+        effects: dict[str, Mapping[int, Effect]] = {}
         found = self.candidates(request, allowed, max(self.config.candidates, window))
         query = found.query
         if query.is_empty:
@@ -499,8 +522,12 @@ class SearchEngine:
                 ranked = [Hit(int(d), 0.0, "browse") for d in matching]
         else:
             ranked = self._colour_rerank(query, found.ranked, found.lexical_scores)
+            context = RankingContext.from_request(request)
             for reranker in self.rerankers:
-                ranked = reranker.rerank(query, ranked)
+                out = reranker.rerank(query, ranked, context)
+                ranked = out.hits
+                if out.effects:
+                    effects[reranker.name] = out.effects
             matching = self._matching_docs(found, allowed, ranked)
             if request.sort is not SortOrder.RELEVANCE:
                 in_ranked = {h.doc for h in ranked}
@@ -514,7 +541,7 @@ class SearchEngine:
             ResultHit(
                 product=self.store.products[h.doc],
                 score=h.score,
-                explanation=self._explain(query, h, found) if request.explain else None,
+                explanation=self._explain(query, h, found, effects) if request.explain else None,
                 colours=self.colours.of(h.doc),
             )
             for h in page
@@ -584,7 +611,11 @@ class SearchEngine:
         return sorted(hits, key=key)
 
     def _explain(
-        self, query: AnalyzedQuery, hit: Hit, found: SearchEngine.Candidates
+        self,
+        query: AnalyzedQuery,
+        hit: Hit,
+        found: SearchEngine.Candidates,
+        effects: Mapping[str, Mapping[int, Effect]] | None = None,
     ) -> Explanation:
         runs = found.runs
         traces = []
@@ -642,6 +673,10 @@ class SearchEngine:
                         f"(model score {model_score:.3f})",
                     )
                 )
+        for stage, by_doc in (effects or {}).items():
+            effect = by_doc.get(hit.doc)
+            if effect is not None:
+                adjustments.append((stage, effect.describe()))
         return Explanation(
             retrievers=tuple(traces),
             fused_score=fused_score,

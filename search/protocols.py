@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from search.behaviour import RankingContext, Reranked
     from search.types import Hit
     from search.understand import AnalyzedQuery
 
@@ -35,15 +36,19 @@ class Retriever(Protocol):
 
 @runtime_checkable
 class Reranker(Protocol):
-    """Adjusts a fused list of hits (behaviour, personalisation, merchandising rules)."""
+    """Adjusts a ranked list of hits (behaviour, personalisation, merchandising rules).
+
+    ``context`` says who asks (user, session, channel, segment, time); the result carries the
+    re-ordered hits and, per document it moved or re-scored, an effect for explanations.
+    """
 
     @property
     def name(self) -> str:
         """Name used in explanations."""
         ...
 
-    def rerank(self, query: AnalyzedQuery, hits: list[Hit]) -> list[Hit]:
-        """Return the hits re-scored and re-ordered, best first."""
+    def rerank(self, query: AnalyzedQuery, hits: list[Hit], context: RankingContext) -> Reranked:
+        """Return the hits re-scored and re-ordered, best first, with their effects."""
         ...
 
 

@@ -111,6 +111,12 @@ class TestDocs:
             "/products/{product_id}/images/{index}",
             "/health",
             "/ready",
+            "/suggest",
+            "/events",
+            "/users/{user_id}",
+            "/analytics/queries",
+            "/reports/colours",
+            "/reports/import",
         }
         params = {p["name"] for p in schema["paths"]["/search"]["get"]["parameters"]}
         assert params == {
@@ -130,6 +136,7 @@ class TestDocs:
             "user_id",
             "session_id",
             "channel",
+            "colour",
         }
         assert "SearchResponse" in schema["components"]["schemas"]
         assert "ProductPublic" in schema["components"]["schemas"]
@@ -161,7 +168,7 @@ class TestRequestId:
 
 class TestStartUp:
     def test_given_engine_is_served_without_opening_a_snapshot(self) -> None:
-        app = create_app(Settings(index_dir=None), engine=FakeEngine())  # type: ignore[arg-type]
+        app = create_app(Settings(index_dir=None, events_db="none"), engine=FakeEngine())  # type: ignore[arg-type]
 
         with TestClient(app) as client:
             assert client.get("/health").json()["snapshot_id"] == "fake-snapshot"

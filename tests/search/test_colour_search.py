@@ -179,7 +179,9 @@ class TestColourIndex:
         assert match[3] == 0.0 and match[4] == 0.0
 
     def test_strength_weighs_the_match(self) -> None:
-        index = ColourIndex([[self.colour("red", strength=1.0)], [self.colour("red", strength=0.5)]])
+        index = ColourIndex(
+            [[self.colour("red", strength=1.0)], [self.colour("red", strength=0.5)]]
+        )
         match = index.match(lookup("red"))  # type: ignore[arg-type]
         assert match[0] == pytest.approx(2 * match[1])
 
@@ -226,3 +228,4 @@ class TestTextColours:
     def test_unknown_colour_value_is_reported(self) -> None:
         colours, unknown = text_colours(Product("x", "Shirt", colours=("Mocha Latte Swirl",)))
         assert unknown == ["Mocha Latte Swirl"]
+        assert colours == []

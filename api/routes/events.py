@@ -1,0 +1,287 @@
+"""Shopper events, user erasure and search analytics.
+
+* ``POST /events``: a batch of events. Each event is validated on its own: good events are
+  stored (in one durable write) even when others are bad. The answer is **200** when at least
+  one event was accepted or recognised as a duplicate, listing every event's status (accepted,
+  duplicate, rejected with FastAPI-style error details), and **422** when every event was bad
+  (same body, so a client parses one shape). An ``Idempotency-Key`` header makes a retried
+  batch safe: an event without its own ``event_id`` is stored as ``<key>:<index>``, and a
+  second copy is reported as ``duplicate`` and not counted again. A 2xx means the accepted
+  events are durable.
+* ``DELETE /users/{user_id}``: forget a user's events (and their sessions') and profile.
+* ``GET /analytics/queries``: top queries, zero-result queries, click-through and conversion
+  per query over a time range.
+
+The event store lives on ``app.state.event_store``; it is opened on first use from
+``settings.events_db`` (or ``PRODUCTSEARCH_EVENTS_DB``, default ``var/events.sqlite3``). Tests
+put their own there or override :func:`get_event_store`. When ``app.state.signals_refresher``
+holds a :class:`search.behaviour.SignalsRefresher`, erasure goes through it so in-memory
+profiles are dropped too.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from search.analytics import QueryOrder, query_stats
+from search.behaviour import SignalsRefresher
+from search.events import EventStore, SQLiteSynchronous, ingest, open_event_store
+
+router = APIRouter(tags=["events"])
+
+DEFAULT_EVENTS_DB = "var/events.sqlite3"
+MAX_BATCH = 1000
+
+_open_lock = threading.Lock()
+
+
+def get_event_store(request: Request) -> EventStore:
+    """The event store on ``app.state``, opened on first use.
+
+    Args:
+        request: The current request.
+
+    Returns:
+        The store.
+    """
+    state = request.app.state
+    store: EventStore | None = getattr(state, "event_store", None)
+    if store is not None:
+        return store
+    with _open_lock:
+        store = getattr(state, "event_store", None)
+        if store is None:
+            settings = getattr(state, "settings", None)
+            url = getattr(settings, "events_db", None) or os.environ.get(
+                "PRODUCTSEARCH_EVENTS_DB", DEFAULT_EVENTS_DB
+            )
+            synchronous: SQLiteSynchronous = getattr(settings, "events_synchronous", "FULL")
+            store = open_event_store(str(url), synchronous=synchronous)
+            state.event_store = store
+    return store
+
+
+EventStoreDep = Annotated[EventStore, Depends(get_event_store)]
+
+
+class EventBatch(BaseModel):
+    """A batch of events; each is validated on its own (see ``POST /events``)."""
+
+    events: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="Events: objects with type (search, view, click, add_to_cart, purchase), "
+        "session_id, and as needed user_id, product_id, query, position, channel, timestamp "
+        "(Unix seconds or ISO 8601), results (a search's product ids shown) and event_id.",
+    )
+
+
+class ErrorDetail(BaseModel):
+    """One problem with one field, in FastAPI's validation error shape."""
+
+    loc: list[str | int]
+    msg: str
+    type: str = "value_error"
+
+
+class EventStatus(BaseModel):
+    """What became of one event of a batch."""
+
+    index: int
+    status: Literal["accepted", "duplicate", "rejected"]
+    event_id: str | None = None
+    errors: list[ErrorDetail] = []
+
+
+class EventBatchResponse(BaseModel):
+    """Per-event outcome of a batch."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    events: list[EventStatus]
+
+
+@router.post(
+    "/events",
+    response_model=EventBatchResponse,
+    summary="Record shopper events (batched, idempotent)",
+    responses={422: {"model": EventBatchResponse, "description": "Every event was invalid."}},
+)
+def post_events(
+    batch: EventBatch,
+    store: EventStoreDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=100,
+            pattern=r"^[A-Za-z0-9._:-]+$",
+            description="Key of this batch: a retry with the same key is not counted twice.",
+        ),
+    ] = None,
+) -> Response:
+    """Validate and store a batch of events (see the module docstring for the contract)."""
+    outcome = ingest(store, batch.events, idempotency_key=idempotency_key)
+    # Built as plain dicts and encoded once: a 1,000-event batch would otherwise spend more
+    # time validating its own response models than storing the events.
+    accepted = set(outcome.accepted)
+    statuses: list[dict[str, Any]] = []
+    for i in range(len(batch.events)):
+        errors = outcome.rejected.get(i)
+        if errors is None:
+            statuses.append(
+                {
+                    "index": i,
+                    "status": "accepted" if i in accepted else "duplicate",
+                    "event_id": outcome.event_ids[i],
+                    "errors": [],
+                }
+            )
+        else:
+            statuses.append(
+                {
+                    "index": i,
+                    "status": "rejected",
+                    "event_id": None,
+                    "errors": [
+                        {
+                            "loc": ["body", "events", i, e.field],
+                            "msg": e.message,
+                            "type": "value_error",
+                        }
+                        for e in errors
+                    ],
+                }
+            )
+    body = {
+        "accepted": len(outcome.accepted),
+        "duplicates": len(outcome.duplicates),
+        "rejected": len(outcome.rejected),
+        "events": statuses,
+    }
+    ok = outcome.accepted or outcome.duplicates
+    code = status.HTTP_200_OK if ok else status.HTTP_422_UNPROCESSABLE_CONTENT
+    return Response(orjson.dumps(body), status_code=code, media_type="application/json")
+
+
+class ForgetResponse(BaseModel):
+    """Outcome of erasing a user."""
+
+    user_id: str
+    events_deleted: int
+
+
+@router.delete(
+    "/users/{user_id}",
+    response_model=ForgetResponse,
+    summary="Forget a user's events and profile (GDPR erasure)",
+)
+def forget_user(
+    request: Request,
+    store: EventStoreDep,
+    user_id: Annotated[str, Path(min_length=1, max_length=200)],
+) -> ForgetResponse:
+    """Delete the user's events, their sessions' events and their profiles. Idempotent: an
+    unknown user answers 200 with 0 events deleted."""
+    refresher: SignalsRefresher | None = getattr(request.app.state, "signals_refresher", None)
+    if refresher is not None and refresher.store is store:
+        deleted = refresher.forget_user(user_id)
+    else:
+        deleted = store.forget_user(user_id)
+    return ForgetResponse(user_id=user_id, events_deleted=deleted)
+
+
+class QueryStatsPublic(BaseModel):
+    """What shoppers did with one query over the range."""
+
+    query: str
+    searches: int
+    search_sessions: int
+    zero_result_searches: int
+    zero_result_rate: float
+    clicks: int
+    add_to_carts: int
+    purchases: int
+    click_through_rate: float
+    add_to_cart_rate: float
+    conversion_rate: float
+
+
+class QueryAnalyticsResponse(BaseModel):
+    """Per-query statistics, most first."""
+
+    start: datetime | None
+    end: datetime | None
+    order: str
+    queries: list[QueryStatsPublic]
+
+
+@router.get(
+    "/analytics/queries",
+    response_model=QueryAnalyticsResponse,
+    summary="Top and zero-result queries with click-through and conversion",
+)
+def analytics_queries(
+    store: EventStoreDep,
+    start: Annotated[
+        datetime | None, Query(description="From (ISO 8601 or Unix seconds), inclusive.")
+    ] = None,
+    end: Annotated[
+        datetime | None, Query(description="Until (ISO 8601 or Unix seconds), exclusive.")
+    ] = None,
+    order: Annotated[
+        QueryOrder,
+        Query(description="searches (top queries), zero_results, clicks or purchases."),
+    ] = "searches",
+    limit: Annotated[int, Query(ge=1, le=1000, description="Queries returned.")] = 20,
+) -> QueryAnalyticsResponse | JSONResponse:
+    """Queries of the range, ordered by ``order``."""
+    if start is not None and end is not None and start > end:
+        return JSONResponse(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            content={
+                "detail": [
+                    {
+                        "loc": ["query", "start"],
+                        "msg": "must not be after end",
+                        "type": "value_error",
+                    }
+                ]
+            },
+        )
+    rows = query_stats(
+        store,
+        start.timestamp() if start is not None else None,
+        end.timestamp() if end is not None else None,
+        order=order,
+        limit=limit,
+    )
+    return QueryAnalyticsResponse(
+        start=start,
+        end=end,
+        order=order,
+        queries=[
+            QueryStatsPublic(
+                query=r.query,
+                searches=r.searches,
+                search_sessions=r.search_sessions,
+                zero_result_searches=r.zero_result_searches,
+                zero_result_rate=r.zero_result_rate,
+                clicks=r.clicks,
+                add_to_carts=r.add_to_carts,
+                purchases=r.purchases,
+                click_through_rate=r.click_through_rate,
+                add_to_cart_rate=r.add_to_cart_rate,
+                conversion_rate=r.conversion_rate,
+            )
+            for r in rows
+        ],
+    )

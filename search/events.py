@@ -1,0 +1,828 @@
+"""Shopper events: the record, its validation, and the stores that keep it durably.
+
+An event is one thing a shopper did: a search (with the result ids shown, the impressions the
+click model learns from), a view, a click, an add-to-cart or a purchase. Every store keeps
+events in arrival order under a growing sequence number (``seq``), so the background refresh in
+:mod:`search.behaviour` folds only what is new, and under a unique ``event_id``, so a retried
+batch is stored once (idempotency).
+
+Two implementations of :class:`EventStore`:
+
+* :class:`SQLiteEventStore`, the embedded default: one file in WAL mode. ``append`` returns only
+  after the transaction committed, so an acknowledged event is in the WAL file. With
+  ``synchronous="NORMAL"`` the WAL is written (``write(2)``) but not fsync'd on commit: it
+  survives a crash or SIGKILL of the process (the OS page cache still holds the data), not a
+  power loss. ``"FULL"`` (the default) also fsyncs the WAL on every commit and survives power
+  loss; events arrive in batches, so one fsync per batch keeps ingestion fast.
+* :class:`PostgresEventStore`, for several replicas sharing one store (``psycopg`` 3).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import orjson
+
+from search.analysis import fold
+from search.errors import SearchServiceError
+
+MAX_ID_LENGTH = 200
+MAX_QUERY_LENGTH = 1000
+MAX_RESULTS = 250
+MAX_CHANNEL_LENGTH = 32
+FUTURE_TOLERANCE_S = 300.0
+"""How far ahead of the server's clock a timestamp may be (client clocks drift)."""
+
+
+class EventType(StrEnum):
+    """What a shopper did."""
+
+    SEARCH = "search"
+    VIEW = "view"
+    CLICK = "click"
+    ADD_TO_CART = "add_to_cart"
+    PURCHASE = "purchase"
+
+
+PRODUCT_EVENTS = frozenset(
+    {EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE}
+)
+"""Event types that are about one product and so need ``product_id``."""
+
+
+def normalise_query(text: str) -> str:
+    """The form queries are aggregated under: folded (lower case, no diacritics), one space.
+
+    Args:
+        text: A query as typed.
+
+    Returns:
+        ``"Oak  Chair "`` -> ``"oak chair"``.
+    """
+    return " ".join(fold(text).split())
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated shopper event.
+
+    Attributes:
+        event_id: Unique id; a second event with the same id is a duplicate and is not stored.
+        type: What happened.
+        session_id: The shopper's session (anonymous sessions count too).
+        timestamp: When it happened, seconds since the Unix epoch (UTC).
+        user_id: The signed-in shopper, or None for an anonymous session.
+        product_id: The product concerned (required for every type but ``search``).
+        query: The query the shopper had typed (a search's text; for a click, add-to-cart or
+            purchase, the search that led there), or None.
+        position: 1-based rank of ``product_id`` in the results of ``query``, or None.
+        channel: ``"web"``, ``"app"``... or None.
+        results: For a search, the product ids shown, best first (the impressions); an
+            empty tuple is a search that found nothing; None when not reported.
+    """
+
+    event_id: str
+    type: EventType
+    session_id: str
+    timestamp: float
+    user_id: str | None = None
+    product_id: str | None = None
+    query: str | None = None
+    position: int | None = None
+    channel: str | None = None
+    results: tuple[str, ...] | None = None
+
+    @property
+    def normalised_query(self) -> str | None:
+        """:func:`normalise_query` of ``query``, or None without a query."""
+        return normalise_query(self.query) if self.query else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event with the sequence number its store gave it (arrival order)."""
+
+    seq: int
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field of an event.
+
+    Attributes:
+        field: The field's name, as the caller wrote it (``"*"`` for the event as a whole).
+        message: What is wrong and what is valid.
+    """
+
+    field: str
+    message: str
+
+
+class InvalidEventError(SearchServiceError, ValueError):
+    """An event failed validation.
+
+    Attributes:
+        errors: Every problem found, one per field.
+    """
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = tuple(errors)
+
+
+_FIELDS = frozenset(
+    {
+        "event_id",
+        "type",
+        "user_id",
+        "session_id",
+        "product_id",
+        "query",
+        "position",
+        "channel",
+        "timestamp",
+        "results",
+    }
+)
+
+
+def _text(
+    data: Mapping[str, Any], name: str, errors: list[FieldError], *, limit: int = MAX_ID_LENGTH
+) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors.append(FieldError(name, "must be a string"))
+        return None
+    value = value.strip()
+    if not value:
+        errors.append(FieldError(name, "must not be blank (leave it out instead)"))
+        return None
+    if len(value) > limit:
+        errors.append(FieldError(name, f"must be at most {limit} characters"))
+        return None
+    return value
+
+
+def _timestamp(value: Any, now: float, errors: list[FieldError]) -> float:
+    if value is None:
+        return now
+    ts: float | None = None
+    if isinstance(value, bool):
+        ts = None
+    elif isinstance(value, int | float):
+        ts = float(value)
+        # Milliseconds since the epoch are common in browser code: accept them too.
+        if ts > 1e11:
+            ts /= 1000.0
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            ts = None
+        else:
+            if parsed.tzinfo is None:
+                errors.append(FieldError("timestamp", "ISO 8601 time must carry a time zone"))
+                return now
+            ts = parsed.timestamp()
+    if ts is None or not math.isfinite(ts) or ts <= 0:
+        errors.append(
+            FieldError("timestamp", "must be Unix seconds (or milliseconds) or ISO 8601 with zone")
+        )
+        return now
+    if ts > now + FUTURE_TOLERANCE_S:
+        errors.append(FieldError("timestamp", "is in the future"))
+        return now
+    return ts
+
+
+def parse_event(
+    data: Any, *, now: float | None = None, default_event_id: str | None = None
+) -> Event:
+    """Validate one event as received (a JSON object) and build an :class:`Event`.
+
+    Args:
+        data: The decoded JSON value.
+        now: The server's clock (default: ``time.time()``); a missing timestamp takes it.
+        default_event_id: Id used when the event carries no ``event_id`` (the API derives it
+            from the batch's idempotency key and the event's index); a random id otherwise.
+
+    Returns:
+        The event.
+
+    Raises:
+        InvalidEventError: Listing every bad field: unknown ``type`` (valid: search, view,
+            click, add_to_cart, purchase), missing ``session_id``, missing ``product_id`` on a
+            product event, missing ``query`` on a search, ``position`` below 1, ``results`` on
+            another type than search, a timestamp in the future, unknown fields...
+    """
+    now = time.time() if now is None else now
+    if not isinstance(data, Mapping):
+        raise InvalidEventError([FieldError("*", "an event must be a JSON object")])
+    errors: list[FieldError] = []
+    unknown = sorted(str(k) for k in data if k not in _FIELDS)
+    if unknown:
+        errors.append(
+            FieldError(
+                unknown[0],
+                f"unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(_FIELDS))}",
+            )
+        )
+    raw_type = data.get("type")
+    event_type: EventType | None = None
+    if raw_type is None:
+        errors.append(FieldError("type", "is required; valid: " + ", ".join(EventType)))
+    else:
+        try:
+            event_type = EventType(raw_type)
+        except ValueError:
+            errors.append(
+                FieldError("type", f"unknown type {raw_type!r}; valid: {', '.join(EventType)}")
+            )
+    event_id = _text(data, "event_id", errors, limit=128)
+    session_id = _text(data, "session_id", errors)
+    if session_id is None and data.get("session_id") is None:
+        errors.append(FieldError("session_id", "is required (anonymous sessions need one too)"))
+    user_id = _text(data, "user_id", errors)
+    product_id = _text(data, "product_id", errors)
+    query = _text(data, "query", errors, limit=MAX_QUERY_LENGTH)
+    channel = _text(data, "channel", errors, limit=MAX_CHANNEL_LENGTH)
+    position = data.get("position")
+    if position is not None and (
+        isinstance(position, bool) or not isinstance(position, int) or position < 1
+    ):
+        errors.append(FieldError("position", "must be an integer, 1 or more (1 = top result)"))
+        position = None
+    raw_results = data.get("results")
+    results: tuple[str, ...] | None = None
+    if raw_results is not None:
+        if not isinstance(raw_results, list) or not all(
+            isinstance(r, str) and r and len(r) <= MAX_ID_LENGTH for r in raw_results
+        ):
+            errors.append(FieldError("results", "must be a list of product ids (strings)"))
+        elif len(raw_results) > MAX_RESULTS:
+            errors.append(FieldError("results", f"must hold at most {MAX_RESULTS} ids"))
+        else:
+            results = tuple(raw_results)
+    timestamp = _timestamp(data.get("timestamp"), now, errors)
+    if event_type in PRODUCT_EVENTS and product_id is None and data.get("product_id") is None:
+        errors.append(FieldError("product_id", f"is required for a {event_type} event"))
+    if event_type is EventType.SEARCH and query is None and data.get("query") is None:
+        errors.append(FieldError("query", "is required for a search event"))
+    if event_type is not None and event_type is not EventType.SEARCH and results is not None:
+        errors.append(FieldError("results", "only a search event carries results"))
+    if errors or event_type is None or session_id is None:
+        raise InvalidEventError(errors)
+    return Event(
+        event_id=event_id or default_event_id or uuid.uuid4().hex,
+        type=event_type,
+        session_id=session_id,
+        timestamp=timestamp,
+        user_id=user_id,
+        product_id=product_id,
+        query=query,
+        position=position,
+        channel=channel.lower() if channel else None,
+        results=results,
+    )
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The JSON form of an event (the keys :func:`parse_event` reads)."""
+    return {
+        "event_id": event.event_id,
+        "type": event.type.value,
+        "session_id": event.session_id,
+        "timestamp": event.timestamp,
+        "user_id": event.user_id,
+        "product_id": event.product_id,
+        "query": event.query,
+        "position": event.position,
+        "channel": event.channel,
+        "results": list(event.results) if event.results is not None else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Stores
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Durable, append-only (but forgettable) storage of events.
+
+    ``append`` returns only once the events are durable: an acknowledged event is never lost.
+    """
+
+    def append(self, events: Sequence[Event]) -> list[bool]:
+        """Store a batch atomically.
+
+        Returns:
+            Per event: True when stored, False when an event with its ``event_id`` was
+            already stored (a retry).
+        """
+        ...
+
+    def read_since(self, after_seq: int, limit: int = 10_000) -> list[StoredEvent]:
+        """Events with ``seq > after_seq`` in ``seq`` order, at most ``limit``."""
+        ...
+
+    def scan(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        types: Sequence[EventType] = (),
+    ) -> Iterator[Event]:
+        """Events with ``start <= timestamp < end`` (None: unbounded), of these types (all
+        when empty), in ``seq`` order."""
+        ...
+
+    def last_seq(self) -> int:
+        """The highest sequence number stored (0 when empty)."""
+        ...
+
+    def count(self) -> int:
+        """Number of events stored."""
+        ...
+
+    def forget_user(self, user_id: str) -> int:
+        """Delete every event of a user, and of every session the user had (GDPR erasure).
+
+        Returns:
+            Events deleted.
+        """
+        ...
+
+    def purge_before(self, timestamp: float) -> int:
+        """Delete events older than ``timestamp`` (retention). Returns events deleted."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+_COLUMNS = (
+    "event_id, type, session_id, ts, user_id, product_id, query, norm_query, position, "
+    "channel, results"
+)
+
+
+def _row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.type.value,
+        event.session_id,
+        event.timestamp,
+        event.user_id,
+        event.product_id,
+        event.query,
+        event.normalised_query,
+        event.position,
+        event.channel,
+        orjson.dumps(event.results).decode() if event.results is not None else None,
+    )
+
+
+def _event(row: Sequence[Any]) -> Event:
+    # Column order of _COLUMNS (seq stripped by the caller).
+    return Event(
+        event_id=row[0],
+        type=EventType(row[1]),
+        session_id=row[2],
+        timestamp=float(row[3]),
+        user_id=row[4],
+        product_id=row[5],
+        query=row[6],
+        position=row[8],
+        channel=row[9],
+        results=tuple(orjson.loads(row[10])) if row[10] is not None else None,
+    )
+
+
+def _scan_sql(
+    start: float | None, end: float | None, types: Sequence[EventType], mark: str
+) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if start is not None:
+        where.append(f"ts >= {mark}")
+        params.append(start)
+    if end is not None:
+        where.append(f"ts < {mark}")
+        params.append(end)
+    if types:
+        where.append(f"type IN ({', '.join([mark] * len(types))})")
+        params.extend(t.value for t in types)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {_COLUMNS} FROM events{clause} ORDER BY seq", params
+
+
+SQLiteSynchronous = Literal["NORMAL", "FULL"]
+
+
+class SQLiteEventStore:
+    """Events in one SQLite file in WAL mode (the embedded default).
+
+    Writes go through one connection under a lock (SQLite has one writer anyway); reads use a
+    connection per thread, which WAL lets run beside the writer without blocking it.
+
+    Args:
+        path: Database file (created with its folder), or ``":memory:"`` for a throw-away store
+            (tests; not durable, one connection).
+        synchronous: ``"FULL"`` fsyncs the WAL on every commit (survives power loss);
+            ``"NORMAL"`` does not (survives a crash of the process, not of the machine).
+
+    Raises:
+        ValueError: ``synchronous`` is not NORMAL or FULL.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: SQLiteSynchronous = "FULL") -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._memory = self.path == ":memory:"
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+        self._writer = self._connect()
+        with self._writer:
+            self._writer.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL UNIQUE,
+                    type TEXT NOT NULL,
+                    session_id TEXT NOT NULL,
+                    ts REAL NOT NULL,
+                    user_id TEXT,
+                    product_id TEXT,
+                    query TEXT,
+                    norm_query TEXT,
+                    position INTEGER,
+                    channel TEXT,
+                    results TEXT
+                );
+                CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+                CREATE INDEX IF NOT EXISTS events_user ON events (user_id) WHERE user_id IS NOT NULL;
+                CREATE INDEX IF NOT EXISTS events_session ON events (session_id);
+                """
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
+        )
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("the event store is closed")
+        if self._memory:
+            return self._writer
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    def append(self, events: Sequence[Event]) -> list[bool]:
+        """See :meth:`EventStore.append`; returns after the commit (and its fsync under FULL)."""
+        if not events:
+            return []
+        stored: list[bool] = []
+        sql = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        with self._transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(sql, [_row(e) for e in events])
+            if conn.total_changes - before == len(events):
+                return [True] * len(events)  # the usual case: no retry among them
+            # Some were duplicates: find which, inside the same transaction.
+            ids = [e.event_id for e in events]
+            firsts: dict[str, int] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                firsts.update(
+                    conn.execute(
+                        "SELECT event_id, seq FROM events WHERE event_id IN "
+                        f"({', '.join('?' * len(chunk))})",
+                        chunk,
+                    ).fetchall()
+                )
+            # AUTOINCREMENT numbers this transaction's rows contiguously after the old maximum.
+            new_from = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            new_from -= conn.total_changes - before
+            seen: set[str] = set()
+            for event_id in ids:
+                stored.append(firsts.get(event_id, 0) > new_from and event_id not in seen)
+                seen.add(event_id)
+        return stored
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._memory:
+            with self._lock:
+                return self._writer.execute(sql, params).fetchall()
+        return self._reader().execute(sql, params).fetchall()
+
+    def read_since(self, after_seq: int, limit: int = 10_000) -> list[StoredEvent]:
+        """See :meth:`EventStore.read_since`."""
+        rows = self._query(
+            f"SELECT seq, {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [StoredEvent(int(r[0]), _event(r[1:])) for r in rows]
+
+    def scan(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        types: Sequence[EventType] = (),
+    ) -> Iterator[Event]:
+        """See :meth:`EventStore.scan`."""
+        sql, params = _scan_sql(start, end, types, "?")
+        for row in self._query(sql, params):
+            yield _event(row)
+
+    def last_seq(self) -> int:
+        """See :meth:`EventStore.last_seq`."""
+        return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
+    def count(self) -> int:
+        """See :meth:`EventStore.count`."""
+        return int(self._query("SELECT COUNT(*) FROM events")[0][0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writer inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the event store is closed")
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _delete(self, sql: str, params: Sequence[Any]) -> int:
+        with self._transaction() as conn:
+            return int(conn.execute(sql, params).rowcount)
+
+    def forget_user(self, user_id: str) -> int:
+        """See :meth:`EventStore.forget_user`."""
+        with self._transaction() as conn:
+            # Sessions first: a DELETE with a subquery on its own table may re-evaluate it
+            # after the user's own rows are gone.
+            sessions = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT session_id FROM events WHERE user_id = ?", (user_id,)
+                )
+            ]
+            deleted = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            for start in range(0, len(sessions), 500):
+                chunk = sessions[start : start + 500]
+                deleted += conn.execute(
+                    f"DELETE FROM events WHERE session_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).rowcount
+            return int(deleted)
+
+    def purge_before(self, timestamp: float) -> int:
+        """See :meth:`EventStore.purge_before`."""
+        return self._delete("DELETE FROM events WHERE ts < ?", (timestamp,))
+
+    def close(self) -> None:
+        """See :meth:`EventStore.close`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in self._readers:
+                conn.close()
+            self._writer.close()
+
+
+class PostgresEventStore:
+    """Events in a PostgreSQL table, shared by several service replicas.
+
+    Appends serialise on a transaction-level advisory lock, so sequence numbers become visible
+    in commit order and an incremental reader (``read_since``) never skips an event committed
+    late with a smaller number. PostgreSQL's default ``synchronous_commit=on`` makes a commit
+    durable before ``append`` returns.
+
+    Args:
+        dsn: A libpq connection string or URL (``"postgresql://user@host/db"``,
+            ``"host=/tmp/sock dbname=events"``).
+        table: Table name (letters, digits and underscores).
+
+    Raises:
+        ImportError: ``psycopg`` is not installed.
+        ValueError: ``table`` is not a plain identifier.
+    """
+
+    _LOCK_KEY = 0x5EA7C4  # advisory lock id of the append critical section
+
+    def __init__(self, dsn: str, *, table: str = "events") -> None:
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("install 'psycopg[binary]' to keep events in PostgreSQL") from exc
+        if not table.replace("_", "").isalnum() or not table[0].isalpha():
+            raise ValueError(f"table must be a plain identifier, not {table!r}")
+        self.table = table
+        self._psycopg = psycopg
+        self._lock = threading.Lock()
+        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._conn.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS {table} (
+                seq BIGSERIAL PRIMARY KEY,
+                event_id TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                ts DOUBLE PRECISION NOT NULL,
+                user_id TEXT,
+                product_id TEXT,
+                query TEXT,
+                norm_query TEXT,
+                position INTEGER,
+                channel TEXT,
+                results TEXT
+            )
+            """
+        )
+        self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_ts ON {table} (ts)")
+        self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_user ON {table} (user_id)")
+        self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_session ON {table} (session_id)")
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("FROM events", f"FROM {self.table}")
+
+    def append(self, events: Sequence[Event]) -> list[bool]:
+        """See :meth:`EventStore.append`."""
+        if not events:
+            return []
+        sql = (
+            f"INSERT INTO {self.table} ({_COLUMNS}) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING seq"
+        )
+        stored: list[bool] = []
+        with self._lock, self._conn.transaction():
+            cursor = self._conn.cursor()
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK_KEY,))
+            cursor.executemany(sql, [_row(e) for e in events], returning=True)
+            while True:
+                stored.append(cursor.fetchone() is not None)
+                if not cursor.nextset():
+                    break
+        return stored
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(self._sql(sql), params).fetchall()
+
+    def read_since(self, after_seq: int, limit: int = 10_000) -> list[StoredEvent]:
+        """See :meth:`EventStore.read_since`."""
+        rows = self._query(
+            f"SELECT seq, {_COLUMNS} FROM events WHERE seq > %s ORDER BY seq LIMIT %s",
+            (after_seq, limit),
+        )
+        return [StoredEvent(int(r[0]), _event(r[1:])) for r in rows]
+
+    def scan(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        types: Sequence[EventType] = (),
+    ) -> Iterator[Event]:
+        """See :meth:`EventStore.scan`."""
+        sql, params = _scan_sql(start, end, types, "%s")
+        for row in self._query(sql, params):
+            yield _event(row)
+
+    def last_seq(self) -> int:
+        """See :meth:`EventStore.last_seq`."""
+        return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
+    def count(self) -> int:
+        """See :meth:`EventStore.count`."""
+        return int(self._query("SELECT COUNT(*) FROM events")[0][0])
+
+    def _delete(self, sql: str, params: Sequence[Any]) -> int:
+        with self._lock, self._conn.transaction():
+            cursor = self._conn.execute(sql, params)
+            return int(cursor.rowcount)
+
+    def forget_user(self, user_id: str) -> int:
+        """See :meth:`EventStore.forget_user`."""
+        t = self.table
+        return self._delete(
+            f"DELETE FROM {t} WHERE user_id = %s OR session_id IN "
+            f"(SELECT DISTINCT session_id FROM {t} WHERE user_id = %s)",
+            (user_id, user_id),
+        )
+
+    def purge_before(self, timestamp: float) -> int:
+        """See :meth:`EventStore.purge_before`."""
+        return self._delete(f"DELETE FROM {self.table} WHERE ts < %s", (timestamp,))
+
+    def close(self) -> None:
+        """See :meth:`EventStore.close`."""
+        with self._lock:
+            self._conn.close()
+
+
+def open_event_store(url: str, *, synchronous: SQLiteSynchronous = "FULL") -> EventStore:
+    """Open the store a setting names.
+
+    Args:
+        url: ``postgresql://...`` / ``postgres://...`` for PostgreSQL; anything else is a
+            SQLite file path (``sqlite:///path`` also accepted), or ``":memory:"``.
+        synchronous: SQLite's durability level (ignored for PostgreSQL).
+
+    Returns:
+        The store.
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresEventStore(url)
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///") :]
+    return SQLiteEventStore(url, synchronous=synchronous)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What became of each event of a batch.
+
+    Attributes:
+        accepted: Indexes (in the batch) of events stored now.
+        duplicates: Indexes of events already stored (a retried batch); acknowledged too.
+        rejected: Index -> the problems that kept the event out.
+        event_ids: Index -> the id each valid event was stored under.
+    """
+
+    accepted: tuple[int, ...] = ()
+    duplicates: tuple[int, ...] = ()
+    rejected: Mapping[int, tuple[FieldError, ...]] = field(default_factory=dict)
+    event_ids: Mapping[int, str] = field(default_factory=dict)
+
+
+def ingest(
+    store: EventStore,
+    items: Sequence[Any],
+    *,
+    idempotency_key: str | None = None,
+    now: float | None = None,
+) -> BatchOutcome:
+    """Validate a batch and store its good events in one durable write.
+
+    Args:
+        store: Where to keep them.
+        items: Decoded JSON values, one per event.
+        idempotency_key: The batch's key: an event without ``event_id`` is stored under
+            ``"<key>:<index>"``, so a retry of the same batch is recognised event by event.
+        now: The server's clock.
+
+    Returns:
+        Per event: accepted, duplicate or rejected (with reasons).
+    """
+    now = time.time() if now is None else now
+    valid: list[tuple[int, Event]] = []
+    rejected: dict[int, tuple[FieldError, ...]] = {}
+    for i, item in enumerate(items):
+        default_id = f"{idempotency_key}:{i}" if idempotency_key else None
+        try:
+            valid.append((i, parse_event(item, now=now, default_event_id=default_id)))
+        except InvalidEventError as exc:
+            rejected[i] = exc.errors
+    stored = store.append([e for _, e in valid])
+    accepted = tuple(i for (i, _), new in zip(valid, stored, strict=True) if new)
+    duplicates = tuple(i for (i, _), new in zip(valid, stored, strict=True) if not new)
+    return BatchOutcome(accepted, duplicates, rejected, {i: e.event_id for i, e in valid})

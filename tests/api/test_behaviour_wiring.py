@@ -1,0 +1,88 @@
+"""Events reach ranking: shoppers' clicks and purchases move products up for a query, and a
+known shopper's history personalises the order, with explain showing both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from tests.api import build_snapshot
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    snapshot = build_snapshot(tmp_path)
+    settings = Settings(
+        index_dir=snapshot,
+        text_embedder="none",
+        events_db=str(tmp_path / "events.sqlite3"),
+        behaviour_refresh_s=3600,  # refreshed by hand below
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def ids(client: TestClient, **params: object) -> list[str]:
+    body = client.get("/search", params={"as_you_type": "false", **params}).json()
+    return [h["id"] for h in body["hits"]]
+
+
+def refresh(client: TestClient) -> None:
+    client.app.state.signals_refresher.refresh()  # type: ignore[attr-defined]
+
+
+class TestBehaviourReachesRanking:
+    def test_clicked_and_bought_product_rises_for_its_query(self, client: TestClient) -> None:
+        before = ids(client, q="sofa")
+        favourite = before[-1]
+        events = []
+        for s in range(30):
+            events.append(
+                {"type": "search", "session_id": f"s{s}", "query": "sofa", "results": before}
+            )
+            events.append(
+                {
+                    "type": "click",
+                    "session_id": f"s{s}",
+                    "query": "sofa",
+                    "product_id": favourite,
+                    "position": len(before),
+                }
+            )
+            if s % 3 == 0:
+                events.append(
+                    {
+                        "type": "purchase",
+                        "session_id": f"s{s}",
+                        "query": "sofa",
+                        "product_id": favourite,
+                    }
+                )
+        response = client.post("/events", json={"events": events})
+        assert response.status_code == 200
+        refresh(client)
+
+        after = ids(client, q="sofa")
+        assert after.index(favourite) < before.index(favourite)
+        body = client.get("/search", params={"q": "sofa", "explain": "true"}).json()
+        hit = next(h for h in body["hits"] if h["id"] == favourite)
+        stages = {a["stage"] for a in hit["explanation"]["adjustments"]}
+        assert stages & {"behaviour", "behavioural"}
+
+    def test_forgotten_user_events_are_gone(self, client: TestClient) -> None:
+        client.post(
+            "/events",
+            json={
+                "events": [
+                    {"type": "view", "user_id": "u1", "session_id": "x", "product_id": "SOFA-1"}
+                ]
+            },
+        )
+        response = client.delete("/users/u1")
+        assert response.status_code == 200
+        assert response.json()["events_deleted"] >= 1

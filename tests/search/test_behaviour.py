@@ -1,0 +1,374 @@
+"""Behavioural signals: the click model, decayed popularity, smoothed rates, the background
+refresh, the behavioural retriever and re-ranker."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from search.behaviour import (
+    DAY_S,
+    BehaviourAggregator,
+    BehaviouralRetriever,
+    BehaviourConfig,
+    BehaviourReranker,
+    BehaviourSnapshot,
+    RankingContext,
+    SignalsRefresher,
+    StaticBehaviour,
+    fit_position_based_model,
+    normalised_scores,
+)
+from search.engine import SearchEngine
+from search.events import SQLiteEventStore, ingest
+from search.types import Hit, SearchRequest
+from search.understand import AnalyzedQuery
+
+NOW = 1_750_000_000.0
+
+
+def understand(engine: SearchEngine, text: str) -> AnalyzedQuery:
+    return engine.understander.understand(SearchRequest(text=text, as_you_type=False))
+
+
+def session(
+    query: str,
+    shown: list[str],
+    clicked: dict[str, int] | None = None,
+    *,
+    carts: tuple[str, ...] = (),
+    buys: tuple[str, ...] = (),
+    ts: float = NOW,
+    sid: str = "s",
+) -> list[dict[str, Any]]:
+    """A search showing ``shown`` and the clicks (product -> position), carts and purchases."""
+    base = {"session_id": sid, "timestamp": ts, "query": query}
+    events: list[dict[str, Any]] = [{**base, "type": "search", "results": shown}]
+    for pid, pos in (clicked or {}).items():
+        events.append({**base, "type": "click", "product_id": pid, "position": pos})
+    events += [{**base, "type": "add_to_cart", "product_id": p} for p in carts]
+    events += [{**base, "type": "purchase", "product_id": p} for p in buys]
+    return events
+
+
+def folded(events: list[dict[str, Any]], tmp_path: Path, **config: Any) -> BehaviourAggregator:
+    store = SQLiteEventStore(tmp_path / "e.db")
+    ingest(store, events, now=NOW + 1)
+    aggregator = BehaviourAggregator(BehaviourConfig(**config))
+    SignalsRefresher(store, [aggregator], clock=lambda: NOW).refresh()
+    return aggregator
+
+
+class TestRankingContext:
+    def test_from_request(self) -> None:
+        request = SearchRequest(text="x", user_id="u1", session_id="s1", channel="APP")
+        context = RankingContext.from_request(request, now=NOW)
+        assert (context.user_id, context.session_id, context.channel) == ("u1", "s1", "app")
+        assert context.hour == int(NOW // 3600) % 24
+
+    def test_is_frozen(self) -> None:
+        context = RankingContext()
+        with pytest.raises(AttributeError):
+            context.user_id = "x"  # type: ignore[misc]
+
+
+class TestPositionBasedModel:
+    def test_recovers_bias_and_attractiveness(self) -> None:
+        rng = np.random.default_rng(0)
+        true_theta = np.array([1.0, 0.6, 0.35, 0.2])
+        true_alpha = rng.uniform(0.05, 0.9, size=40)
+        qd, pos, n, c = [], [], [], []
+        for pair in range(40):
+            for p in range(4):  # every pair shown at every position (rotated rankings)
+                shown = 400
+                qd.append(pair)
+                pos.append(p)
+                n.append(shown)
+                c.append(rng.binomial(shown, true_theta[p] * true_alpha[pair]))
+        theta, alpha, _ = fit_position_based_model(
+            np.array(qd),
+            np.array(pos),
+            np.array(n, dtype=float),
+            np.array(c, dtype=float),
+            40,
+            4,
+            iterations=200,
+            prior_strength=1.0,
+            theta_strength=1.0,
+        )
+        relative = theta / theta[0]
+        assert relative == pytest.approx(true_theta, abs=0.08)
+        assert np.corrcoef(alpha, true_alpha)[0, 1] > 0.95
+
+    def test_a_lower_click_rate_deep_down_can_mean_more_attractive(self) -> None:
+        # Pair 0 at position 1 gets 30% clicks; pair 1 at position 4 gets 15%, while a
+        # calibration pair seen at both positions shows position 4 is examined a third as often.
+        qd = np.array([0, 1, 2, 2])
+        pos = np.array([0, 3, 0, 3])
+        n = np.array([1000.0, 1000.0, 1000.0, 1000.0])
+        c = np.array([300.0, 150.0, 600.0, 200.0])
+        theta, alpha, _ = fit_position_based_model(qd, pos, n, c, 3, 4, iterations=100)
+        assert theta[3] < theta[0]
+        assert alpha[1] > alpha[0]
+
+    def test_no_data(self) -> None:
+        empty = np.zeros(0, dtype=np.int64)
+        theta, alpha, prior = fit_position_based_model(
+            empty, empty, empty.astype(float), empty.astype(float), 0, 5
+        )
+        assert len(theta) == 5 and len(alpha) == 0 and 0 < prior < 1
+
+
+class TestBehaviourAggregator:
+    def test_rates_from_sessions(self, tmp_path: Path) -> None:
+        events: list[dict[str, Any]] = []
+        for i in range(20):
+            clicks = {"B": 2} if i % 2 == 0 else {}
+            events += session(
+                "Oak Chair", ["A", "B", "C"], clicks, carts=("B",) * (i % 4 == 0), sid=f"s{i}"
+            )
+        snap = folded(events, tmp_path).snapshot
+        signals = snap.queries["oak chair"]
+        assert signals.searches == pytest.approx(20)
+        b, a = signals.products["B"], signals.products["A"]
+        assert b.impressions == pytest.approx(20)
+        assert b.clicks == pytest.approx(10)
+        assert b.carts == pytest.approx(5)
+        assert b.click_rate > a.click_rate
+        assert b.cart_rate > a.cart_rate
+        assert b.utility > signals.prior_utility > a.utility
+        assert snap.position_bias[0] == pytest.approx(1.0)
+        assert snap.last_seq == 20 + 10 + 5  # searches, clicks, carts
+
+    def test_cold_start_is_smoothed(self, tmp_path: Path) -> None:
+        events: list[dict[str, Any]] = []
+        for i in range(30):  # "A": 30 clicks in 100 impressions
+            events += session("lamp", ["A"], {"A": 1}, sid=f"a{i}")
+        for i in range(70):
+            events += session("lamp", ["A"], sid=f"b{i}")
+        events += session("lamp", ["X"], {"X": 1}, sid="x")  # "X": 1 click in 1 impression
+        signals = folded(events, tmp_path).snapshot.queries["lamp"]
+        assert signals.products["X"].click_rate < 0.9
+        assert signals.products["X"].examinations < signals.products["A"].examinations
+
+    def test_popularity_decays_with_age(self, tmp_path: Path) -> None:
+        old = {
+            "type": "purchase",
+            "session_id": "s",
+            "product_id": "OLD",
+            "timestamp": NOW - 28 * DAY_S,
+        }
+        new = {"type": "purchase", "session_id": "s", "product_id": "NEW", "timestamp": NOW}
+        snap = folded([old, new], tmp_path, half_life_days=14.0).snapshot
+        assert snap.popularity["OLD"] / snap.popularity["NEW"] == pytest.approx(0.25)
+        assert snap.max_popularity == snap.popularity["NEW"]
+
+    def test_events_without_query_feed_popularity_only(self, tmp_path: Path) -> None:
+        snap = folded(
+            [{"type": "view", "session_id": "s", "product_id": "A", "timestamp": NOW}], tmp_path
+        ).snapshot
+        assert snap.popularity["A"] > 0
+        assert snap.queries == {}
+
+    def test_only_queries_with_new_events_are_rebuilt(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        aggregator = BehaviourAggregator(full_rebuild_every=3)
+        refresher = SignalsRefresher(store, [aggregator], clock=lambda: NOW)
+        ingest(store, session("sofa", ["A"], {"A": 1}) + session("lamp", ["B"]), now=NOW + 1)
+        refresher.refresh()  # publish 1: full
+        sofa = aggregator.snapshot.queries["sofa"]
+        ingest(store, session("lamp", ["B"], {"B": 1}, sid="t"), now=NOW + 1)
+        refresher.refresh()  # publish 2: only "lamp"
+        assert aggregator.snapshot.queries["sofa"] is sofa
+        assert aggregator.snapshot.queries["lamp"].products["B"].clicks == pytest.approx(1)
+        ingest(store, session("lamp", ["B"], sid="u"), now=NOW + 1)
+        refresher.refresh()  # publish 3: only "lamp"
+        ingest(store, session("lamp", ["B"], sid="v"), now=NOW + 1)
+        refresher.refresh()  # publish 4: full again
+        assert aggregator.snapshot.queries["sofa"] is not sofa
+        assert aggregator.snapshot.queries["sofa"].products["A"].clicks == pytest.approx(1)
+        with pytest.raises(ValueError, match="full_rebuild_every"):
+            BehaviourAggregator(full_rebuild_every=0)
+
+    def test_config_is_checked(self) -> None:
+        with pytest.raises(ValueError, match="half_life"):
+            BehaviourConfig(half_life_days=0)
+        with pytest.raises(ValueError, match="max_position"):
+            BehaviourConfig(max_position=0)
+
+
+class TestSignalsRefresher:
+    def test_folds_only_new_events_and_swaps_snapshots(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        aggregator = BehaviourAggregator()
+        refresher = SignalsRefresher(store, [aggregator], clock=lambda: NOW)
+        ingest(store, session("sofa", ["A", "B"], {"B": 2}), now=NOW + 1)
+        assert refresher.refresh() == 2
+        first = aggregator.snapshot
+        assert refresher.refresh() == 0
+        assert aggregator.snapshot is first  # nothing new: no rebuild
+        ingest(store, session("sofa", ["A", "B"], {"B": 2}, sid="t"), now=NOW + 1)
+        assert refresher.refresh() == 2
+        assert aggregator.snapshot is not first
+        assert first.queries["sofa"].products["B"].clicks == pytest.approx(1)  # unchanged
+        assert aggregator.snapshot.queries["sofa"].products["B"].clicks == pytest.approx(2)
+
+    def test_reads_in_batches(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        ingest(
+            store, [{"type": "view", "session_id": "s", "product_id": f"P{i}"} for i in range(25)]
+        )
+        aggregator = BehaviourAggregator()
+        assert SignalsRefresher(store, [aggregator], batch=10).refresh() == 25
+        assert len(aggregator.snapshot.popularity) == 25
+
+    def test_background_thread_picks_up_events(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        aggregator = BehaviourAggregator()
+        refresher = SignalsRefresher(store, [aggregator], interval_s=0.05)
+        refresher.start()
+        try:
+            ingest(store, session("desk", ["A"], {"A": 1}))
+            deadline = time.monotonic() + 10
+            while "desk" not in aggregator.snapshot.queries and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert "desk" in aggregator.snapshot.queries
+        finally:
+            refresher.stop()
+
+    def test_retention_purges_old_events(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        ingest(
+            store,
+            [
+                {
+                    "type": "view",
+                    "session_id": "s",
+                    "product_id": "A",
+                    "timestamp": NOW - 40 * DAY_S,
+                },
+                {"type": "view", "session_id": "s", "product_id": "B", "timestamp": NOW},
+            ],
+            now=NOW,
+        )
+        refresher = SignalsRefresher(store, [], retention_days=30, clock=lambda: NOW)
+        assert refresher.purge_expired() == 1
+        assert [e.product_id for e in store.scan()] == ["B"]
+        assert SignalsRefresher(store, []).purge_expired() == 0
+
+    @pytest.mark.parametrize("kwargs", [{"interval_s": 0}, {"batch": 0}, {"retention_days": 0}])
+    def test_bad_arguments(self, tmp_path: Path, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ValueError):
+            SignalsRefresher(SQLiteEventStore(":memory:"), [], **kwargs)
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> BehaviourAggregator:
+    """Shoppers searching "oak chair" skip CHAIR-1 at the top and pick CHAIR-2 below it."""
+    rng = random.Random(1)
+    events: list[dict[str, Any]] = []
+    for i in range(40):
+        clicks = {"CHAIR-2": 2} if rng.random() < 0.6 else {}
+        if rng.random() < 0.05:
+            clicks["CHAIR-1"] = 1
+        carts = ("CHAIR-2",) if "CHAIR-2" in clicks and i % 3 == 0 else ()
+        events += session(
+            "oak chair", ["CHAIR-1", "CHAIR-2", "TABLE-1"], clicks, carts=carts, sid=f"s{i}"
+        )
+    events.append({"type": "purchase", "session_id": "x", "product_id": "SOFA-1", "timestamp": NOW})
+    return folded(events, tmp_path)
+
+
+def hits_of(engine: SearchEngine, ids: list[str]) -> list[Hit]:
+    return [Hit(engine.store.doc_of[pid], 10.0 - i, "fused") for i, pid in enumerate(ids)]
+
+
+class TestBehaviouralRetriever:
+    def test_returns_what_shoppers_chose(
+        self, core_engine: SearchEngine, trained: BehaviourAggregator
+    ) -> None:
+        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
+        hits = retriever.retrieve(understand(core_engine, "Oak   CHAIR"), 10)
+        assert [core_engine.store.products[h.doc].id for h in hits] == ["CHAIR-2"]
+        assert hits[0].source == "behaviour" and retriever.name == "behaviour"
+
+    def test_respects_filters_and_k(
+        self, core_engine: SearchEngine, trained: BehaviourAggregator
+    ) -> None:
+        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
+        query = understand(core_engine, "oak chair")
+        allowed = np.ones(len(core_engine.store), dtype=bool)
+        allowed[core_engine.store.doc_of["CHAIR-2"]] = False
+        assert retriever.retrieve(query, 10, allowed) == []
+        assert retriever.retrieve(query, 0) == []
+
+    def test_unknown_query(self, core_engine: SearchEngine, trained: BehaviourAggregator) -> None:
+        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
+        assert retriever.retrieve(understand(core_engine, "wardrobe"), 10) == []
+
+
+class TestBehaviourReranker:
+    def test_moves_the_chosen_product_up_and_explains(
+        self, core_engine: SearchEngine, trained: BehaviourAggregator
+    ) -> None:
+        ids = [p.id for p in core_engine.store.products]
+        reranker = BehaviourReranker(trained, ids, weight=0.5)
+        hits = hits_of(core_engine, ["CHAIR-1", "CHAIR-2", "TABLE-1"])
+        out = reranker.rerank(understand(core_engine, "oak chair"), hits, RankingContext())
+        assert [ids[h.doc] for h in out.hits][:2] == ["CHAIR-2", "CHAIR-1"]
+        effect = out.effects[core_engine.store.doc_of["CHAIR-2"]]
+        assert (effect.before_rank, effect.after_rank) == (2, 1)
+        assert "clicks" in effect.reason and effect.describe().startswith("rank 2 -> 1")
+        scores = [h.score for h in out.hits]
+        assert scores == sorted(scores, reverse=True)
+
+    def test_unknown_query_keeps_the_order(
+        self, core_engine: SearchEngine, trained: BehaviourAggregator
+    ) -> None:
+        ids = [p.id for p in core_engine.store.products]
+        reranker = BehaviourReranker(trained, ids, popularity_weight=0.0)
+        hits = hits_of(core_engine, ["WARDROBE-1", "SOFA-1"])
+        out = reranker.rerank(understand(core_engine, "wardrobe"), hits)
+        assert out.hits == hits and out.effects == {}
+
+    def test_popularity_lifts_a_popular_product(self, core_engine: SearchEngine) -> None:
+        ids = [p.id for p in core_engine.store.products]
+        snapshot = BehaviourSnapshot(popularity={"SOFA-1": 5.0, "WARDROBE-1": 0.5})
+        reranker = BehaviourReranker(StaticBehaviour(snapshot), ids, popularity_weight=0.6)
+        hits = [Hit(core_engine.store.doc_of[p], 1.0, "fused") for p in ["WARDROBE-1", "SOFA-1"]]
+        out = reranker.rerank(understand(core_engine, "wardrobe"), hits)
+        assert [ids[h.doc] for h in out.hits] == ["SOFA-1", "WARDROBE-1"]
+        assert "popularity 1.00" in out.effects[core_engine.store.doc_of["SOFA-1"]].reason
+
+    def test_hits_past_depth_keep_their_order_below(
+        self, core_engine: SearchEngine, trained: BehaviourAggregator
+    ) -> None:
+        ids = [p.id for p in core_engine.store.products]
+        reranker = BehaviourReranker(trained, ids, depth=2)
+        order = ["CHAIR-1", "CHAIR-2", "TABLE-1", "SOFA-1"]
+        out = reranker.rerank(understand(core_engine, "oak chair"), hits_of(core_engine, order))
+        assert [ids[h.doc] for h in out.hits][2:] == ["TABLE-1", "SOFA-1"]
+        assert out.hits[2].score < out.hits[1].score
+
+    def test_empty_input(self, core_engine: SearchEngine) -> None:
+        reranker = BehaviourReranker(StaticBehaviour(BehaviourSnapshot()), [])
+        assert reranker.rerank(understand(core_engine, "oak"), []).hits == []
+
+    @pytest.mark.parametrize("kwargs", [{"weight": -1.0}, {"depth": 0}])
+    def test_bad_arguments(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ValueError):
+            BehaviourReranker(StaticBehaviour(BehaviourSnapshot()), [], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [([], []), ([3.0, 2.0, 1.0], [1.0, 0.5, 0.0]), ([2.0, 2.0], [1.0, 0.5])],
+)
+def test_normalised_scores(scores: list[float], expected: list[float]) -> None:
+    hits = [Hit(i, s, "x") for i, s in enumerate(scores)]
+    assert list(normalised_scores(hits)) == pytest.approx(expected)

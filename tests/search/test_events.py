@@ -1,0 +1,482 @@
+"""Events: validation, the SQLite and PostgreSQL stores (one contract), idempotent ingestion,
+erasure, retention, analytics, and durability of acknowledged events under SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search.analytics import query_stats, summarise, top_queries, zero_result_queries
+from search.events import (
+    Event,
+    EventStore,
+    EventType,
+    InvalidEventError,
+    SQLiteEventStore,
+    event_to_dict,
+    ingest,
+    normalise_query,
+    open_event_store,
+    parse_event,
+)
+
+NOW = 1_750_000_000.0
+REPO = Path(__file__).resolve().parents[2]
+
+
+def raw(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"type": "click", "session_id": "s1", "product_id": "P1"}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def event(event_id: str, **fields: Any) -> Event:
+    data = raw(**fields)
+    data.setdefault("timestamp", NOW)
+    return parse_event(data, now=NOW + 10, default_event_id=event_id)
+
+
+def fields_of(exc: pytest.ExceptionInfo[InvalidEventError]) -> set[str]:
+    return {e.field for e in exc.value.errors}
+
+
+class TestParseEvent:
+    @pytest.mark.parametrize("kind", list(EventType))
+    def test_every_type_with_its_required_fields(self, kind: EventType) -> None:
+        data = raw(type=kind.value, query="oak chair")
+        if kind is EventType.SEARCH:
+            data.pop("product_id")
+            data["results"] = ["P1", "P2"]
+        parsed = parse_event(data, now=NOW)
+        assert parsed.type is kind
+        assert parsed.timestamp == NOW
+        assert parsed.event_id  # a random id when none is given
+
+    def test_all_fields_round_trip(self) -> None:
+        data = {
+            "event_id": "e-1",
+            "type": "search",
+            "user_id": "u1",
+            "session_id": "s1",
+            "query": "Oak  Chair",
+            "results": ["A", "B"],
+            "channel": "APP",
+            "timestamp": NOW - 5,
+        }
+        parsed = parse_event(data, now=NOW)
+        assert parsed.channel == "app"
+        assert parsed.normalised_query == "oak chair"
+        assert parse_event(event_to_dict(parsed), now=NOW) == parsed
+
+    @pytest.mark.parametrize(
+        ("data", "field"),
+        [
+            (raw(type="bogus"), "type"),
+            ({"session_id": "s1"}, "type"),
+            (raw(session_id=None), "session_id"),
+            (raw(session_id="  "), "session_id"),
+            (raw(product_id=None), "product_id"),
+            ({"type": "search", "session_id": "s"}, "query"),
+            (raw(position=0), "position"),
+            (raw(position="3"), "position"),
+            (raw(position=True), "position"),
+            (raw(results=["a"]), "results"),
+            ({"type": "search", "session_id": "s", "query": "q", "results": [1]}, "results"),
+            (raw(timestamp=NOW + 3600), "timestamp"),
+            (raw(timestamp="yesterday"), "timestamp"),
+            (raw(timestamp="2025-01-01T10:00:00"), "timestamp"),
+            (raw(timestamp=-1), "timestamp"),
+            (raw(user_id=5), "user_id"),
+            (raw(user_id="x" * 201), "user_id"),
+            (raw(colour="red"), "colour"),
+        ],
+    )
+    def test_each_bad_field_is_named(self, data: dict[str, Any], field: str) -> None:
+        with pytest.raises(InvalidEventError) as exc:
+            parse_event(data, now=NOW)
+        assert field in fields_of(exc)
+
+    def test_every_problem_is_listed_at_once(self) -> None:
+        with pytest.raises(InvalidEventError) as exc:
+            parse_event({"type": "nope", "position": -1}, now=NOW)
+        assert {"type", "session_id", "position"} <= fields_of(exc)
+
+    @pytest.mark.parametrize("value", [None, [], "event", 3])
+    def test_non_objects_are_rejected(self, value: Any) -> None:
+        with pytest.raises(InvalidEventError) as exc:
+            parse_event(value, now=NOW)
+        assert fields_of(exc) == {"*"}
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (NOW - 60, NOW - 60),
+            ((NOW - 60) * 1000, NOW - 60),
+            ("2025-06-15T12:00:00Z", 1_749_988_800.0),
+            ("2025-06-15T14:00:00+02:00", 1_749_988_800.0),
+        ],
+    )
+    def test_timestamps_in_seconds_milliseconds_or_iso(self, value: Any, expected: float) -> None:
+        assert parse_event(raw(timestamp=value), now=NOW).timestamp == pytest.approx(expected)
+
+    def test_normalise_query(self) -> None:
+        assert normalise_query("  Żółte   KRZESŁO ") == "zolte krzeslo"
+
+
+# --------------------------------------------------------------------------------------------
+# Stores: one contract, two implementations
+
+
+def _postgres_binaries() -> tuple[str, str] | None:
+    folders: list[str | Path] = [
+        os.environ.get("PG_BIN", ""),
+        *sorted(Path("/usr/lib/postgresql").glob("*/bin")),
+    ]
+    for folder in folders:
+        if folder and (Path(folder) / "initdb").exists():
+            return str(Path(folder) / "initdb"), str(Path(folder) / "pg_ctl")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    return (initdb, pg_ctl) if initdb and pg_ctl else None
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server in a temporary folder, on a Unix socket, for this session."""
+    pytest.importorskip(
+        "psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')"
+    )
+    binaries = _postgres_binaries()
+    if binaries is None:
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
+        )
+    initdb, pg_ctl = binaries
+    root = Path(tempfile.mkdtemp(prefix="pg-events-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as its own user
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.skip("running as root and runuser is missing: cannot start PostgreSQL")
+        user = "postgres"
+        try:
+            shutil.chown(root, user=user)
+        except (LookupError, OSError):
+            pytest.skip("running as root without a 'postgres' system user to start PostgreSQL")
+        root.chmod(0o700)
+        prefix = [runuser, "-u", user, "--"]
+    data = root / "data"
+    try:
+        subprocess.run(
+            [*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-o",
+                f"-k {root} -c listen_addresses='' -c fsync=off",
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start PostgreSQL: {exc}")
+    try:
+        yield f"postgresql://postgres@/postgres?host={root}"
+    finally:
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    if request.param == "sqlite":
+        s: EventStore = SQLiteEventStore(tmp_path / "events.sqlite3")
+    else:
+        from search.events import PostgresEventStore
+
+        dsn = request.getfixturevalue("postgres_dsn")
+        table = f"events_{os.getpid()}_{time.monotonic_ns()}"
+        s = PostgresEventStore(dsn, table=table)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+class TestEventStoreContract:
+    def test_append_then_read_in_order(self, store: EventStore) -> None:
+        events = [event(f"e{i}", position=i + 1) for i in range(5)]
+        assert store.append(events) == [True] * 5
+        stored = store.read_since(0)
+        assert [s.event for s in stored] == events
+        assert [s.seq for s in stored] == sorted(s.seq for s in stored)
+        assert store.last_seq() == stored[-1].seq
+        assert store.count() == 5
+
+    def test_read_since_is_incremental(self, store: EventStore) -> None:
+        store.append([event("a"), event("b")])
+        first = store.read_since(0)
+        store.append([event("c")])
+        newer = store.read_since(first[-1].seq)
+        assert [s.event.event_id for s in newer] == ["c"]
+        assert [s.event.event_id for s in store.read_since(0, limit=2)] == ["a", "b"]
+
+    def test_duplicates_are_stored_once(self, store: EventStore) -> None:
+        assert store.append([event("a"), event("b")]) == [True, True]
+        assert store.append([event("b"), event("c")]) == [False, True]
+        assert store.append([event("d"), event("a"), event("d")]) == [True, False, False]
+        assert store.count() == 4
+
+    def test_search_results_and_empty_results_survive(self, store: EventStore) -> None:
+        with_results = parse_event(
+            {"type": "search", "session_id": "s", "query": "q", "results": ["A", "B"]}, now=NOW
+        )
+        empty = parse_event(
+            {"type": "search", "session_id": "s", "query": "q", "results": []}, now=NOW
+        )
+        unknown = parse_event({"type": "search", "session_id": "s", "query": "q"}, now=NOW)
+        store.append([with_results, empty, unknown])
+        got = [s.event.results for s in store.read_since(0)]
+        assert got == [("A", "B"), (), None]
+
+    def test_scan_by_time_and_type(self, store: EventStore) -> None:
+        store.append(
+            [
+                event("old", timestamp=NOW - 100),
+                event("mid", timestamp=NOW - 50, type="view"),
+                event("new", timestamp=NOW),
+            ]
+        )
+        assert [e.event_id for e in store.scan(NOW - 60)] == ["mid", "new"]
+        assert [e.event_id for e in store.scan(None, NOW - 10)] == ["old", "mid"]
+        assert [e.event_id for e in store.scan(types=[EventType.VIEW])] == ["mid"]
+        assert [e.event_id for e in store.scan()] == ["old", "mid", "new"]
+
+    def test_forget_user_removes_their_sessions_too(self, store: EventStore) -> None:
+        store.append(
+            [
+                event("1", user_id="alice", session_id="s-a"),
+                # The same session before signing in: no user id, still hers.
+                event("2", session_id="s-a"),
+                event("3", user_id="bob", session_id="s-b"),
+                event("4", session_id="anon"),
+            ]
+        )
+        assert store.forget_user("alice") == 2
+        assert [e.event_id for e in store.scan()] == ["3", "4"]
+        assert store.forget_user("alice") == 0
+
+    def test_purge_before(self, store: EventStore) -> None:
+        store.append([event("old", timestamp=NOW - 100), event("new", timestamp=NOW)])
+        assert store.purge_before(NOW - 10) == 1
+        assert [e.event_id for e in store.scan()] == ["new"]
+
+    def test_empty_batch(self, store: EventStore) -> None:
+        assert store.append([]) == []
+        assert store.last_seq() == 0
+
+
+class TestSQLiteEventStore:
+    def test_wal_mode_and_synchronous_level(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db", synchronous="NORMAL")
+        conn = store._reader()
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        store.close()
+
+    def test_survives_reopening(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "sub" / "e.db")
+        store.append([event("a")])
+        store.close()
+        again = open_event_store(f"sqlite:///{tmp_path / 'sub' / 'e.db'}")
+        assert [e.event_id for e in again.scan()] == ["a"]
+        again.close()
+
+    def test_memory_store(self) -> None:
+        store = SQLiteEventStore(":memory:")
+        store.append([event("a")])
+        assert store.count() == 1
+        store.close()
+
+    def test_rejects_an_unknown_synchronous_level(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="NORMAL or FULL"):
+            SQLiteEventStore(tmp_path / "e.db", synchronous="OFF")  # type: ignore[arg-type]
+
+    def test_closed_store_refuses_writes(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        store.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            store.append([event("a")])
+
+
+class TestIngest:
+    def test_good_events_kept_bad_ones_reported(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        outcome = ingest(store, [raw(), raw(type="bogus"), raw(position=0), raw()], now=NOW)
+        assert outcome.accepted == (0, 3)
+        assert set(outcome.rejected) == {1, 2}
+        assert outcome.rejected[1][0].field == "type"
+        assert store.count() == 2
+
+    def test_idempotency_key_makes_a_retry_harmless(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        batch = [raw(), raw(type="view"), raw(type="bogus")]
+        first = ingest(store, batch, idempotency_key="batch-1", now=NOW)
+        retry = ingest(store, batch, idempotency_key="batch-1", now=NOW)
+        assert first.accepted == (0, 1)
+        assert retry.accepted == ()
+        assert retry.duplicates == (0, 1)
+        assert retry.event_ids == {0: "batch-1:0", 1: "batch-1:1"}
+        assert store.count() == 2
+
+    def test_without_a_key_each_post_counts(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        ingest(store, [raw()], now=NOW)
+        ingest(store, [raw()], now=NOW)
+        assert store.count() == 2
+
+
+class TestAnalytics:
+    @pytest.fixture
+    def filled(self, tmp_path: Path) -> SQLiteEventStore:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        rows: list[dict[str, Any]] = []
+        # "oak chair": 4 sessions, 2 click (one twice), 1 buys; one search found nothing.
+        for s in range(4):
+            rows.append(
+                {"type": "search", "session_id": f"s{s}", "query": "Oak chair", "results": ["A"]}
+            )
+        rows.append({"type": "search", "session_id": "s0", "query": "oak  chair", "results": []})
+        rows += [
+            {"type": "click", "session_id": "s0", "product_id": "A", "query": "oak chair"},
+            {"type": "click", "session_id": "s0", "product_id": "A", "query": "oak chair"},
+            {"type": "click", "session_id": "s1", "product_id": "A", "query": "oak chair"},
+            {"type": "add_to_cart", "session_id": "s1", "product_id": "A", "query": "oak chair"},
+            {"type": "purchase", "session_id": "s1", "product_id": "A", "query": "oak chair"},
+            {"type": "view", "session_id": "s1", "product_id": "A"},
+        ]
+        for s in range(3):
+            rows.append({"type": "search", "session_id": f"z{s}", "query": "zzz", "results": []})
+        rows.append(
+            {"type": "search", "session_id": "old", "query": "ancient", "timestamp": NOW - 86400}
+        )
+        for i, row in enumerate(rows):
+            row.setdefault("timestamp", NOW - 100 + i)
+        ingest(store, rows, now=NOW)
+        return store
+
+    def test_top_queries_with_rates(self, filled: SQLiteEventStore) -> None:
+        top = top_queries(filled, NOW - 3600, NOW + 1)
+        assert [s.query for s in top] == ["oak chair", "zzz"]
+        oak = top[0]
+        assert (oak.searches, oak.search_sessions, oak.zero_result_searches) == (5, 4, 1)
+        assert (oak.clicks, oak.add_to_carts, oak.purchases) == (3, 1, 1)
+        assert oak.click_through_rate == pytest.approx(0.5)
+        assert oak.add_to_cart_rate == pytest.approx(0.25)
+        assert oak.conversion_rate == pytest.approx(0.25)
+        assert oak.zero_result_rate == pytest.approx(0.2)
+
+    def test_zero_result_queries(self, filled: SQLiteEventStore) -> None:
+        zero = zero_result_queries(filled)
+        assert [(s.query, s.zero_result_searches) for s in zero] == [("zzz", 3), ("oak chair", 1)]
+
+    def test_time_range_limits_the_events(self, filled: SQLiteEventStore) -> None:
+        assert [s.query for s in top_queries(filled)] == ["oak chair", "zzz", "ancient"]
+        assert [s.query for s in top_queries(filled, None, NOW - 3600)] == ["ancient"]
+        assert top_queries(filled, NOW + 10, NOW + 20) == []
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"order": "nope"}, "unknown order"),
+            ({"limit": 0}, "limit"),
+            ({"start": 10.0, "end": 5.0}, "start"),
+        ],
+    )
+    def test_bad_arguments(
+        self, filled: SQLiteEventStore, kwargs: dict[str, Any], message: str
+    ) -> None:
+        with pytest.raises(ValueError, match=message):
+            query_stats(filled, **kwargs)
+
+    def test_summarise_nothing(self) -> None:
+        assert summarise([]) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# Durability: kill the ingesting process with SIGKILL mid-stream
+
+_INGESTER = """
+import sys, time
+from search.events import SQLiteEventStore, ingest
+store = SQLiteEventStore(sys.argv[1], synchronous=sys.argv[2])
+batch_no = 0
+while True:
+    batch = [
+        {"type": "click", "session_id": "s", "product_id": "P", "event_id": f"{batch_no}-{i}"}
+        for i in range(50)
+    ]
+    outcome = ingest(store, batch)
+    assert len(outcome.accepted) == 50
+    # Acknowledge only after ingest returned, as the HTTP route answers 2xx.
+    sys.stdout.write(" ".join(f"{batch_no}-{i}" for i in range(50)) + "\\n")
+    sys.stdout.flush()
+    batch_no += 1
+"""
+
+
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+def test_no_acknowledged_event_is_lost_on_sigkill(tmp_path: Path, synchronous: str) -> None:
+    db = tmp_path / "events.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INGESTER, str(db), synchronous],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 3000 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acknowledged.extend(line.split())
+    # Killed mid-ingest: the process is inside its loop, likely inside a transaction.
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, err = proc.communicate(timeout=30)
+    acknowledged.extend(rest.split())
+    assert proc.returncode == -signal.SIGKILL
+    assert len(acknowledged) >= 3000, err
+    store = SQLiteEventStore(db)
+    stored = {e.event_id for e in store.scan()}
+    store.close()
+    missing = set(acknowledged) - stored
+    assert not missing, f"{len(missing)} acknowledged events lost"
