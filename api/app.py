@@ -159,6 +159,7 @@ def _start_behaviour(app: FastAPI, settings: Settings) -> SignalsRefresher | Non
     refresher.start()
     app.state.event_store = store
     app.state.signals_refresher = refresher
+    app.state.behaviour = behaviour
     rerankers: list[Reranker] = list(engine.rerankers)
     if settings.behaviour_weight > 0:
         rerankers.append(

@@ -531,7 +531,8 @@ class BehaviourAggregator:
             + cfg.purchase_weight * purchase_prior
         )
         queries: dict[str, QuerySignals] = {} if full else dict(self.snapshot.queries)
-        for query in self._query_pairs if full else self._dirty:
+        # Queries with no product shown still count for popularity (suggestions, analytics).
+        for query in (set(self._query_pairs) | set(self._searches)) if full else self._dirty:
             products = {}
             for i in self._query_pairs.get(query, ()):
                 products[self._pair_keys[i][1]] = ProductSignals(

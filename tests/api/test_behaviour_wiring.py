@@ -86,3 +86,29 @@ class TestBehaviourReachesRanking:
         response = client.delete("/users/u1")
         assert response.status_code == 200
         assert response.json()["events_deleted"] >= 1
+
+
+class TestSuggestApi:
+    def test_popular_past_queries_then_catalogue(self, client: TestClient) -> None:
+        events = [
+            {"type": "search", "session_id": f"s{i}", "query": "Oak dining set", "results": []}
+            for i in range(5)
+        ]
+        assert client.post("/events", json={"events": events}).status_code == 200
+        refresh(client)
+        body = client.get("/suggest", params={"q": "oak d"}).json()
+        assert body["suggestions"][0] == {
+            "text": "oak dining set",
+            "kind": "query",
+            "score": 5.0,
+            "corrected": False,
+        }
+        assert any(s["kind"] == "catalogue" for s in body["suggestions"])
+
+    def test_misspelt_prefix(self, client: TestClient) -> None:
+        body = client.get("/suggest", params={"q": "walnot"}).json()
+        assert body["suggestions"][0]["text"].startswith("walnut")
+        assert body["suggestions"][0]["corrected"] is True
+
+    def test_bad_k_is_422(self, client: TestClient) -> None:
+        assert client.get("/suggest", params={"q": "oak", "k": 0}).status_code == 422
