@@ -271,6 +271,11 @@ class SearchResponse(BaseModel):
         description="Facet name -> buckets, most frequent first."
     )
     took_ms: float
+    fallback: Literal["semantic"] | None = Field(
+        default=None,
+        description="semantic: nothing matched the query; the hits are the nearest products by "
+        "meaning instead of an empty page.",
+    )
 
     @classmethod
     def from_result(cls, result: SearchResult, *, page: int, k: int) -> SearchResponse:
@@ -296,6 +301,7 @@ class SearchResponse(BaseModel):
                 for name, buckets in result.facets.items()
             },
             took_ms=result.took_ms,
+            fallback="semantic" if result.fallback == "semantic" else None,
         )
 
 

@@ -94,6 +94,8 @@ class EngineConfig:
         colour_rerank: Strength of the colour re-ranking after fusion and learned ranking:
             each hit's rank score (1 down to 1/n) gains this times its colour closeness when
             it matches the query's other words (0 turns it off).
+        fallback_margin: When nothing matches a query, semantic hits down to this much below
+            the usual similarity floor are shown instead of an empty page.
     """
 
     weights: Mapping[str, float] = field(default_factory=default_weights)
@@ -109,6 +111,7 @@ class EngineConfig:
     ranker_depth: int = 100
     colour_weight: float = 0.6
     colour_rerank: float = 3.0
+    fallback_margin: float = 0.05
 
 
 class SearchEngine:
@@ -509,6 +512,7 @@ class SearchEngine:
             allowed = in_colour if allowed is None else allowed & in_colour
         window = request.page * request.k
         effects: dict[str, Mapping[int, Effect]] = {}
+        fallback: str | None = None
         found = self.candidates(request, allowed, max(self.config.candidates, window))
         query = found.query
         if query.is_empty:
@@ -522,6 +526,11 @@ class SearchEngine:
                 ranked = [Hit(int(d), 0.0, "browse") for d in matching]
         else:
             ranked = self._colour_rerank(query, found.ranked, found.lexical_scores)
+            if not ranked:
+                ranked = self._semantic_fallback(
+                    query, allowed, max(window, self.config.candidates)
+                )
+                fallback = "semantic" if ranked else None
             context = RankingContext.from_request(request)
             for reranker in self.rerankers:
                 out = reranker.rerank(query, ranked, context)
@@ -554,7 +563,31 @@ class SearchEngine:
             hits=hits,
             facets=facets,
             took_ms=(time.perf_counter() - started) * 1000.0,
+            fallback=fallback,
         )
+
+    def _semantic_fallback(
+        self, query: AnalyzedQuery, allowed: npt.NDArray[np.bool_] | None, k: int
+    ) -> list[Hit]:
+        """Nearest products by meaning for a query nothing matched (no word, correction or
+        sound-alike in the catalogue, nothing above the usual similarity floor): the floor is
+        lowered by ``fallback_margin`` so a shopper almost never sees an empty page, while
+        products far from the query stay out."""
+        if (
+            self.vector_index is None
+            or self.embedder is None
+            or "semantic" not in self.retrievers
+            or not query.semantic_text.strip()
+        ):
+            return []
+        retriever = SemanticRetriever(
+            "fallback",
+            self.embedder.embed_queries,
+            self.vector_index,
+            max(self.semantic_min_similarity - self.config.fallback_margin, 0.0),
+            self.config.semantic_margin,
+        )
+        return retriever.retrieve(query, k, allowed)
 
     def _colour_rerank(
         self, query: AnalyzedQuery, hits: list[Hit], lexical: GroupScores | None

@@ -386,6 +386,8 @@ class SearchResult:
         hits: This page's hits, best first.
         facets: Facet name -> buckets, most frequent first.
         took_ms: Time spent in the pipeline.
+        fallback: ``"semantic"`` when nothing matched the query and the hits are the nearest
+            products by meaning instead; None otherwise.
     """
 
     query: str
@@ -394,3 +396,4 @@ class SearchResult:
     hits: tuple[ResultHit, ...]
     facets: Mapping[str, tuple[FacetValue, ...]]
     took_ms: float
+    fallback: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -446,6 +447,21 @@ class TestSemantic:
         engine = toy_engine.with_config(replace_weights(EngineConfig(), semantic=0.0))
         assert list(engine.retrievers) == ["lexical"]
         assert search(engine, "settee").hits == ()
+
+    def test_zero_result_fallback_lowers_the_floor(self, toy_snapshot: Path) -> None:
+        # "settee" shares no word with any product; with a strict similarity floor the normal
+        # pipeline finds nothing, and the fallback shows the nearest products by meaning.
+        strict = EngineConfig(semantic_min_similarity=0.999, fallback_margin=0.5)
+        engine = SearchEngine.open(toy_snapshot, embedder=ToyEmbedder(), config=strict)
+        result = engine.search(SearchRequest(text="settee"))
+        assert result.fallback == "semantic"
+        assert set(ids(result)) == {"COUCH-1", "SOFA-1"}
+        off = engine.with_config(replace(strict, fallback_margin=0.0))
+        result = off.search(SearchRequest(text="settee"))
+        assert result.fallback is None and result.hits == ()
+
+    def test_no_fallback_when_something_matches(self, toy_engine: SearchEngine) -> None:
+        assert toy_engine.search(SearchRequest(text="sofa")).fallback is None
 
     def test_use_semantic_false(self, toy_snapshot: Path) -> None:
         engine = SearchEngine.open(toy_snapshot, embedder=ToyEmbedder(), use_semantic=False)
