@@ -70,10 +70,10 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if engine is not None:
-            app.state.engine = engine
+            serve_engine(app, engine)
         else:
             try:
-                app.state.engine = open_engine(settings)
+                serve_engine(app, open_engine(settings))
             except SnapshotError as exc:
                 logger.error(
                     "refusing to start: index snapshot %s cannot be served: %s",
@@ -81,7 +81,6 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
                     exc,
                 )
                 raise
-        refresher = _start_behaviour(app, settings)
         manifest = app.state.engine.manifest
         logger.info(
             "serving snapshot %s (format %d, %d products)",
@@ -92,8 +91,10 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
         try:
             yield
         finally:
+            refresher = getattr(app.state, "signals_refresher", None)
             if refresher is not None:
                 refresher.stop()
+                app.state.signals_refresher = None
             store = getattr(app.state, "event_store", None)
             if store is not None:
                 store.close()
@@ -131,19 +132,28 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     return app
 
 
-def _start_behaviour(app: FastAPI, settings: Settings) -> SignalsRefresher | None:
-    """Open the event store, fold its events into behavioural signals and shopper profiles,
-    keep them fresh in the background, and add the behaviour and personalisation re-rankers
-    to the engine. ``events_db = none`` leaves all of it off."""
+def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
+    """Put ``engine`` into service: at start-up, and to swap to a new snapshot with no downtime.
+
+    With events on, the behavioural signals and shopper profiles are (re)built for the engine's
+    products, kept fresh in the background, and the behaviour and personalisation re-rankers
+    are added to it. Everything is prepared before the one assignment that makes it serve, so
+    requests in flight finish on the engine they started with and none sees a half-set-up one.
+    ``events_db = none`` serves the engine as it is.
+    """
+    settings: Settings = app.state.settings
     if settings.events_db.strip().lower() in ("", "none"):
-        return None
+        app.state.engine = engine
+        return
     from search.behaviour import BehaviourAggregator, BehaviourConfig, BehaviourReranker
     from search.behaviour import SignalsRefresher as Refresher
     from search.events import open_event_store
     from search.personal import Catalogue, PersonalisationReranker, ProfileAggregator
 
-    engine: SearchEngine = app.state.engine
-    store = open_event_store(settings.events_db, synchronous=settings.events_synchronous)
+    store = getattr(app.state, "event_store", None)
+    if store is None:
+        store = open_event_store(settings.events_db, synchronous=settings.events_synchronous)
+        app.state.event_store = store
     behaviour = BehaviourAggregator(
         BehaviourConfig(half_life_days=settings.behaviour_half_life_days)
     )
@@ -156,10 +166,6 @@ def _start_behaviour(app: FastAPI, settings: Settings) -> SignalsRefresher | Non
         retention_days=settings.events_retention_days,
     )
     refresher.refresh()
-    refresher.start()
-    app.state.event_store = store
-    app.state.signals_refresher = refresher
-    app.state.behaviour = behaviour
     rerankers: list[Reranker] = list(engine.rerankers)
     if settings.behaviour_weight > 0:
         rerankers.append(
@@ -171,9 +177,15 @@ def _start_behaviour(app: FastAPI, settings: Settings) -> SignalsRefresher | Non
         rerankers.append(
             PersonalisationReranker(profiles, catalogue, strength=settings.personalisation_strength)
         )
-    app.state.engine = engine.with_rerankers(rerankers)
+    serving = engine.with_rerankers(rerankers)
+    old: SignalsRefresher | None = getattr(app.state, "signals_refresher", None)
+    refresher.start()
+    app.state.signals_refresher = refresher
+    app.state.behaviour = behaviour
+    app.state.engine = serving
+    if old is not None:
+        old.stop()
     logger.info("events in %s; behaviour and personalisation on", settings.events_db)
-    return refresher
 
 
 async def _invalid_request_handler(request: Request, exc: Exception) -> JSONResponse:
