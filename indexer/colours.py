@@ -16,10 +16,19 @@ colour vocabulary (:mod:`search.colour`):
    (a model wearing a red top, but a nude bra keeps its colour), and a few near-white specular
    highlights are dropped unless the product itself is white.
 4. Weighted k-means in Lab (k-means++ seeding from ``seed``) over a binned colour histogram;
-   clusters closer than a CIEDE2000 threshold merge.
-5. Each cluster is calibrated (see :func:`_calibrate`: studio photos render black fabric as dark
-   grey and wash out chroma) and named with :func:`search.colour.nearest`; clusters named alike
-   merge. The calibration constants were fitted on the labelled fashion photos in shared/data.
+   clusters closer than a CIEDE2000 threshold merge. A soft lightness/chroma/hue histogram of
+   the product's pixels is kept beside the clusters (:func:`measure`).
+5. A :class:`ColourModel` names the clusters: screen swatches are poor guides to photographed
+   fabric (navy photographs near black, light blue near white), so each name has a *photo
+   swatch* (a Gaussian over the measured Lab of that colour in photos), and a linear classifier
+   over the whole histogram gives the photo's prior over names (it weighs context: skin,
+   trousers, highlights). Clusters named alike merge; colours are ranked by share. The shipped
+   model (``indexer/colour_model.json``) was fitted on 70% of the labelled fashion photos in
+   shared/data and scored on the other 30% (``python -m benchmarks.fashion_colour --fit``).
+6. The reported Lab is the cluster's calibrated measurement (:func:`_calibrate`: studio photos
+   compress the tonal range and wash out chroma), moved towards the named swatch only as far as
+   needed for its nearest vocabulary colour to be of the name's family, so search compares the
+   product's own shade without contradicting its name.
 
 Typical use::
 
@@ -30,23 +39,33 @@ Typical use::
 
 from __future__ import annotations
 
+import functools
+import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search.colour import Colour, ciede2000_many, nearest
+from search.colour import Colour, Family, ciede2000_many, nearest, vocabulary
 from search.errors import SearchServiceError
 
 __all__ = [
+    "MODEL_PATH",
     "ColourExtractionError",
+    "ColourModel",
+    "HistogramLayout",
+    "Measurement",
     "PhotoColour",
     "PhotoColourExtractor",
     "PhotoColours",
+    "default_model",
+    "lch_histogram",
+    "measure",
 ]
 
 FloatArray = NDArray[np.float32]
@@ -93,9 +112,17 @@ _WHITE_POINT: Final = 86.0
 _CHROMA_GAIN_KNOTS: Final = (15.0, 50.0, 85.0)
 _CHROMA_GAINS: Final = (3.5, 2.0, 1.4)
 _CHROMA_FLOOR: Final = 3.0
-#: Confidence: share at which the share term saturates, and the ΔE scale of the nearness term.
+#: Confidence: share at which the share term saturates.
 _CONFIDENT_SHARE: Final = 0.5
-_NEARNESS_DE: Final = 12.0
+#: Steps from the calibrated measurement towards the named colour's swatch, tried in turn until
+#: the reported Lab is nearest a colour of the name's family (see :func:`_reported_lab`).
+_TOWARDS_SWATCH: Final = (1.0, 0.75, 0.5, 0.25, 0.0)
+
+#: Photo swatches with at least this mean chroma are chromatic (their chroma is capped, see
+#: :class:`ColourModel`).
+_CHROMATIC_SWATCH: Final = 6.0
+
+_VOCABULARY: Final[dict[str, Colour]] = {c.name: c for c in vocabulary()}
 
 
 class ColourExtractionError(SearchServiceError, ValueError):
@@ -115,15 +142,17 @@ class PhotoColour:
     """One dominant colour of a product photo.
 
     Attributes:
-        lab: CIELAB (D65) of the colour, calibrated for studio photography (the coordinate that
-            was named; compare it with vocabulary coordinates, not with raw pixel values).
+        lab: CIELAB (D65) of the colour in vocabulary terms: the measurement calibrated for
+            studio photography, whose nearest vocabulary colour is of ``family`` (compare it
+            with vocabulary coordinates, not with raw pixel values).
         share: Weighted share of the product's pixels in this colour (0..1); the weights favour
             the centre of the frame and discount a model's skin.
-        name: Nearest (non-metallic) vocabulary colour's canonical name (``"navy"``).
+        name: The vocabulary colour's canonical name (``"navy"``), as the model names it; one of
+            the model's names (metallic ones included, ``multi`` never).
         family: That colour's family, a :class:`search.colour.Family` value (``"blue"``).
         hex: That vocabulary colour's ``#rrggbb``.
-        confidence: 0..1: ``sqrt(min(1, share / 0.5))`` times ``1 / (1 + (ΔE00 / 12)^2)``, the
-            ΔE00 between ``lab`` and the named colour; high for a large share close to its name.
+        confidence: 0..1: ``sqrt(min(1, share / 0.5))`` times the model's probability of the
+            name for its clusters (share-weighted); high for a large, unambiguous colour.
     """
 
     lab: tuple[float, float, float]
@@ -167,13 +196,21 @@ class PhotoColourExtractor:
             main colour is always returned.
         size: Longer side, in pixels, the photo is shrunk to before analysis (>= 16).
         seed: Seed of the k-means initialisation; equal seeds give equal results.
+        model: The naming model; None reads the shipped one (:func:`default_model`) on the
+            first extraction.
 
     Raises:
         ValueError: When an argument is out of range.
     """
 
     def __init__(
-        self, *, max_colours: int = 3, min_share: float = 0.08, size: int = 96, seed: int = 0
+        self,
+        *,
+        max_colours: int = 3,
+        min_share: float = 0.08,
+        size: int = 96,
+        seed: int = 0,
+        model: ColourModel | None = None,
     ) -> None:
         if max_colours < 1:
             raise ValueError(f"max_colours must be >= 1, got {max_colours}")
@@ -185,6 +222,18 @@ class PhotoColourExtractor:
         self.min_share = min_share
         self.size = size
         self.seed = seed
+        self._model = model
+
+    @property
+    def model(self) -> ColourModel:
+        """The naming model (the shipped one unless another was given).
+
+        Returns:
+            The model.
+        """
+        if self._model is None:
+            self._model = default_model()
+        return self._model
 
     # -- public ------------------------------------------------------------------------------
 
@@ -200,7 +249,80 @@ class PhotoColourExtractor:
         Raises:
             ColourExtractionError: When the file is missing, unreadable, truncated or not an image.
         """
-        path = Path(path)
+        return self.extract(self._open(Path(path)))
+
+    def measure_path(self, path: Path) -> Measurement:
+        """Read a photo file and measure it without naming colours (for fitting a model).
+
+        Args:
+            path: An image file Pillow can read.
+
+        Returns:
+            The measurement.
+
+        Raises:
+            ColourExtractionError: When the file is missing, unreadable, truncated or not an image.
+        """
+        return measure(self._open(Path(path)), size=self.size, seed=self.seed)
+
+    def extract(self, image: Image.Image) -> PhotoColours:
+        """Extract the dominant colours of the product in an image.
+
+        Args:
+            image: Any Pillow image (any mode; EXIF orientation is honoured).
+
+        Returns:
+            The product's colours, main first, and the share of the frame the product takes.
+
+        Raises:
+            ColourExtractionError: When the image has no pixels.
+        """
+        measured = measure(image, size=self.size, seed=self.seed)
+        return self.name(measured)
+
+    def name(self, measured: Measurement) -> PhotoColours:
+        """Name the colours of a measured photo with the model.
+
+        Args:
+            measured: From :func:`measure`.
+
+        Returns:
+            The product's colours, main first.
+        """
+        model = self.model
+        posterior = model.posterior(measured.histogram)
+        index, probability = model.name_clusters(measured.centres, posterior)
+        # Per name: total share, share-weighted Lab sum and share-weighted probability.
+        groups: dict[int, tuple[float, NDArray[np.float64], float]] = {}
+        for i, share, centre, p in zip(
+            index, measured.shares, measured.centres, probability, strict=True
+        ):
+            total, lab_sum, p_sum = groups.get(int(i), (0.0, np.zeros(3), 0.0))
+            weight = float(share)
+            groups[int(i)] = (total + weight, lab_sum + centre * weight, p_sum + float(p) * weight)
+        ranked = sorted(groups.items(), key=lambda item: -item[1][0])
+        out: list[PhotoColour] = []
+        for i, (share, lab_sum, p_sum) in ranked:
+            if out and (share < self.min_share or len(out) >= self.max_colours):
+                break
+            colour = _VOCABULARY[model.names[i]]
+            share_term = min(1.0, share / _CONFIDENT_SHARE) ** 0.5
+            out.append(
+                PhotoColour(
+                    lab=_reported_lab(lab_sum / max(share, 1e-12), colour),
+                    share=round(share, 4),
+                    name=colour.name,
+                    family=str(colour.family),
+                    hex=colour.hex,
+                    confidence=round(share_term * p_sum / max(share, 1e-12), 4),
+                )
+            )
+        return PhotoColours(colours=tuple(out), product_pixels=round(measured.product_share, 4))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _open(self, path: Path) -> Image.Image:
+        """Open and decode a photo, every failure as :class:`ColourExtractionError`."""
         try:
             with Image.open(path) as opened:
                 if opened.format == "JPEG":
@@ -208,7 +330,7 @@ class PhotoColourExtractor:
                     # full decode followed by a resize.
                     opened.draft("RGB", (self.size * 2, self.size * 2))
                 opened.load()
-                image = opened  # pixels and EXIF stay usable once loaded and closed
+                return opened  # pixels and EXIF stay usable once loaded and closed
         except FileNotFoundError as exc:
             raise ColourExtractionError(f"{path}: no such file", path) from exc
         except IsADirectoryError as exc:
@@ -224,71 +346,90 @@ class PhotoColourExtractor:
             raise ColourExtractionError(
                 f"{path}: unreadable or truncated image ({exc})", path
             ) from exc
-        return self.extract(image)
 
-    def extract(self, image: Image.Image) -> PhotoColours:
-        """Extract the dominant colours of the product in an image.
 
-        Args:
-            image: Any Pillow image (any mode; EXIF orientation is honoured).
+def _reported_lab(measured: NDArray[np.floating], colour: Colour) -> tuple[float, float, float]:
+    """The Lab reported for a named cluster: its calibrated measurement, kept consistent.
 
-        Returns:
-            The product's colours, main first, and the share of the frame the product takes.
-
-        Raises:
-            ColourExtractionError: When the image has no pixels.
-        """
-        centres, shares, product_share = _clusters(image, self.size, self.seed)
-        colours = self._name(centres, shares)
-        return PhotoColours(colours=colours, product_pixels=round(product_share, 4))
-
-    # -- naming ------------------------------------------------------------------------------
-
-    def _name(self, centres: FloatArray, shares: NDArray[np.float64]) -> tuple[PhotoColour, ...]:
-        """Name clusters, merge those named alike, keep the largest ones."""
-        groups: dict[str, tuple[Colour, NDArray[np.float64], float]] = {}
-        for centre, share in zip(centres, shares, strict=True):
-            colour, _ = nearest(_calibrate(centre))
-            weighted = centre.astype(np.float64) * float(share)
-            if colour.name in groups:
-                first, lab_sum, total = groups[colour.name]
-                groups[colour.name] = (first, lab_sum + weighted, total + float(share))
-            else:
-                groups[colour.name] = (colour, weighted, float(share))
-        ranked = sorted(groups.values(), key=lambda group: -group[2])
-        out: list[PhotoColour] = []
-        for colour, lab_sum, share in ranked:
-            if out and (share < self.min_share or len(out) >= self.max_colours):
-                break
-            lab = _calibrate(lab_sum / max(share, 1e-12))
-            delta = float(ciede2000_many(np.asarray(lab), np.asarray(colour.lab)))
-            share_term = min(1.0, share / _CONFIDENT_SHARE) ** 0.5
-            nearness = 1.0 / (1.0 + (delta / _NEARNESS_DE) ** 2)
-            out.append(
-                PhotoColour(
-                    lab=lab,
-                    share=round(share, 4),
-                    name=colour.name,
-                    family=str(colour.family),
-                    hex=colour.hex,
-                    confidence=round(share_term * nearness, 4),
-                )
-            )
-        return tuple(out)
+    The calibrated measurement (:func:`_calibrate`) keeps the product's own shade, which search
+    compares with what a shopper asked for (``#1f2a44``, "navy"); but it must not contradict the
+    name's family (a navy measured as near-black), so it is moved towards the named swatch in
+    steps until its nearest vocabulary colour is of the name's family (at the last step it is
+    the swatch itself).
+    """
+    calibrated = np.asarray(_calibrate(measured), dtype=np.float64)
+    swatch = np.asarray(colour.lab, dtype=np.float64)
+    metallic = colour.family is Family.METALLIC
+    for step in _TOWARDS_SWATCH:
+        lab = swatch + step * (calibrated - swatch)
+        if nearest(lab, include_metallic=metallic)[0].family is colour.family:
+            return _lab_tuple(lab)
+    return _lab_tuple(swatch)
 
 
 # --------------------------------------------------------------------------------------------
 # Pipeline
 
 
-def _clusters(
-    image: Image.Image, size: int, seed: int
-) -> tuple[FloatArray, NDArray[np.float64], float]:
-    """Measured (uncalibrated) colour clusters of the product in an image.
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """What a photo shows before any colour is named: the input of a :class:`ColourModel`.
+
+    Attributes:
+        histogram: LCh histogram features of the product's pixels (see :func:`lch_histogram`),
+            one block per centre-weighting power of the model's histogram layout.
+        centres: Measured (uncalibrated) Lab of the colour clusters, ``(k, 3)``.
+        shares: The clusters' weighted shares, largest first, summing to 1, ``(k,)``.
+        product_share: Share of the frame taken by the product (1.0 when no backdrop was found).
+    """
+
+    histogram: FloatArray
+    centres: FloatArray
+    shares: NDArray[np.float64]
+    product_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramLayout:
+    """Bins of the soft LCh histogram a :class:`ColourModel` reads.
+
+    Attributes:
+        lightness: Centres of the L* bins, increasing.
+        chroma: Centres of the chroma bins, increasing, the first 0 (the hue-less neutral bin).
+        hues: Number of hue bins around the circle.
+        powers: Centre-weighting powers: one histogram per power, the pixel weights raised to it
+            (a higher power looks closer to the centre of the frame).
+    """
+
+    lightness: tuple[float, ...] = (8.0, 20.0, 32.0, 44.0, 56.0, 68.0, 80.0, 90.0, 97.0)
+    chroma: tuple[float, ...] = (0.0, 5.0, 10.0, 18.0, 30.0, 50.0)
+    hues: int = 12
+    powers: tuple[float, ...] = (1.0, 4.0)
+
+    @property
+    def size(self) -> int:
+        """Length of the feature vector.
+
+        Returns:
+            ``len(powers) * (len(lightness) * (1 + (len(chroma) - 1) * hues))``.
+        """
+        per_power = len(self.lightness) * (1 + (len(self.chroma) - 1) * self.hues)
+        return len(self.powers) * per_power
+
+
+def measure(image: Image.Image, *, size: int = 96, seed: int = 0) -> Measurement:
+    """Separate the product from its backdrop and measure its colours (nothing named yet).
+
+    Args:
+        image: Any Pillow image.
+        size: Longer side the photo is shrunk to.
+        seed: k-means seed.
 
     Returns:
-        Cluster centres in Lab, their weighted shares (largest first, summing to 1), and the share
-        of the frame taken by the product.
+        The measurement: histogram features, measured clusters and the product's share.
+
+    Raises:
+        ColourExtractionError: When the image has no pixels.
     """
     rgb = _prepare(image, size)
     lab = _rgb_to_lab(rgb)
@@ -303,16 +444,16 @@ def _clusters(
         product = np.ones((h, w), dtype=bool)
         product_share = 1.0
         sigma = _FALLBACK_SIGMA
-    weights = _centre_weights(h, w, sigma)[product]
+    centre = _centre_weights(h, w, sigma)[product]
     pixels = lab[product]
-    if separated:
-        weights = weights * _specular_weights(pixels)
+    histogram = lch_histogram(pixels, centre, _LAYOUT)
+    weights = centre * _specular_weights(pixels) if separated else centre
     weights = weights * _skin_weights(pixels)
     if float(weights.sum()) <= 0.0:
         weights = np.ones(len(pixels), dtype=np.float32)
     bins, bin_weights = _histogram(rgb[product], pixels, weights)
     centres, shares = _dominant(bins, bin_weights, seed)
-    return centres, shares, product_share
+    return Measurement(histogram, centres, shares, product_share)
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,6 +709,284 @@ def _specular_weights(pixels: FloatArray) -> FloatArray:
     if 0.0 < share < _SPECULAR_MAX_SHARE:
         weights[bright] = 0.0
     return weights
+
+
+# --------------------------------------------------------------------------------------------
+# Histogram features
+
+
+def _hat_weights(
+    values: FloatArray, centres: tuple[float, ...]
+) -> tuple[NDArray[np.intp], FloatArray]:
+    """Linear interpolation of each value between its two neighbouring bin centres.
+
+    Returns:
+        The lower bin's index and the upper bin's weight (the lower one gets ``1 - weight``);
+        values outside the centres are clamped to the end bins.
+    """
+    grid = np.asarray(centres, dtype=np.float32)
+    clamped = np.clip(values, grid[0], grid[-1])
+    low = np.clip(np.searchsorted(grid, clamped, side="right") - 1, 0, len(grid) - 2)
+    upper = (clamped - grid[low]) / (grid[low + 1] - grid[low])
+    return low.astype(np.intp), upper.astype(np.float32)
+
+
+def lch_histogram(pixels: FloatArray, weights: FloatArray, layout: HistogramLayout) -> FloatArray:
+    """Soft histogram of pixels over lightness, chroma and hue, square-rooted.
+
+    Each pixel spreads its weight linearly over its two nearest lightness bins, two chroma bins
+    and two hue bins; weight falling in the chroma-0 bin goes to a hue-less neutral bin. One
+    histogram per centre-weighting power, each normalised to sum 1, then square-rooted (the
+    Hellinger map: a linear model on it compares distributions better than on raw shares).
+
+    Args:
+        pixels: Lab of the product's pixels, ``(n, 3)``.
+        weights: Their centre weights, ``(n,)``, non-negative.
+        layout: The bins.
+
+    Returns:
+        ``(layout.size,)`` features; zeros for no pixels or no weight.
+    """
+    n_l, n_c, n_h = len(layout.lightness), len(layout.chroma) - 1, layout.hues
+    per_power = n_l * (1 + n_c * n_h)
+    out = np.zeros(len(layout.powers) * per_power, dtype=np.float32)
+    if len(pixels) == 0:
+        return out
+    chroma = np.hypot(pixels[:, 1], pixels[:, 2])
+    hue = (np.degrees(np.arctan2(pixels[:, 2], pixels[:, 1])) % 360.0) / 360.0 * n_h
+    l_low, l_up = _hat_weights(pixels[:, 0], layout.lightness)
+    c_low, c_up = _hat_weights(chroma, layout.chroma)
+    h_low = np.floor(hue).astype(np.intp) % n_h
+    h_up = (hue - np.floor(hue)).astype(np.float32)
+    entries: list[tuple[NDArray[np.intp], FloatArray]] = []
+    for l_bin, l_w in ((l_low, 1.0 - l_up), (l_low + 1, l_up)):
+        for c_bin, c_w in ((c_low, 1.0 - c_up), (c_low + 1, c_up)):
+            for h_bin, h_w in ((h_low, 1.0 - h_up), ((h_low + 1) % n_h, h_up)):
+                # Chroma bin 0 is neutral: one bin per lightness, whatever the hue.
+                index = np.where(c_bin == 0, l_bin, n_l + (l_bin * n_c + c_bin - 1) * n_h + h_bin)
+                weight = l_w * c_w * np.where(c_bin == 0, 0.5, h_w)
+                entries.append((index, weight))
+    for p, power in enumerate(layout.powers):
+        w = weights.astype(np.float32) ** np.float32(power)
+        block = np.zeros(per_power, dtype=np.float64)
+        for index, weight in entries:
+            block += np.bincount(index, weights=weight * w, minlength=per_power)
+        total = block.sum()
+        if total > 0:
+            out[p * per_power : (p + 1) * per_power] = np.sqrt(block / total)
+    return out
+
+
+_LAYOUT: Final = HistogramLayout()
+
+
+# --------------------------------------------------------------------------------------------
+# Naming model
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: compared by identity
+class ColourModel:
+    """Names a photo's colours: a photo-level classifier and per-name photo swatches.
+
+    Catalogue photos do not show a colour as its swatch: navy fabric photographs close to black,
+    light blue close to white, brown leather close to black. The model holds, per vocabulary
+    name, what that name looks like *in photos* (a Gaussian over measured cluster Lab, the
+    "photo swatch"), and a linear softmax over the whole product's LCh histogram, which weighs
+    context a single cluster cannot (a model's skin and trousers, highlights on metal). A
+    cluster is named by ``argmax_name log N(centre | photo swatch) + prior_weight * log p(name |
+    photo)``. Fitted by ``python -m benchmarks.fashion_colour --fit`` on a training split of the
+    labelled fashion photos.
+
+    Attributes:
+        names: Vocabulary names the model can give, ``(m,)``.
+        weights: Softmax weights, ``(layout.size, m)``.
+        bias: Softmax bias, ``(m,)``.
+        means: Photo swatches: mean measured Lab per name, ``(m, 3)``.
+        precisions: Inverse covariances, ``(m, 3, 3)``.
+        log_dets: Log-determinants of the covariances, ``(m,)``.
+        prior_weight: Weight of the photo-level classifier when naming a cluster.
+        layout: The histogram the classifier reads.
+        about: Where the model comes from (data, split, held-out accuracy).
+        chroma_caps: Derived, per name: the chroma a cluster is capped to before it is compared
+            with that photo swatch (infinite for neutral swatches); see ``__post_init__``.
+
+    Raises:
+        ValueError: When an array has the wrong shape or a name is not in the vocabulary.
+    """
+
+    names: tuple[str, ...]
+    weights: FloatArray
+    bias: FloatArray
+    means: FloatArray
+    precisions: FloatArray
+    log_dets: FloatArray
+    prior_weight: float = 1.0
+    layout: HistogramLayout = _LAYOUT
+    about: str = ""
+    chroma_caps: FloatArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        m = len(self.names)
+        shapes = {
+            "weights": (self.weights.shape, (self.layout.size, m)),
+            "bias": (self.bias.shape, (m,)),
+            "means": (self.means.shape, (m, 3)),
+            "precisions": (self.precisions.shape, (m, 3, 3)),
+            "log_dets": (self.log_dets.shape, (m,)),
+        }
+        for what, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"colour model: {what} has shape {got}, expected {want}")
+        unknown = [name for name in self.names if name not in _VOCABULARY]
+        if unknown:
+            raise ValueError(f"colour model names colours not in the vocabulary: {unknown}")
+        # Photos wash chroma out, so a chromatic photo swatch says how saturated a name
+        # usually looks in photos, not how saturated it may be: a drawn or screen-like colour
+        # more saturated than that must not fall to whichever swatch is broadest. Chroma above
+        # a chromatic swatch's mean plus two deviations (along a*b*) is capped before it is
+        # compared with it; neutral swatches (black, grey, white) keep the full chroma.
+        ab_spread = np.linalg.eigvalsh(np.linalg.inv(self.precisions[:, 1:, 1:].astype(np.float64)))
+        mean_chroma = np.hypot(self.means[:, 1], self.means[:, 2]).astype(np.float64)
+        caps = np.where(
+            mean_chroma >= _CHROMATIC_SWATCH, mean_chroma + 2.0 * np.sqrt(ab_spread[:, -1]), np.inf
+        )
+        object.__setattr__(self, "chroma_caps", caps.astype(np.float32))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColourModel:
+        """Build a model from its JSON form (see :meth:`to_dict`).
+
+        Args:
+            data: The parsed JSON.
+
+        Returns:
+            The model.
+
+        Raises:
+            ValueError: When a field is missing, has the wrong shape or names an unknown colour.
+        """
+        try:
+            layout = HistogramLayout(
+                lightness=tuple(float(v) for v in data["layout"]["lightness"]),
+                chroma=tuple(float(v) for v in data["layout"]["chroma"]),
+                hues=int(data["layout"]["hues"]),
+                powers=tuple(float(v) for v in data["layout"]["powers"]),
+            )
+            names = tuple(str(n) for n in data["names"])
+            covariances = np.asarray(data["covariances"], dtype=np.float64)
+            return cls(
+                names=names,
+                weights=np.asarray(data["weights"], dtype=np.float32).T,
+                bias=np.asarray(data["bias"], dtype=np.float32),
+                means=np.asarray(data["means"], dtype=np.float32),
+                precisions=np.linalg.inv(covariances).astype(np.float32),
+                log_dets=np.linalg.slogdet(covariances)[1].astype(np.float32),
+                prior_weight=float(data["prior_weight"]),
+                layout=layout,
+                about=str(data.get("about", "")),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"colour model: missing or malformed field ({exc})") from exc
+
+    def to_dict(self, covariances: NDArray[np.floating]) -> dict[str, Any]:
+        """The JSON form (weights stored per name, rounded to 5 decimals).
+
+        Args:
+            covariances: The swatches' covariances ``(m, 3, 3)`` (stored instead of the
+                precisions, so the file reads as Lab spreads).
+
+        Returns:
+            A JSON-ready dict.
+        """
+        return {
+            "about": self.about,
+            "layout": {
+                "lightness": list(self.layout.lightness),
+                "chroma": list(self.layout.chroma),
+                "hues": self.layout.hues,
+                "powers": list(self.layout.powers),
+            },
+            "prior_weight": self.prior_weight,
+            "names": list(self.names),
+            "means": np.round(self.means.astype(np.float64), 3).tolist(),
+            "covariances": np.round(np.asarray(covariances, dtype=np.float64), 3).tolist(),
+            "bias": np.round(self.bias.astype(np.float64), 5).tolist(),
+            "weights": np.round(self.weights.T.astype(np.float64), 5).tolist(),
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> ColourModel:
+        """Read a model from a JSON file.
+
+        Args:
+            path: The file.
+
+        Returns:
+            The model.
+
+        Raises:
+            ValueError: When the file is not a valid model.
+            OSError: When it cannot be read.
+        """
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def posterior(self, histogram: FloatArray) -> NDArray[np.float64]:
+        """``p(name | photo)`` from the histogram features.
+
+        Args:
+            histogram: :attr:`Measurement.histogram`.
+
+        Returns:
+            Probabilities over :attr:`names`, summing to 1.
+        """
+        logits = histogram.astype(np.float64) @ self.weights + self.bias
+        logits -= logits.max()
+        p = np.exp(logits)
+        return np.asarray(p / p.sum(), dtype=np.float64)
+
+    def name_clusters(
+        self, centres: FloatArray, posterior: NDArray[np.float64]
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """Name each measured cluster.
+
+        Args:
+            centres: Measured Lab of the clusters, ``(k, 3)``.
+            posterior: :meth:`posterior` of the photo.
+
+        Returns:
+            Each cluster's name index and the probability of that name for it (0..1).
+        """
+        points = np.repeat(centres.astype(np.float64)[:, None, :], len(self.names), axis=1)
+        chroma = np.hypot(points[..., 1], points[..., 2])
+        scale = np.minimum(1.0, self.chroma_caps[None, :] / np.maximum(chroma, 1e-9))
+        points[..., 1:] *= scale[..., None]
+        dx = points - self.means[None, :, :]
+        mahalanobis = np.einsum("kmi,mij,kmj->km", dx, self.precisions.astype(np.float64), dx)
+        scores = -0.5 * mahalanobis - 0.5 * self.log_dets[None, :]
+        scores = scores + self.prior_weight * np.log(posterior + 1e-9)[None, :]
+        scores -= scores.max(axis=1, keepdims=True)
+        p = np.exp(scores)
+        p /= p.sum(axis=1, keepdims=True)
+        best = p.argmax(axis=1)
+        return best, p[np.arange(len(best)), best]
+
+
+#: The model shipped with the package (fitted on the fashion photos' training split).
+MODEL_PATH: Final = Path(__file__).with_name("colour_model.json")
+
+
+@functools.cache
+def default_model() -> ColourModel:
+    """The shipped model, read once.
+
+    Returns:
+        The model in :data:`MODEL_PATH`.
+
+    Raises:
+        ValueError: When the shipped file is not a valid model.
+        OSError: When it cannot be read.
+    """
+    return ColourModel.load(MODEL_PATH)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,10 +46,11 @@ TEXT_CONFIDENCE = {"attribute": 1.0, "title": 0.9, "description": 0.7}
 #: query still ranks grey products above unrelated ones, below close shades.
 FAMILY_GRADE = 0.4
 
-#: Grade from which a product counts as "in" the asked colour (the colour group of a query is
-#: matched; a ``colour=`` filter keeps it). 0.45 is a ΔE00 of about 11: the colour a shopper
-#: would call by the same name, or the family floor of a colour read from the product's text.
-MATCH_GRADE = 0.45
+#: Weighted grade from which a product counts as matching the asked colour (the colour words'
+#: group of a query is covered; a ``colour=`` filter keeps it): a shade of the same family read
+#: from the text (0.4 x 0.9) or the main photo (0.4 x 0.8), or a close colour of another family
+#: (ΔE00 up to about 14). Closer shades still score higher: navy, then dark blue, then blue.
+MATCH_GRADE = 0.3
 
 #: A product colour counts for the colour facet from this strength on (text colours, the main
 #: photo colour and large secondary photo colours).
@@ -169,16 +170,15 @@ class ColourIndex:
         mask[self._docs[keep]] = True
         return mask
 
-    def filter_mask(self, colour: Colour, *, family_only: bool) -> npt.NDArray[np.bool_]:
-        """Products "in" a colour: of its family (a facet click on a family), or close to it.
+    def filter_mask(self, colour: Colour) -> npt.NDArray[np.bool_]:
+        """Products "in" a colour for a ``colour=`` filter or a colour facet click: those with
+        a colour of its family (every shade: navy keeps light blue too, ranked after the
+        closer shades by the caller) or a colour close to it in another family.
 
         Args:
             colour: The colour asked for.
-            family_only: Keep every shade of the colour's family (the value was a family name).
         """
-        if family_only:
-            return self.family_mask(colour.family.value)
-        return self.match(colour) >= MATCH_GRADE
+        return self.family_mask(colour.family.value) | (self.match(colour) >= MATCH_GRADE)
 
     def family_counts(self, docs: npt.NDArray[np.int64]) -> dict[str, int]:
         """Products among ``docs`` per colour family (each product once per family)."""

@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from search.analysis import Analyzer, fold
+from search.analysis import Analyzer
 from search.behaviour import Effect, RankingContext
-from search.colour import Family, parse_colour
+from search.colour import parse_colour
 from search.colour_index import ColourIndex, family_swatch, text_colours
 from search.errors import InvalidRequestError, SnapshotError
 from search.features import FeatureExtractor
@@ -352,8 +352,8 @@ class SearchEngine:
         return data if isinstance(data, dict) else None
 
     def colour_filter(self, value: str) -> npt.NDArray[np.bool_]:
-        """Products in the colour a ``colour`` parameter names (a family name keeps every
-        shade of the family; another name or a hex code keeps close colours).
+        """Products in the colour a ``colour`` parameter names: any shade of its family or a
+        close colour (the closest rank first: the colour is also part of the query).
 
         Raises:
             InvalidRequestError: ``value`` is no colour name or hex code (field ``colour``).
@@ -362,10 +362,7 @@ class SearchEngine:
             colour = parse_colour(value)
         except ValueError as exc:
             raise InvalidRequestError("colour", str(exc)) from exc
-        family_only = fold(value.strip()) in {f.value for f in Family} or (
-            colour.name == colour.family.value and not value.strip().startswith("#")
-        )
-        return self.colours.filter_mask(colour, family_only=family_only)
+        return self.colours.filter_mask(colour)
 
     def with_rerankers(self, rerankers: Sequence[Reranker]) -> SearchEngine:
         """A new engine over the same loaded snapshot and settings with other re-rankers

@@ -71,7 +71,7 @@ class TermRetriever:
         text never says navy, shirts of other colours still match "shirt", and a rare colour
         word cannot outweigh the product type the way its BM25 idf would.
         """
-        if not query.colours or self.colours is None:
+        if not query.colours or self.colours is None or self.colour_weight <= 0:
             return self.index.score_groups(self.groups(query))
         rest = [[(a.term_id, a.weight) for a in w.alternatives] for w in query.other_words]
         colour_groups = [

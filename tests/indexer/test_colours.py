@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -12,12 +13,18 @@ from PIL import Image, ImageDraw
 
 from indexer import colours as colours_module
 from indexer.colours import (
+    MODEL_PATH,
     ColourExtractionError,
+    ColourModel,
+    HistogramLayout,
     PhotoColour,
     PhotoColourExtractor,
     PhotoColours,
+    default_model,
+    lch_histogram,
+    measure,
 )
-from search.colour import srgb_to_lab
+from search.colour import ciede2000, lookup, nearest, srgb_to_lab
 
 RED = (200, 30, 40)
 NAVY = (20, 30, 90)
@@ -30,6 +37,11 @@ LIGHT_GREY = (200, 200, 200)
 BLACK = (15, 15, 15)
 SKIN = (224, 180, 150)
 BLUE = (30, 80, 200)
+# Fabric as catalogue photos show it: far from the vocabulary's screen swatches (navy #000080,
+# brown #8b4513), which is why the extractor names colours with photo swatches.
+PHOTO_NAVY = (38, 42, 62)
+PHOTO_BROWN = (82, 56, 42)
+PHOTO_LIGHT_BLUE = (190, 205, 228)
 
 
 def shirt(
@@ -236,6 +248,157 @@ class TestExtract:
             extractor.extract(image)
         # Generous bound (shared CI machines); the benchmark measures the real figure.
         assert (time.perf_counter() - start) / 20 < 0.05
+
+
+class TestPhotographedFabric:
+    """Colours as the camera renders them, where screen swatches mislead."""
+
+    @pytest.mark.parametrize(
+        ("colour", "family"),
+        [
+            (PHOTO_NAVY, "blue"),
+            (PHOTO_BROWN, "brown"),
+            (PHOTO_LIGHT_BLUE, "blue"),
+            (BLACK, "black"),
+        ],
+        ids=["navy", "brown", "light-blue", "black"],
+    )
+    def test_family(
+        self, extractor: PhotoColourExtractor, colour: tuple[int, int, int], family: str
+    ) -> None:
+        result = extractor.extract(shirt(colour))
+        assert result.colours[0].family == family
+
+    def test_navy_is_named_navy(self, extractor: PhotoColourExtractor) -> None:
+        assert extractor.extract(shirt(PHOTO_NAVY)).colours[0].name == "navy"
+
+    @pytest.mark.parametrize(
+        "colour", [RED, NAVY, YELLOW, GREEN, LIGHT_BLUE, PHOTO_NAVY, PHOTO_BROWN, SKIN, BLACK]
+    )
+    def test_reported_lab_is_nearest_its_family(
+        self, extractor: PhotoColourExtractor, colour: tuple[int, int, int]
+    ) -> None:
+        for found in extractor.extract(shirt(colour)).colours:
+            metallic = found.family == "metallic"
+            assert nearest(found.lab, include_metallic=metallic)[0].family == found.family
+
+    def test_reported_lab_keeps_the_shade(self, extractor: PhotoColourExtractor) -> None:
+        # A dark navy stays a dark navy, not the screen blue of its name's swatch.
+        main = extractor.extract(shirt(PHOTO_NAVY)).main
+        assert main is not None and main.family == "blue"
+        assert ciede2000(main.lab, srgb_to_lab(PHOTO_NAVY)) < 20.0
+
+    def test_confidence_grows_with_share(self, extractor: PhotoColourExtractor) -> None:
+        image = Image.new("RGB", (200, 200), WHITE)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([40, 40, 159, 129], fill=RED)  # three quarters of the product
+        draw.rectangle([40, 130, 159, 159], fill=NAVY)
+        colours = by_family(extractor.extract(image))
+        assert colours["red"].confidence > colours["blue"].confidence
+
+
+class TestMeasure:
+    def test_histogram_blocks_are_unit_vectors(self) -> None:
+        measured = measure(shirt(RED))
+        layout = HistogramLayout()
+        assert measured.histogram.shape == (layout.size,)
+        blocks = measured.histogram.reshape(len(layout.powers), -1)
+        # Square roots of shares: each block's squares sum to 1.
+        np.testing.assert_allclose((blocks.astype(np.float64) ** 2).sum(axis=1), 1.0, atol=1e-5)
+        assert measured.shares.sum() == pytest.approx(1.0)
+        assert measured.centres.shape == (len(measured.shares), 3)
+
+    def test_histogram_of_a_neutral_and_a_red_pixel(self) -> None:
+        layout = HistogramLayout(lightness=(0.0, 100.0), chroma=(0.0, 50.0), hues=4, powers=(1.0,))
+        pixels = np.array([[50.0, 0.0, 0.0], [50.0, 50.0, 0.0]], dtype=np.float32)
+        features = lch_histogram(pixels, np.ones(2, dtype=np.float32), layout)
+        shares = features.astype(np.float64) ** 2
+        # Layout: 2 neutral bins (one per lightness), then lightness x chroma(1) x hue(4).
+        assert shares[:2] == pytest.approx([0.25, 0.25])  # the grey pixel, split over L 0 / 100
+        assert shares[2] == pytest.approx(0.25)  # red (hue 0), L 0
+        assert shares[6] == pytest.approx(0.25)  # red (hue 0), L 100
+        assert shares.sum() == pytest.approx(1.0)
+
+    def test_histogram_of_nothing_is_zero(self) -> None:
+        features = lch_histogram(
+            np.zeros((0, 3), dtype=np.float32), np.zeros(0, dtype=np.float32), HistogramLayout()
+        )
+        assert not features.any()
+
+
+def tiny_model(
+    prior: tuple[float, float] = (0.0, 0.0),
+    swatches: tuple[tuple[int, int, int], tuple[int, int, int]] = (RED, NAVY),
+) -> ColourModel:
+    """Two names, red and navy, with photo swatches at the given sRGB colours."""
+    layout = HistogramLayout()
+    return ColourModel(
+        names=("red", "navy"),
+        weights=np.zeros((layout.size, 2), dtype=np.float32),
+        bias=np.array(prior, dtype=np.float32),
+        means=np.array([srgb_to_lab(c) for c in swatches], dtype=np.float32),
+        precisions=np.tile(np.eye(3, dtype=np.float32) / 100.0, (2, 1, 1)),
+        log_dets=np.full(2, 3 * np.log(100.0), dtype=np.float32),
+        about="test",
+    )
+
+
+class TestModel:
+    def test_shipped_model_loads(self) -> None:
+        model = default_model()
+        assert MODEL_PATH.is_file()
+        assert {"black", "white", "navy", "red", "brown"} <= set(model.names)
+        assert all(lookup(name) is not None for name in model.names)
+        assert "multi" not in model.names
+        assert "held-out" in model.about
+
+    def test_given_model_names_the_clusters(self) -> None:
+        image = Image.new("RGB", (200, 200), WHITE)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([40, 40, 99, 160], fill=RED)
+        draw.rectangle([100, 40, 159, 160], fill=NAVY)
+        result = PhotoColourExtractor(model=tiny_model()).extract(image)
+        assert {c.name for c in result.colours} == {"red", "navy"}
+        assert all(c.confidence > 0.5 for c in result.colours)
+
+    @pytest.mark.parametrize(("prior", "name"), [((2.0, 0.0), "red"), ((0.0, 2.0), "navy")])
+    def test_prior_breaks_a_tie(self, prior: tuple[float, float], name: str) -> None:
+        # Both photo swatches sit on the drawn purple: only the photo-level prior tells them apart.
+        purple = (110, 30, 70)
+        model = tiny_model(prior, swatches=(purple, purple))
+        main = PhotoColourExtractor(model=model).extract(shirt(purple)).main
+        assert main is not None and main.name == name
+
+    def test_round_trip(self, tmp_path: Path) -> None:
+        model = tiny_model((0.5, -0.5))
+        covariances = np.tile(np.eye(3) * 100.0, (2, 1, 1))
+        path = tmp_path / "model.json"
+        path.write_text(json.dumps(model.to_dict(covariances)), encoding="utf-8")
+        loaded = ColourModel.load(path)
+        assert loaded.names == model.names
+        np.testing.assert_allclose(loaded.bias, model.bias)
+        np.testing.assert_allclose(loaded.precisions, model.precisions, rtol=1e-5)
+        np.testing.assert_allclose(loaded.log_dets, model.log_dets, rtol=1e-5)
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"names": ("red", "no such colour")}, "not in the vocabulary"),
+            ({"bias": np.zeros(3, dtype=np.float32)}, "bias"),
+            ({"weights": np.zeros((4, 2), dtype=np.float32)}, "weights"),
+        ],
+    )
+    def test_invalid_model(self, change: dict[str, object], message: str) -> None:
+        fields = {
+            name: getattr(tiny_model(), name)
+            for name in ("names", "weights", "bias", "means", "precisions", "log_dets")
+        }
+        with pytest.raises(ValueError, match=message):
+            ColourModel(**{**fields, **change})
+
+    def test_missing_field(self) -> None:
+        with pytest.raises(ValueError, match="missing or malformed"):
+            ColourModel.from_dict({"names": ["red"]})
 
 
 class TestInputs:
