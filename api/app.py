@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import __version__
-from api.routes import events, health, products, reports, search, suggest
+from api.routes import admin, events, health, products, reports, search, suggest
+from api.security import KeyStore, Security, require_admin_key, require_search_key
 from api.settings import Settings
+from search.config_store import ConfigStore, apply_weights
 from search.engine import EngineConfig, SearchEngine
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
 from search.protocols import Reranker
+from search.rules import RankingWeights
 
 if TYPE_CHECKING:
     from search.behaviour import SignalsRefresher
@@ -81,6 +85,9 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
                     exc,
                 )
                 raise
+        warning = app.state.security.startup_warning()
+        if warning:
+            logger.warning(warning)
         manifest = app.state.engine.manifest
         logger.info(
             "serving snapshot %s (format %d, %d products)",
@@ -109,6 +116,10 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     )
     app.state.settings = settings
     app.state.engine = None
+    secret = settings.keys_secret.get_secret_value() if settings.keys_secret else None
+    app.state.security = Security(KeyStore(settings.keys_db or ":memory:", secret=secret))
+    app.state.config_store = ConfigStore(settings.merch_db or ":memory:")
+    app.state.config_version = -1
 
     if settings.cors_origins:
         app.add_middleware(
@@ -123,12 +134,14 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.add_exception_handler(InvalidRequestError, _invalid_request_handler)
     app.add_exception_handler(ProductNotFoundError, _product_not_found_handler)
 
-    app.include_router(search.router)
-    app.include_router(suggest.router)
-    app.include_router(products.router)
+    searcher = [Depends(require_search_key)]
+    app.include_router(search.router, dependencies=searcher)
+    app.include_router(suggest.router, dependencies=searcher)
+    app.include_router(products.router, dependencies=searcher)
     app.include_router(health.router)
-    app.include_router(reports.router)
-    app.include_router(events.router)
+    app.include_router(reports.router, dependencies=[Depends(require_admin_key)])
+    app.include_router(events.router, dependencies=searcher)
+    app.include_router(admin.router)
     return app
 
 
@@ -143,7 +156,8 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
     """
     settings: Settings = app.state.settings
     if settings.events_db.strip().lower() in ("", "none"):
-        app.state.engine = engine
+        app.state.base_engine = engine
+        apply_merchandising(app)
         return
     from search.behaviour import BehaviourAggregator, BehaviourConfig, BehaviourReranker
     from search.behaviour import SignalsRefresher as Refresher
@@ -182,10 +196,42 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
     refresher.start()
     app.state.signals_refresher = refresher
     app.state.behaviour = behaviour
-    app.state.engine = serving
+    app.state.base_engine = serving
+    apply_merchandising(app)
     if old is not None:
         old.stop()
     logger.info("events in %s; behaviour and personalisation on", settings.events_db)
+
+
+_MERCH_LOCK = threading.Lock()
+
+
+def apply_merchandising(app: FastAPI) -> SearchEngine:
+    """Serve the base engine with the current merchandising version: its ranking weights and
+    its rules (applied last). Called at start-up, on a snapshot swap, and by the engine
+    dependency when a newer version was saved (on this replica or another sharing the store).
+
+    Returns:
+        The engine now serving.
+    """
+    with _MERCH_LOCK:
+        base: SearchEngine = app.state.base_engine
+        store: ConfigStore | None = getattr(app.state, "config_store", None)
+        if store is None:
+            app.state.engine = base
+            app.state.config_version = 0
+            return base
+        version = store.current()
+        engine = base
+        if version.weights != RankingWeights():
+            engine = engine.with_config(apply_weights(base.config, version.weights))
+        if version.rules:
+            engine = engine.with_rules(version.rule_set())
+        app.state.engine = engine
+        app.state.config_version = version.version
+        if version.version:
+            logger.info("serving merchandising version %d", version.version)
+        return engine
 
 
 async def _invalid_request_handler(request: Request, exc: Exception) -> JSONResponse:

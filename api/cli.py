@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from indexer.build import BuildResult
     from search.types import Explanation
 
+DEFAULT_KEYS_DB = Path("var/keys.sqlite3")
+"""Where ``serve`` and ``keys create`` keep API keys unless PRODUCTSEARCH_KEYS_DB says otherwise."""
+
 app = typer.Typer(
     name="productsearch",
     help="Smart product search: build index snapshots from a catalogue, serve and query them.",
@@ -372,6 +375,14 @@ def serve(
         raise _fail(f"invalid settings: {exc}", code=2) from exc
     if settings.index_dir is None:
         raise _fail("no snapshot: pass --index DIR or --demo (or set PRODUCTSEARCH_INDEX_DIR)", 2)
+    # A served instance keeps its keys and merchandising in files unless told otherwise
+    # (the library default, for tests and embedding, is in memory).
+    if settings.keys_db is None:
+        settings.keys_db = DEFAULT_KEYS_DB
+    if settings.merch_db is None:
+        settings.merch_db = Path("var/merch.sqlite3")
+    for path in (settings.keys_db, settings.merch_db):
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     logging.basicConfig(
         level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
@@ -433,3 +444,53 @@ def prepare_demo(data_dir: Path, *, embedder: str = "minilm") -> Path:
         f"{result.manifest.counts.get('products', 0)} products"
     )
     return snapshot
+
+
+keys_app = typer.Typer(
+    help="API keys: search keys for storefronts and apps, admin keys for merchandisers."
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Option("--name", help="Who or what the key is for.")],
+    scope: Annotated[
+        str, typer.Option("--scope", help="search (storefronts, apps) or admin (merchandisers).")
+    ] = "search",
+    keys_db: Annotated[
+        Path,
+        typer.Option(
+            "--keys-db", envvar="PRODUCTSEARCH_KEYS_DB", help="The service's key database."
+        ),
+    ] = DEFAULT_KEYS_DB,
+    filters: Annotated[
+        str | None,
+        typer.Option(
+            "--filters",
+            help='Fixed filters of a search key as JSON, e.g. \'{"attr": {"country": ["PL"]}}\'.',
+        ),
+    ] = None,
+    rate_per_minute: Annotated[
+        int | None, typer.Option("--rate", help="Requests per minute (default by scope).")
+    ] = None,
+) -> None:
+    """Create an API key and print its token once (only a hash is stored)."""
+    import os
+
+    from api.security import create_key_cli
+    from search.errors import InvalidRequestError
+
+    keys_db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        create_key_cli(
+            keys_db,
+            name,
+            scope=scope,
+            filters_json=filters,
+            rate_per_minute=rate_per_minute,
+            secret=os.environ.get("PRODUCTSEARCH_KEYS_SECRET"),
+            echo=typer.echo,
+        )
+    except InvalidRequestError as exc:
+        raise _fail(str(exc)) from exc

@@ -25,6 +25,19 @@ def get_engine(request: Request) -> SearchEngine:
     engine: SearchEngine | None = getattr(request.app.state, "engine", None)
     if engine is None:
         raise RuntimeError("no search engine on app.state: was the app started via its lifespan?")
+    state = request.app.state
+    store = getattr(state, "config_store", None)
+    serving_version = getattr(state, "config_version", None)
+    if (
+        store is not None
+        and serving_version is not None
+        and getattr(state, "base_engine", None) is not None
+        and store.current().version != serving_version
+    ):
+        # A merchandiser saved rules or weights (here or on another replica): serve them now.
+        from api.app import apply_merchandising
+
+        engine = apply_merchandising(request.app)
     return engine
 
 

@@ -277,6 +277,10 @@ class SearchResponse(BaseModel):
         "meaning instead of an empty page.",
     )
 
+    redirect: str | None = Field(
+        default=None, description="A merchandiser's rule sends this query to this URL."
+    )
+
     @classmethod
     def from_result(cls, result: SearchResult, *, page: int, k: int) -> SearchResponse:
         """Convert a core :class:`~search.types.SearchResult`.
@@ -302,6 +306,7 @@ class SearchResponse(BaseModel):
             },
             took_ms=result.took_ms,
             fallback="semantic" if result.fallback == "semantic" else None,
+            redirect=result.redirect,
         )
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         behaviour_weight: Strength of the behavioural re-ranker (0 turns it off).
         personalisation_strength: Bound of the personalisation re-ranker: each relevant hit's
             score moves by at most this factor (0 turns it off, at most 0.9).
+        keys_db: SQLite file of the API keys (stored hashed); None keeps them in memory
+            (they are lost at restart). While no key exists search is open and admin closed.
+        keys_secret: Server secret the key hashes are keyed with (HMAC-SHA256).
+        merch_db: SQLite file of the merchandising rules, ranking weights, experiments, their
+            versions and audit log; None keeps them in memory.
     """
 
     model_config = SettingsConfigDict(
@@ -79,6 +84,9 @@ class Settings(BaseSettings):
     behaviour_half_life_days: float = Field(default=14.0, gt=0)
     behaviour_weight: float = Field(default=0.5, ge=0)
     personalisation_strength: float = Field(default=0.3, ge=0, le=0.9)
+    keys_db: Path | None = None
+    keys_secret: SecretStr | None = None
+    merch_db: Path | None = None
 
     @field_validator("text_embedder", "log_level", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from search.retrievers import (
     TermRetriever,
     VectorIndex,
 )
+from search.rules import MatchedRules, RuleSet, explain_lines
 from search.snapshot import (
     COLOUR_REPORT,
     COLOURS,
@@ -133,6 +134,8 @@ class SearchEngine:
         scorer: A trained relevance model re-ranking the head of the fused list, or None.
         snapshot_dir: Where the snapshot was loaded from.
         colours: Product colours, or None to read them from the products' text.
+        rules: Merchandising rules applied last (pin, boost, bury, hide, synonyms, redirect),
+            or None.
     """
 
     def __init__(
@@ -151,8 +154,11 @@ class SearchEngine:
         scorer: RelevanceScorer | None = None,
         snapshot_dir: Path | None = None,
         colours: ColourIndex | None = None,
+        rules: RuleSet | None = None,
     ) -> None:
         self.manifest = manifest
+        self.rules = rules
+        self._synonym_engines: dict[tuple[tuple[str, tuple[str, ...]], ...], SearchEngine] = {}
         self.store = store
         self.lexical = lexical
         self.vocabulary = vocabulary
@@ -364,6 +370,13 @@ class SearchEngine:
             raise InvalidRequestError("colour", str(exc)) from exc
         return self.colours.filter_mask(colour)
 
+    def with_rules(self, rules: RuleSet | None) -> SearchEngine:
+        """A new engine over the same snapshot, settings and re-rankers with other
+        merchandising rules (None: no rules, e.g. to preview a proposed rule set)."""
+        engine = self.with_config(self.config)
+        engine.rules = rules
+        return engine
+
     def with_rerankers(self, rerankers: Sequence[Reranker]) -> SearchEngine:
         """A new engine over the same loaded snapshot and settings with other re-rankers
         (behaviour, personalisation, merchandising rules), applied in order."""
@@ -393,6 +406,7 @@ class SearchEngine:
             scorer=self.scorer,
             snapshot_dir=self.snapshot_dir,
             colours=self.colours,
+            rules=self.rules,
         )
 
     # --- searching --------------------------------------------------------------------------
@@ -503,7 +517,34 @@ class SearchEngine:
         """
         started = time.perf_counter()
         self._validate(request)
+        matched = self.rules.match(request.text, channel=request.channel) if self.rules else None
+        if matched is not None and matched.synonyms:
+            # Query-specific synonyms from rules: search with an engine that knows them.
+            return self._with_synonyms(matched.synonyms)._search(request, started, matched)
+        return self._search(request, started, matched)
+
+    def _with_synonyms(self, synonyms: Mapping[str, Sequence[str]]) -> SearchEngine:
+        key = tuple(sorted((k, tuple(v)) for k, v in synonyms.items()))
+        engine = self._synonym_engines.get(key)
+        if engine is None:
+            merged = {**self.config.understand.synonyms, **synonyms}
+            config = replace(
+                self.config, understand=replace(self.config.understand, synonyms=merged)
+            )
+            engine = self.with_config(config)
+            if len(self._synonym_engines) >= 64:
+                self._synonym_engines.pop(next(iter(self._synonym_engines)))
+            self._synonym_engines[key] = engine
+        return engine
+
+    def _search(
+        self, request: SearchRequest, started: float, matched: MatchedRules | None
+    ) -> SearchResult:
         allowed = self.store.mask(request.filters)
+        if matched is not None and self.rules is not None:
+            hidden = self.rules.hidden_mask(self.store, matched)
+            if hidden is not None:
+                allowed = ~hidden if allowed is None else allowed & ~hidden
         if request.colour is not None:
             in_colour = self.colour_filter(request.colour)
             allowed = in_colour if allowed is None else allowed & in_colour
@@ -540,6 +581,16 @@ class SearchEngine:
                 ranked = ranked + [
                     Hit(int(d), 0.0, "match") for d in matching if int(d) not in in_ranked
                 ]
+        rule_effects: dict[int, list[str]] = {}
+        if matched is not None and self.rules is not None and matched.rules:
+            ranked, rule_effects = self.rules.apply(
+                ranked,
+                self.store,
+                matched,
+                allowed=allowed,
+                explain=request.explain,
+                window=window,
+            )
         if request.sort is not SortOrder.RELEVANCE:
             ranked = self._sort_by_price(ranked, descending=request.sort is SortOrder.PRICE_DESC)
         page = ranked[window - request.k : window]
@@ -547,7 +598,11 @@ class SearchEngine:
             ResultHit(
                 product=self.store.products[h.doc],
                 score=h.score,
-                explanation=self._explain(query, h, found, effects) if request.explain else None,
+                explanation=(
+                    self._explain(query, h, found, effects, rule_effects)
+                    if request.explain
+                    else None
+                ),
                 colours=self.colours.of(h.doc),
             )
             for h in page
@@ -561,6 +616,7 @@ class SearchEngine:
             facets=facets,
             took_ms=(time.perf_counter() - started) * 1000.0,
             fallback=fallback,
+            redirect=matched.redirect if matched is not None else None,
         )
 
     def _semantic_fallback(
@@ -646,6 +702,7 @@ class SearchEngine:
         hit: Hit,
         found: SearchEngine.Candidates,
         effects: Mapping[str, Mapping[int, Effect]] | None = None,
+        rule_effects: Mapping[int, Sequence[str]] | None = None,
     ) -> Explanation:
         runs = found.runs
         traces = []
@@ -707,6 +764,8 @@ class SearchEngine:
             effect = by_doc.get(hit.doc)
             if effect is not None:
                 adjustments.append((stage, effect.describe()))
+        if rule_effects:
+            adjustments.extend(explain_lines(rule_effects, hit.doc))
         return Explanation(
             retrievers=tuple(traces),
             fused_score=fused_score,

@@ -388,6 +388,8 @@ class SearchResult:
         took_ms: Time spent in the pipeline.
         fallback: ``"semantic"`` when nothing matched the query and the hits are the nearest
             products by meaning instead; None otherwise.
+        redirect: A URL a merchandiser's rule sends this query to (the storefront should go
+            there), or None.
     """
 
     query: str
@@ -397,3 +399,4 @@ class SearchResult:
     facets: Mapping[str, tuple[FacetValue, ...]]
     took_ms: float
     fallback: str | None = None
+    redirect: str | None = None

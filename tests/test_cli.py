@@ -224,3 +224,34 @@ def test_version() -> None:
 
     assert result.exit_code == 0
     assert result.stdout.strip() == f"productsearch {__version__}"
+
+
+class TestKeysCommand:
+    def test_creates_a_key_the_service_accepts(self, tmp_path: Path) -> None:
+        from api.security import KeyStore
+
+        db = tmp_path / "keys.sqlite3"
+        result = runner.invoke(
+            app, ["keys", "create", "--name", "shop", "--scope", "admin", "--keys-db", str(db)]
+        )
+        assert result.exit_code == 0, result.output
+        token = next(line for line in result.output.splitlines() if line.startswith("ps_"))
+        key = KeyStore(db).authenticate(token)
+        assert key is not None and key.scope == "admin"
+
+    def test_bad_scope_names_the_valid_ones(self, tmp_path: Path) -> None:
+        result = runner.invoke(
+            app,
+            [
+                "keys",
+                "create",
+                "--name",
+                "x",
+                "--scope",
+                "root",
+                "--keys-db",
+                str(tmp_path / "k.db"),
+            ],
+        )
+        assert result.exit_code != 0
+        assert "search, admin" in result.output

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
 from api.schemas import SearchResponse
+from api.security import SearchKeyDep, merge_filters
 from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest, SortOrder
 
@@ -20,6 +21,7 @@ router = APIRouter(tags=["search"])
 async def search_products(
     engine: EngineDep,
     settings: SettingsDep,
+    key: SearchKeyDep,
     q: Annotated[
         str,
         Query(max_length=1000, description="Query text; empty or blank browses the catalogue."),
@@ -89,13 +91,16 @@ async def search_products(
         text=q if q.strip() else "",
         k=k,
         page=page,
-        filters=Filters(
-            brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
-            categories=parse_categories(category),
-            attributes=parse_attributes(attr),
-            price_min=price_min,
-            price_max=price_max,
-            availability=tuple(dict.fromkeys(availability)),
+        filters=merge_filters(
+            Filters(
+                brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
+                categories=parse_categories(category),
+                attributes=parse_attributes(attr),
+                price_min=price_min,
+                price_max=price_max,
+                availability=tuple(dict.fromkeys(availability)),
+            ),
+            key.filters if key is not None else None,
         ),
         sort=sort,
         facets=parse_facets(facets, engine.facet_names()),

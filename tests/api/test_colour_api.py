@@ -69,7 +69,17 @@ class TestColourSearchApi:
         stages = [a["stage"] for a in body["hits"][0]["explanation"]["adjustments"]]
         assert "colour" in stages
 
-    def test_colour_report(self, client: TestClient) -> None:
-        body = client.get("/reports/colours").json()
+    def test_colour_report_needs_an_admin_key(self, tmp_path: Path) -> None:
+        snapshot = build_snapshot(tmp_path)
+        app = create_app(Settings(index_dir=snapshot, text_embedder="none", events_db="none"))
+        with TestClient(app) as client:
+            assert client.get("/reports/colours").status_code == 403  # no key exists yet
+            _, token = app.state.security.keys.create("merchandiser", "admin")
+            _, search_token = app.state.security.keys.create("storefront", "search")
+            search_only = {"Authorization": f"Bearer {search_token}"}
+            assert client.get("/reports/colours", headers=search_only).status_code == 403
+            response = client.get("/reports/colours", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        body = response.json()
         assert set(body) >= {"conflicts", "photo_errors", "unrecognised", "products_with_colour"}
         assert body["products_with_colour"] >= 4
