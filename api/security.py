@@ -42,7 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
+from starlette.requests import HTTPConnection
 
 from search.analysis import fold
 from search.errors import InvalidRequestError
@@ -421,7 +422,7 @@ def _narrowest(
 # FastAPI dependencies
 
 
-def get_security(request: Request) -> Security:
+def get_security(request: HTTPConnection) -> Security:
     """The :class:`Security` on ``app.state.security``.
 
     Raises:
@@ -433,13 +434,16 @@ def get_security(request: Request) -> Security:
     return security
 
 
-def presented_token(request: Request) -> str | None:
-    """The key a request presents (``Authorization: Bearer`` or ``X-API-Key``), or None."""
+def presented_token(request: HTTPConnection) -> str | None:
+    """The key a request presents (``Authorization: Bearer`` or ``X-API-Key``; a WebSocket,
+    which browsers open without custom headers, may also pass ``?api_key=``), or None."""
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     header = request.headers.get("x-api-key", "").strip()
+    if not header and request.scope.get("type") == "websocket":
+        header = request.query_params.get("api_key", "").strip()
     return header or None
 
 
@@ -451,7 +455,7 @@ def _unauthorised(message: str) -> HTTPException:
     )
 
 
-def _authenticate(request: Request, security: Security, scope: Scope) -> ApiKey | None:
+def _authenticate(request: HTTPConnection, security: Security, scope: Scope) -> ApiKey | None:
     token = presented_token(request)
     if token is None:
         if security.keys.count_active() == 0:
@@ -485,7 +489,7 @@ def _authenticate(request: Request, security: Security, scope: Scope) -> ApiKey 
 SecurityDep = Annotated[Security, Depends(get_security)]
 
 
-def require_search_key(request: Request, security: SecurityDep) -> ApiKey | None:
+def require_search_key(request: HTTPConnection, security: SecurityDep) -> ApiKey | None:
     """Dependency of the search routes: a search or admin key, rate-limited.
 
     Returns:
@@ -498,7 +502,7 @@ def require_search_key(request: Request, security: SecurityDep) -> ApiKey | None
     return _authenticate(request, security, "search")
 
 
-def require_admin_key(request: Request, security: SecurityDep) -> ApiKey:
+def require_admin_key(request: HTTPConnection, security: SecurityDep) -> ApiKey:
     """Dependency of the admin routes: an admin key, rate-limited.
 
     Returns:

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         keys_secret: Server secret the key hashes are keyed with (HMAC-SHA256).
         merch_db: SQLite file of the merchandising rules, ranking weights, experiments, their
             versions and audit log; None keeps them in memory.
+        speech_recognizer: Speech recogniser for voice search: ``moonshine`` (English, default),
+            ``whisper`` (packaged whisper base, also Polish), ``whisper:<ctranslate2-folder>``,
+            ``vosk:<model-folder>`` (official vosk models, e.g. small English or Polish),
+            ``vosk-ko``, ``pocketsphinx`` or ``none`` (voice search off).
     """
 
     model_config = SettingsConfigDict(
@@ -87,6 +91,7 @@ class Settings(BaseSettings):
     keys_db: Path | None = None
     keys_secret: SecretStr | None = None
     merch_db: Path | None = None
+    speech_recognizer: str = "moonshine"
 
     @field_validator("text_embedder", "log_level", mode="before")
     @classmethod

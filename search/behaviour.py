@@ -680,7 +680,8 @@ class SignalsRefresher:
                     self._last_purge = now
                     self.purge_expired()
             except Exception:  # keep serving the last snapshot; the log tells why
-                logger.exception("refreshing behavioural signals failed")
+                if not self._stop.is_set():  # a store closed while stopping is no failure
+                    logger.exception("refreshing behavioural signals failed")
             self._stop.wait(self.interval_s)
 
 

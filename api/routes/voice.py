@@ -1,0 +1,503 @@
+"""Voice search: ``POST /search/voice`` (an uploaded recording) and a WebSocket stream.
+
+The recogniser and the catalogue corrector are built once, on first use, and kept on
+``app.state`` (tests may put a loaded recogniser in ``app.state.speech_recognizer`` first).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import (
+    APIRouter,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+    WebSocket,
+    WebSocketDisconnect,
+)
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.audio import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SECONDS,
+    TARGET_RATE,
+    AudioError,
+    check_size,
+    decode_audio,
+    pcm16_to_float,
+)
+from api.deps import EngineDep, SettingsDep
+from api.routes.search import parse_attributes, parse_categories, parse_facets
+from api.schemas import FacetValuePublic, SearchHitPublic
+from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
+from search.engine import SearchEngine
+from search.errors import InvalidRequestError, SearchServiceError
+from search.types import Availability, Filters, SearchRequest, SearchResult
+from search.voice import Correction, VoiceQueryCorrector
+
+router = APIRouter(tags=["voice"])
+
+SPEECH_RECOGNIZER_ENV = "PRODUCTSEARCH_SPEECH_RECOGNIZER"
+"""Environment variable naming the recogniser spec (see :func:`models.speech.load_speech_recognizer`)."""
+
+DEFAULT_SPEECH_RECOGNIZER = "moonshine"
+"""The recogniser used when nothing is configured."""
+
+HINT_LIMIT = 1_000
+"""Catalogue words and phrases passed to recognisers as hints."""
+
+
+def speech_recognizer_spec(settings: Any = None) -> str:
+    """The configured recogniser spec.
+
+    Args:
+        settings: Service settings; their ``speech_recognizer`` field wins when present.
+
+    Returns:
+        ``settings.speech_recognizer``, else ``$PRODUCTSEARCH_SPEECH_RECOGNIZER``, else
+        :data:`DEFAULT_SPEECH_RECOGNIZER`.
+    """
+    configured = getattr(settings, "speech_recognizer", None)
+    if configured:
+        return str(configured)
+    return os.environ.get(SPEECH_RECOGNIZER_ENV, "").strip() or DEFAULT_SPEECH_RECOGNIZER
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSearch:
+    """What voice search needs besides the engine: a recogniser and the catalogue corrector.
+
+    Attributes:
+        recognizer: The loaded recogniser.
+        corrector: Maps transcripts onto the serving catalogue.
+        hints: Catalogue words and phrases passed to the recogniser.
+    """
+
+    recognizer: SpeechRecognizer
+    corrector: VoiceQueryCorrector
+    hints: tuple[str, ...]
+
+    @classmethod
+    def build(cls, engine: SearchEngine, recognizer: SpeechRecognizer) -> VoiceSearch:
+        """Warm the recogniser and index the catalogue's words and title phrases.
+
+        Args:
+            engine: The serving engine.
+            recognizer: The recogniser (weights are loaded here).
+
+        Returns:
+            The ready voice search.
+        """
+        recognizer.warm_up()
+        corrector = VoiceQueryCorrector.from_titles(
+            engine.vocabulary,
+            engine.analyzer,
+            (
+                text
+                for product in engine.store.products
+                for text in (product.title, product.brand or "")
+            ),
+        )
+        return cls(recognizer, corrector, corrector.hints(HINT_LIMIT))
+
+
+_build_lock = threading.Lock()
+
+
+def _voice_search(app: Any, engine: SearchEngine, settings: Any) -> VoiceSearch:
+    voice: VoiceSearch | None = getattr(app.state, "voice_search", None)
+    if voice is not None and getattr(app.state, "voice_search_engine", None) is engine:
+        return voice
+    with _build_lock:
+        voice = getattr(app.state, "voice_search", None)
+        if voice is not None and getattr(app.state, "voice_search_engine", None) is engine:
+            return voice
+        recognizer: SpeechRecognizer | None = getattr(app.state, "speech_recognizer", None)
+        if recognizer is None:
+            spec = speech_recognizer_spec(settings)
+            try:
+                recognizer = load_speech_recognizer(spec)
+            except (ValueError, ImportError) as exc:
+                raise HTTPException(503, f"voice search is not available: {exc}") from exc
+            if recognizer is None:
+                raise HTTPException(503, "voice search is turned off (speech recognizer 'none')")
+            app.state.speech_recognizer = recognizer
+        voice = VoiceSearch.build(engine, recognizer)
+        app.state.voice_search = voice
+        app.state.voice_search_engine = engine
+        return voice
+
+
+async def get_voice_search(
+    request: Request, engine: EngineDep, settings: SettingsDep
+) -> VoiceSearch:
+    """The application's voice search, built on first use.
+
+    Raises:
+        HTTPException: 503 when no recogniser is configured or its package is missing.
+    """
+    return await run_in_threadpool(_voice_search, request.app, engine, settings)
+
+
+# --- schemas ------------------------------------------------------------------------------------
+
+
+class AlternativePublic(BaseModel):
+    """One reading of the recording."""
+
+    text: str
+    confidence: float = Field(description="0..1; comparable within one response only.")
+
+
+class ChangePublic(BaseModel):
+    """Spoken words replaced by catalogue words."""
+
+    heard: str
+    catalogue: str
+    similarity: float
+
+
+class VoiceTimingsPublic(BaseModel):
+    """Where the time went, in milliseconds."""
+
+    decode_ms: float
+    recognize_ms: float
+    search_ms: float
+
+
+class VoiceSearchResponse(BaseModel):
+    """A voice query: what was heard, what was searched, and the results."""
+
+    transcript: str = Field(description='What the recogniser heard; "" when there was no speech.')
+    alternatives: list[AlternativePublic] = Field(description="Readings, best first.")
+    language: str | None
+    query: str = Field(
+        description="The query actually searched: the transcript mapped onto catalogue terms."
+    )
+    changes: list[ChangePublic] = Field(description="Spoken words replaced by catalogue terms.")
+    corrected_query: str | None = Field(
+        description="The searched query after the engine's own spelling correction, or null."
+    )
+    message: str | None = Field(
+        default=None, description='Set when nothing was searched ("no speech was heard").'
+    )
+    audio_seconds: float
+    recognizer: str
+    total: int
+    k: int
+    hits: list[SearchHitPublic]
+    facets: dict[str, list[FacetValuePublic]]
+    timings: VoiceTimingsPublic
+    took_ms: float
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+NO_SPEECH = "no speech was heard; try again closer to the microphone"
+
+
+def _correct(voice: VoiceSearch, transcript: Transcript) -> Correction:
+    readings = [a.text for a in transcript.alternatives] or [transcript.text]
+    return voice.corrector.best_of(readings)
+
+
+def _search(
+    engine: SearchEngine, text: str, k: int, filters: Filters, facets: tuple[str, ...]
+) -> SearchResult | None:
+    if not text.strip():
+        return None
+    return engine.search(
+        SearchRequest(text=text, k=k, filters=filters, facets=facets, as_you_type=False)
+    )
+
+
+def _response(
+    voice: VoiceSearch,
+    transcript: Transcript,
+    correction: Correction,
+    result: SearchResult | None,
+    *,
+    k: int,
+    decode_ms: float,
+    search_ms: float,
+    started: float,
+) -> VoiceSearchResponse:
+    return VoiceSearchResponse(
+        transcript=transcript.text,
+        alternatives=[
+            AlternativePublic(text=a.text, confidence=round(a.confidence, 4))
+            for a in transcript.alternatives
+        ],
+        language=transcript.language,
+        query=correction.text,
+        changes=[
+            ChangePublic(heard=c.heard, catalogue=c.catalogue, similarity=c.similarity)
+            for c in correction.changes
+        ],
+        corrected_query=result.corrected_query if result is not None else None,
+        message=NO_SPEECH if result is None else None,
+        audio_seconds=round(transcript.duration_s, 3),
+        recognizer=voice.recognizer.name,
+        total=result.total if result is not None else 0,
+        k=k,
+        hits=[SearchHitPublic.from_hit(hit) for hit in result.hits] if result else [],
+        facets={
+            name: [FacetValuePublic.from_facet_value(b) for b in buckets]
+            for name, buckets in (result.facets.items() if result else ())
+        },
+        timings=VoiceTimingsPublic(
+            decode_ms=round(decode_ms, 2),
+            recognize_ms=round(transcript.took_s * 1000, 2),
+            search_ms=round(search_ms, 2),
+        ),
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
+def _language(lang: str | None) -> str | None:
+    # Browsers send BCP 47 tags ("en-US", "pl-PL"); recognisers know base languages.
+    return lang.strip().replace("_", "-").split("-")[0].lower() or None if lang else None
+
+
+def _check_language(voice: VoiceSearch, lang: str | None) -> None:
+    languages = voice.recognizer.languages
+    if lang is not None and languages and lang not in languages:
+        raise InvalidRequestError(
+            "lang",
+            f"{voice.recognizer.name} understands {', '.join(languages)}, not {lang!r}",
+        )
+
+
+def _recognise_and_search(
+    voice: VoiceSearch,
+    engine: SearchEngine,
+    samples: np.ndarray,
+    lang: str | None,
+    k: int,
+    filters: Filters,
+    facets: tuple[str, ...],
+) -> tuple[Transcript, Correction, SearchResult | None, float]:
+    transcript = voice.recognizer.transcribe(samples, voice.hints, lang)
+    started = time.perf_counter()
+    correction = _correct(voice, transcript)
+    result = _search(engine, correction.text, k, filters, facets)
+    return transcript, correction, result, (time.perf_counter() - started) * 1000
+
+
+def audio_http_error(exc: AudioError) -> HTTPException:
+    """The HTTP error for an unusable upload (413, 415 or 422 with the reason)."""
+    return HTTPException(exc.status_code, exc.message)
+
+
+@router.post(
+    "/search/voice",
+    response_model=VoiceSearchResponse,
+    summary="Search the catalogue by voice",
+    responses={
+        413: {"description": "The recording is too large or too long."},
+        415: {"description": "The upload is not audio the service can decode."},
+        422: {"description": "The recording is corrupt or empty, or a parameter is invalid."},
+        503: {"description": "Voice search is not configured."},
+    },
+)
+async def search_by_voice(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    audio: Annotated[
+        UploadFile,
+        File(
+            description="The recording: WAV, FLAC, OGG/Opus, WebM/Opus, M4A/AAC or MP3, "
+            f"at most {DEFAULT_MAX_BYTES // (1024 * 1024)} MB and {DEFAULT_MAX_SECONDS:g} s."
+        ),
+    ],
+    k: Annotated[int, Form(ge=1, description="Hits to return, at most the service's max_k.")] = 10,
+    lang: Annotated[
+        str | None, Form(max_length=8, description="Spoken language (en, pl...).")
+    ] = None,
+    brand: Annotated[list[str], Form(description="Any of these brands.")] = [],  # noqa: B006
+    category: Annotated[
+        list[str], Form(description='Category path or prefix, "Furniture > Sofas".')
+    ] = [],  # noqa: B006
+    attr: Annotated[list[str], Form(description='Attribute filter "name:value".')] = [],  # noqa: B006
+    price_min: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
+    price_max: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
+    availability: Annotated[list[Availability], Form()] = [],  # noqa: B006
+    facets: Annotated[str, Form(description="Comma-separated facets to count.")] = "",
+) -> VoiceSearchResponse:
+    """Transcribe a recorded query, map it onto catalogue terms and search.
+
+    Silence or a recording without speech answers 200 with an empty transcript, no hits and a
+    ``message``.
+
+    Raises:
+        HTTPException: 413, 415 or 422 for an unusable recording.
+        InvalidRequestError: A parameter is malformed (answered 422 naming it).
+    """
+    started = time.perf_counter()
+    if k > settings.max_k:
+        raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise InvalidRequestError(
+            "price_min", f"must not exceed price_max ({price_min:g} > {price_max:g})"
+        )
+    filters = Filters(
+        brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
+        categories=parse_categories(category),
+        attributes=parse_attributes(attr),
+        price_min=price_min,
+        price_max=price_max,
+        availability=tuple(dict.fromkeys(availability)),
+    )
+    facet_names = parse_facets(facets, engine.facet_names())
+    try:
+        if audio.size is not None:
+            check_size(audio.size)
+        data = await audio.read(DEFAULT_MAX_BYTES + 1)
+        decoded = await run_in_threadpool(decode_audio, data)
+    except AudioError as exc:
+        raise audio_http_error(exc) from exc
+    decode_ms = (time.perf_counter() - started) * 1000
+    # The recogniser loads on first use, after the upload is known to be usable.
+    voice = await get_voice_search(request, engine, settings)
+    lang = _language(lang)
+    _check_language(voice, lang)
+    transcript, correction, result, search_ms = await run_in_threadpool(
+        _recognise_and_search, voice, engine, decoded.samples, lang, k, filters, facet_names
+    )
+    return _response(
+        voice,
+        transcript,
+        correction,
+        result,
+        k=k,
+        decode_ms=decode_ms,
+        search_ms=search_ms,
+        started=started,
+    )
+
+
+# --- streaming -----------------------------------------------------------------------------------
+
+
+def _resample(samples: np.ndarray, rate: int) -> np.ndarray:
+    if rate == TARGET_RATE:
+        return samples
+    from scipy.signal import resample_poly
+
+    divisor = np.gcd(rate, TARGET_RATE)
+    return resample_poly(samples, TARGET_RATE // divisor, rate // divisor).astype(np.float32)
+
+
+@router.websocket("/search/voice/stream")
+async def stream_voice_search(
+    websocket: WebSocket,
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    lang: Annotated[str | None, Query(max_length=8)] = None,
+    sample_rate: Annotated[int, Query(ge=8_000, le=96_000)] = TARGET_RATE,
+) -> None:
+    """Stream a spoken query and get partial transcripts and results as the shopper speaks.
+
+    Protocol: send binary messages of raw mono 16-bit little-endian PCM at ``sample_rate``
+    (default 16 kHz); send the text message ``end`` (or ``{"event": "end"}``) when the shopper
+    stops. The server answers JSON messages ``{"type": "partial", "transcript", "query", "hits"}``
+    while audio arrives and one ``{"type": "final", ...}`` (the ``POST /search/voice`` answer plus
+    ``"type"``) before closing. Errors are ``{"type": "error", "status", "detail"}`` followed by
+    a close.
+    """
+    await websocket.accept()
+    app = websocket.app
+    engine: SearchEngine | None = getattr(app.state, "engine", None)
+    if engine is None:
+        await websocket.send_json({"type": "error", "status": 503, "detail": "not started"})
+        await websocket.close(code=1011)
+        return
+    settings = app.state.settings
+    try:
+        voice = await run_in_threadpool(_voice_search, app, engine, settings)
+        lang = _language(lang)
+        _check_language(voice, lang)
+    except HTTPException as exc:
+        await websocket.send_json(
+            {"type": "error", "status": exc.status_code, "detail": exc.detail}
+        )
+        await websocket.close(code=1011)
+        return
+    except InvalidRequestError as exc:
+        await websocket.send_json({"type": "error", "status": 422, "detail": str(exc)})
+        await websocket.close(code=1008)
+        return
+    k = min(k, settings.max_k)
+    stream = voice.recognizer.stream(voice.hints, lang)
+    received = 0
+    limit = int(DEFAULT_MAX_SECONDS * sample_rate)
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                try:
+                    samples = pcm16_to_float(message["bytes"])
+                    received += len(samples)
+                    if received > limit:
+                        raise AudioError(413, f"audio is longer than {DEFAULT_MAX_SECONDS:g} s")
+                except AudioError as exc:
+                    await websocket.send_json(
+                        {"type": "error", "status": exc.status_code, "detail": exc.message}
+                    )
+                    await websocket.close(code=1009 if exc.status_code == 413 else 1007)
+                    return
+                partial = await run_in_threadpool(stream.accept, _resample(samples, sample_rate))
+                if partial is not None:
+                    payload = await run_in_threadpool(_partial, voice, engine, partial, k)
+                    await websocket.send_json(payload)
+                continue
+            text = (message.get("text") or "").strip()
+            if text in ("end", '{"event": "end"}', '{"event":"end"}'):
+                break
+        final_started = time.perf_counter()
+        transcript = await run_in_threadpool(stream.finish)
+        correction = _correct(voice, transcript)
+        search_started = time.perf_counter()
+        result = await run_in_threadpool(_search, engine, correction.text, k, Filters(), ())
+        search_ms = (time.perf_counter() - search_started) * 1000
+        response = _response(
+            voice,
+            transcript,
+            correction,
+            result,
+            k=k,
+            decode_ms=0.0,
+            search_ms=search_ms,
+            started=final_started,
+        )
+        await websocket.send_json({"type": "final", **response.model_dump(mode="json")})
+        await websocket.close()
+    except WebSocketDisconnect:
+        return
+    except SearchServiceError as exc:
+        await websocket.send_json({"type": "error", "status": 500, "detail": str(exc)})
+        await websocket.close(code=1011)
+
+
+def _partial(voice: VoiceSearch, engine: SearchEngine, text: str, k: int) -> dict[str, Any]:
+    correction = voice.corrector.correct(text)
+    result = _search(engine, correction.text, k, Filters(), ())
+    hits = (
+        [SearchHitPublic.from_hit(hit).model_dump(mode="json") for hit in result.hits]
+        if result
+        else []
+    )
+    return {"type": "partial", "transcript": text, "query": correction.text, "hits": hits}

