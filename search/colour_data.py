@@ -192,7 +192,9 @@ ENTRIES: tuple[ColourEntry, ...] = (
     E("purple", "purple", "#800080", ("purple", "purples", "purplish"),
       ("fioletow", "purpurow"), ("fiolet", "fioletu")),
     E("dark purple", "purple", "#301934", ("dark purple", "deep purple"), ("ciemnofioletow",)),
-    E("violet", "purple", "#7F00FF", ("violet",)),  # Wikipedia; CSS violet is a pale orchid
+    # Wikipedia's spectral violet (#7F00FF) sits 9 ΔE00 from pure blue; garments sold as violet
+    # are a blue-leaning purple (Pantone 18-3838 Ultra Violet is #5F4B8B).
+    E("violet", "purple", "#6B3FA0", ("violet",)),
     # CSS lavender (#E6E6FA) is nearly white; this is Wikipedia's floral lavender.
     E("lavender", "purple", "#B57EDC", ("?lavender",), ("?lawendow",)),
     E("lilac", "purple", "#C8A2C8", ("lilac",), ("liliow",)),

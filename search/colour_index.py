@@ -46,6 +46,9 @@ TEXT_CONFIDENCE = {"attribute": 1.0, "title": 0.9, "description": 0.7}
 #: query still ranks grey products above unrelated ones, below close shades.
 FAMILY_GRADE = 0.4
 
+#: Factor on the grade of a product colour of another family than the asked one.
+OTHER_FAMILY = 0.8
+
 #: Weighted grade from which a product counts as matching the asked colour (the colour words'
 #: group of a query is covered; a ``colour=`` filter keeps it): a shade of the same family read
 #: from the text (0.4 x 0.9) or the main photo (0.4 x 0.8), or a close colour of another family
@@ -120,7 +123,9 @@ class ColourIndex:
         )
         grades = unique[self._inverse]
         same = self._families == query.family.value
-        grades = np.where(same, np.maximum(grades, FAMILY_GRADE), grades)
+        # A shade of the family the shopper named beats a look-alike from another family
+        # (violet: purples before blues that happen to lie as close in CIEDE2000).
+        grades = np.where(same, np.maximum(grades, FAMILY_GRADE), grades * OTHER_FAMILY)
         return np.where(self._multi, 0.0, grades)
 
     def match(self, query: Colour) -> npt.NDArray[np.float32]:
