@@ -16,7 +16,9 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import __version__
-from api.routes import admin, events, health, products, reports, search, suggest, voice
+from api.limits import install_limits
+from api.metrics import install_metrics
+from api.routes import admin, events, health, photos, products, reports, search, suggest, voice
 from api.security import KeyStore, Security, require_admin_key, require_search_key
 from api.settings import Settings
 from search.config_store import ConfigStore, apply_weights
@@ -46,6 +48,9 @@ def open_engine(settings: Settings) -> SearchEngine:
     Raises:
         SnapshotError: No snapshot is configured, or it is missing, corrupt or incompatible.
     """
+    from models.runtime import limit_cpu_threads
+
+    limit_cpu_threads(settings.model_threads)
     if settings.index_dir is None:
         raise SnapshotError(
             "no index snapshot configured: set PRODUCTSEARCH_INDEX_DIR (or pass --index)"
@@ -120,6 +125,12 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.state.security = Security(KeyStore(settings.keys_db or ":memory:", secret=secret))
     app.state.config_store = ConfigStore(settings.merch_db or ":memory:")
     app.state.config_version = -1
+    install_limits(
+        app,
+        settings.max_body_bytes,
+        settings.search_timeout_s,
+        max_query_bytes=settings.max_query_bytes,
+    )
 
     if settings.cors_origins:
         app.add_middleware(
@@ -130,6 +141,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
             expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(RequestIdMiddleware)
+    install_metrics(app)
 
     app.add_exception_handler(InvalidRequestError, _invalid_request_handler)
     app.add_exception_handler(ProductNotFoundError, _product_not_found_handler)
@@ -137,6 +149,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     searcher = [Depends(require_search_key)]
     app.include_router(search.router, dependencies=searcher)
     app.include_router(suggest.router, dependencies=searcher)
+    app.include_router(photos.router)
     app.include_router(products.router, dependencies=searcher)
     app.include_router(health.router)
     app.include_router(reports.router, dependencies=[Depends(require_admin_key)])

@@ -139,6 +139,7 @@ def _build(
     embedder: str,
     overwrite: bool,
     languages: tuple[str, ...] = ("en",),
+    image_embedder: str = "auto",
 ) -> BuildResult:
     """Build a snapshot with progress bars on stderr.
 
@@ -154,7 +155,13 @@ def _build(
                 out,
                 fmt=fmt,
                 strict=strict,
-                config=BuildConfig(languages=languages, embedder=embedder, overwrite=overwrite),
+                config=BuildConfig(
+                    languages=languages,
+                    embedder=embedder,
+                    overwrite=overwrite,
+                    image_embedder=image_embedder,
+                    image_cache=Path("var/image-cache"),
+                ),
                 progress=bars,
             )
     except CatalogueError as exc:
@@ -196,6 +203,14 @@ def index(
             help="Analysis languages, comma-separated, the catalogue default first (e.g. en,pl).",
         ),
     ] = "en",
+    image_embedder: Annotated[
+        str,
+        typer.Option(
+            "--image-embedder",
+            help="Photo vectors for photo search: auto (EfficientNet-Lite0 when installed, else "
+            "a colour/layout descriptor), lite0, descriptor, open_clip:<model>:<weights>, none.",
+        ),
+    ] = "auto",
 ) -> None:
     """Build an index snapshot from a catalogue and print the import report."""
     if _is_non_empty_dir(out):
@@ -212,6 +227,7 @@ def index(
         embedder=embedder.value,
         overwrite=True,  # an existing OUT is empty or --force was given
         languages=tuple(code.strip() for code in lang.split(",") if code.strip()),
+        image_embedder=image_embedder,
     )
     _print_report(result)
 
@@ -384,10 +400,13 @@ def serve(
     for path in (settings.keys_db, settings.merch_db):
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
-        format="%(levelname)-9s %(name)s: %(message)s",
-    )
+    level = settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
+    if settings.log_format == "json":
+        from api.metrics import configure_json_logging
+
+        configure_json_logging(level)
+    else:
+        logging.basicConfig(level=level, format="%(levelname)-9s %(name)s: %(message)s")
     try:
         engine = open_engine(settings)
     except SnapshotError as exc:
@@ -401,6 +420,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
 
 

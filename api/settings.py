@@ -65,6 +65,14 @@ class Settings(BaseSettings):
             ``whisper`` (packaged whisper base, also Polish), ``whisper:<ctranslate2-folder>``,
             ``vosk:<model-folder>`` (official vosk models, e.g. small English or Polish),
             ``vosk-ko``, ``pocketsphinx`` or ``none`` (voice search off).
+        model_threads: CPU threads per model inference (torch, faiss) in the service; 1 keeps
+            concurrent requests from fighting over the cores (see ``models.runtime``).
+        log_format: ``json`` (one JSON object per line with the request id: what log
+            pipelines read) or ``text``.
+        max_body_bytes: Largest request body (photo and voice uploads must fit); 413 beyond.
+        max_query_bytes: Longest query string; 414 beyond.
+        search_timeout_s: A search, suggestion or upload search not answering within this
+            gets 503 with ``Retry-After``.
     """
 
     model_config = SettingsConfigDict(
@@ -92,6 +100,11 @@ class Settings(BaseSettings):
     keys_secret: SecretStr | None = None
     merch_db: Path | None = None
     speech_recognizer: str = "moonshine"
+    model_threads: int = Field(default=1, ge=1, le=64)
+    log_format: Literal["json", "text"] = "json"
+    max_body_bytes: int = Field(default=12 * 1024 * 1024, ge=1)
+    max_query_bytes: int = Field(default=8192, ge=1)
+    search_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("text_embedder", "log_level", mode="before")
     @classmethod

@@ -18,6 +18,10 @@ from search.retrievers import ANN_THRESHOLD, build_ann
 from search.snapshot import (
     COLOUR_REPORT,
     COLOURS,
+    IMAGE_ANN,
+    IMAGE_HAS,
+    IMAGE_REPORT,
+    IMAGE_VECTORS,
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
@@ -34,9 +38,11 @@ from search.vocabulary import VocabularyBuilder
 
 if TYPE_CHECKING:
     from indexer.catalogue import CatalogueFormat, ImportReport
+    from indexer.images import ImageEmbeddings
+    from models.image import ImageEmbedder
 
 Progress = Callable[[str, int, int], None]
-"""Progress callback: ``(stage, done, total)``; stages are import, analyse, colours, embed, write."""
+"""Progress callback: ``(stage, done, total)``; stages are import, analyse, colours, images, embed, write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,10 @@ class BuildConfig:
         overwrite: Replace an existing snapshot folder.
         ann_threshold: From this many products the text vectors also get an HNSW graph.
         photo_colours: Read colours from each product's main photo as well as its text.
+        image_embedder: Image embedder spec for photo search (``auto``, ``lite0``,
+            ``descriptor``, ``open_clip:...``) or ``none`` (the library default: no photo
+            vectors; the CLI builds them with ``auto``).
+        image_cache: Folder where photos fetched over http(s) are cached, or None.
     """
 
     languages: tuple[str, ...] = ("en",)
@@ -58,6 +68,8 @@ class BuildConfig:
     overwrite: bool = False
     ann_threshold: int = ANN_THRESHOLD
     photo_colours: bool = True
+    image_embedder: str = "none"
+    image_cache: Path | None = None
 
 
 def product_fields(product: Product) -> dict[str, str]:
@@ -145,6 +157,8 @@ def build_snapshot(
         extractor = PhotoColourExtractor()
     colours, colour_report = index_colours(products, extractor=extractor, progress=report)
 
+    images = _embed_images(products, config, report)
+
     vectors = None
     if embedder is not None:
         embedder.warm_up()
@@ -180,12 +194,43 @@ def build_snapshot(
                 report("index vectors", 0, 1)
                 faiss.write_index(build_ann(vectors), str(writer.path(TEXT_ANN)))
                 report("index vectors", 1, 1)
+        if images is not None:
+            found = images[1]
+            with writer.path(IMAGE_VECTORS).open("wb") as fh:
+                np.save(fh, found.vectors.astype(np.float32), allow_pickle=False)
+            with writer.path(IMAGE_HAS).open("wb") as fh:
+                np.save(fh, found.has_vector, allow_pickle=False)
+            if int(found.has_vector.sum()) >= config.ann_threshold:
+                import faiss
+
+                faiss.write_index(build_ann(found.vectors), str(writer.path(IMAGE_ANN)))
+            writer.path(IMAGE_REPORT).write_bytes(
+                orjson.dumps(
+                    {
+                        "problems": [
+                            {
+                                "product_id": products[p.product].id,
+                                "image": p.location,
+                                "reason": p.message,
+                            }
+                            for p in found.problems
+                        ]
+                    },
+                    option=orjson.OPT_INDENT_2,
+                )
+            )
         report("write", 3, 4)
         if import_report is not None:
             writer.path(IMPORT_REPORT).write_bytes(
                 orjson.dumps(import_report, option=orjson.OPT_INDENT_2)
             )
         models = {"colour_extractor": "lab-kmeans" if extractor is not None else "text-only"}
+        if images is not None:
+            models |= {
+                "image_embedder": images[0].name,
+                "image_embedder_version": images[0].version,
+                "image_embedder_dim": str(images[0].dim),
+            }
         if embedder is not None:
             models |= {
                 "text_embedder": embedder.name,
@@ -205,11 +250,37 @@ def build_snapshot(
                 "photos_read": colour_report.photos_read,
                 "photo_errors": len(colour_report.photo_errors),
                 "colour_conflicts": len(colour_report.conflicts),
+                "image_vectors": int(images[1].has_vector.sum()) if images else 0,
+                "image_errors": len(images[1].problems) if images else 0,
             },
             models=models,
         )
         report("write", 4, 4)
     return manifest
+
+
+def _embed_images(
+    products: Sequence[Product], config: BuildConfig, report: Progress
+) -> tuple[ImageEmbedder, ImageEmbeddings] | None:
+    """Photo vectors of every product with a photo (None when image search is off or no
+    product has a photo). Unreadable photos are reported per product; the build goes on."""
+    if config.image_embedder == "none" or not any(p.images for p in products):
+        return None
+    from indexer.images import ImageLoader, embed_product_images
+    from models.image import load_image_embedder
+
+    embedder = load_image_embedder(config.image_embedder)
+    if embedder is None:
+        return None
+    total = len(products)
+    with ImageLoader(cache_dir=config.image_cache) as loader:
+        found = embed_product_images(
+            [p.images for p in products],
+            embedder,
+            loader=loader,
+            progress=lambda done, _total: report("images", done, total),
+        )
+    return embedder, found
 
 
 @dataclass(frozen=True, slots=True)

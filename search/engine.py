@@ -21,11 +21,11 @@ from search.analysis import Analyzer
 from search.behaviour import Effect, RankingContext
 from search.colour import parse_colour
 from search.colour_index import ColourIndex, family_swatch, text_colours
-from search.errors import InvalidRequestError, SnapshotError
+from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
 from search.features import FeatureExtractor
 from search.fusion import FUSERS
 from search.lexical import Bm25Params, GroupScores, LexicalData, LexicalIndex
-from search.protocols import Reranker, Retriever, TextEmbedder
+from search.protocols import ImageEncoder, Reranker, Retriever, TextEmbedder
 from search.ranking import LearnedRanker, RelevanceScorer
 from search.retrievers import (
     SemanticRetriever,
@@ -36,6 +36,9 @@ from search.rules import MatchedRules, RuleSet, explain_lines
 from search.snapshot import (
     COLOUR_REPORT,
     COLOURS,
+    IMAGE_ANN,
+    IMAGE_HAS,
+    IMAGE_VECTORS,
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
@@ -69,6 +72,37 @@ def default_weights() -> dict[str, float]:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageVectors:
+    """Product photo vectors: one row per product (zeros without a readable photo).
+
+    Attributes:
+        vectors: ``(n_products, dim)`` unit rows.
+        has_vector: Products with a photo vector.
+        index: Inner-product search over the vectors (HNSW above the ANN threshold).
+    """
+
+    vectors: npt.NDArray[np.float32]
+    has_vector: npt.NDArray[np.bool_]
+    index: VectorIndex
+
+    @classmethod
+    def load(cls, path: Path, manifest: Manifest) -> ImageVectors | None:
+        """The snapshot's photo vectors, or None when it has none."""
+        if IMAGE_VECTORS not in manifest.files or "image_embedder" not in manifest.models:
+            return None
+        vectors = np.load(path / IMAGE_VECTORS, allow_pickle=False)
+        has_vector = np.load(path / IMAGE_HAS, allow_pickle=False).astype(bool)
+        if len(vectors) != len(has_vector):
+            raise ValueError(f"{len(vectors)} photo vectors but {len(has_vector)} flags")
+        ann = None
+        if IMAGE_ANN in manifest.files:
+            import faiss
+
+            ann = faiss.read_index(str(path / IMAGE_ANN))
+        return cls(vectors, has_vector, VectorIndex(vectors, ann))
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     """Query-time settings.
 
@@ -97,6 +131,8 @@ class EngineConfig:
             it matches the query's other words (0 turns it off).
         fallback_margin: When nothing matches a query, semantic hits down to this much below
             the usual similarity floor are shown instead of an empty page.
+        image_weight: Fusion weight of photo similarity against the text's lexical match in
+            a photo search with text.
     """
 
     weights: Mapping[str, float] = field(default_factory=default_weights)
@@ -112,6 +148,7 @@ class EngineConfig:
     ranker_depth: int = 100
     colour_weight: float = 0.6
     colour_rerank: float = 3.0
+    image_weight: float = 1.0
     fallback_margin: float = 0.05
 
 
@@ -136,6 +173,8 @@ class SearchEngine:
         colours: Product colours, or None to read them from the products' text.
         rules: Merchandising rules applied last (pin, boost, bury, hide, synonyms, redirect),
             or None.
+        images: Product photo vectors (with the products that have one), or None.
+        image_embedder: Encodes shoppers' photos like the product photos were encoded.
     """
 
     def __init__(
@@ -155,9 +194,13 @@ class SearchEngine:
         snapshot_dir: Path | None = None,
         colours: ColourIndex | None = None,
         rules: RuleSet | None = None,
+        images: ImageVectors | None = None,
+        image_embedder: ImageEncoder | None = None,
     ) -> None:
         self.manifest = manifest
         self.rules = rules
+        self.images = images
+        self.image_embedder = image_embedder
         self._synonym_engines: dict[tuple[tuple[str, tuple[str, ...]], ...], SearchEngine] = {}
         self.store = store
         self.lexical = lexical
@@ -233,6 +276,8 @@ class SearchEngine:
         config: EngineConfig | None = None,
         verify: bool = True,
         ranker: str | RelevanceScorer | None = "auto",
+        use_images: bool = True,
+        image_encoder: ImageEncoder | None = None,
     ) -> SearchEngine:
         """Load and check a snapshot.
 
@@ -244,6 +289,9 @@ class SearchEngine:
             verify: Check every file's SHA-256 against the manifest.
             ranker: Learned ranking model: ``"auto"`` (the packaged model matching the snapshot),
                 ``"none"`` or None (fusion order), a model file path, or a scorer object.
+            use_images: Load photo vectors and the image embedder the manifest names (photo
+                search, similar products); False leaves photo search off.
+            image_encoder: Encoder of query photos; by default the one the manifest names.
 
         Raises:
             SnapshotError: the snapshot is missing, corrupt or incompatible.
@@ -258,7 +306,8 @@ class SearchEngine:
             vocabulary = Vocabulary.load(path / VOCABULARY)
             analyzer = Analyzer(manifest.languages)
             colours = ColourIndex.load(path / COLOURS) if COLOURS in manifest.files else None
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+            images = ImageVectors.load(path, manifest) if use_images else None
+        except (ValueError, KeyError, TypeError, OSError, RuntimeError) as exc:
             raise SnapshotError(f"{path}: cannot load snapshot: {exc}") from exc
         if lexical.n_docs != len(store):
             raise SnapshotError(
@@ -291,6 +340,22 @@ class SearchEngine:
                         f"{path}: query embedder {embedder.name!r} gives {embedder.dim}-d vectors, "
                         f"the snapshot holds {vectors.shape[1]}-d vectors"
                     )
+        image_embedder = None
+        if images is not None:
+            if image_encoder is not None:
+                image_embedder = image_encoder
+            else:
+                from models.image import load_image_embedder
+
+                image_embedder = load_image_embedder(manifest.models["image_embedder"])
+            if image_embedder is not None:
+                image_embedder.warm_up()
+                if image_embedder.dim != images.vectors.shape[1]:
+                    raise SnapshotError(
+                        f"{path}: image embedder {image_embedder.name!r} gives "
+                        f"{image_embedder.dim}-d vectors, the snapshot holds "
+                        f"{images.vectors.shape[1]}-d photo vectors"
+                    )
         semantic = vectors is not None and embedder is not None
         scorer: RelevanceScorer | None
         if ranker is None or isinstance(ranker, str):
@@ -315,6 +380,8 @@ class SearchEngine:
             scorer=scorer,
             snapshot_dir=path,
             colours=colours,
+            images=images if image_embedder is not None else None,
+            image_embedder=image_embedder,
         )
 
     def __len__(self) -> int:
@@ -407,6 +474,8 @@ class SearchEngine:
             snapshot_dir=self.snapshot_dir,
             colours=self.colours,
             rules=self.rules,
+            images=self.images,
+            image_embedder=self.image_embedder,
         )
 
     # --- searching --------------------------------------------------------------------------
@@ -617,6 +686,111 @@ class SearchEngine:
             took_ms=(time.perf_counter() - started) * 1000.0,
             fallback=fallback,
             redirect=matched.redirect if matched is not None else None,
+        )
+
+    def search_image(self, image: Any, request: SearchRequest) -> SearchResult:
+        """Products that look like a shopper's photo, optionally narrowed by text.
+
+        The photo is encoded like the product photos and matched against them (cosine, over the
+        products allowed by the filters). With text ("like this but in red", "sofa") the text's
+        lexical and colour retrieval is fused with the photo similarity (weight
+        ``image_weight`` for the photo), so the colour words re-rank the look-alikes.
+
+        Args:
+            image: A decoded photo (PIL image).
+            request: Filters, paging, facets and optional text.
+
+        Raises:
+            InvalidRequestError: photo search is off for this snapshot (field ``image``), or a
+                bad parameter.
+        """
+        if self.images is None or self.image_embedder is None:
+            raise InvalidRequestError(
+                "image", "photo search is off: this snapshot was built without photo vectors"
+            )
+        vector = self.image_embedder.embed_images([image])[0]
+        return self._search_by_vector(vector, request, exclude=None)
+
+    def similar(self, product_id: str, request: SearchRequest) -> SearchResult:
+        """Products whose photos look like this product's main photo.
+
+        Raises:
+            ProductNotFoundError: no such product.
+            InvalidRequestError: photo search is off, or the product has no readable photo
+                (field ``product_id``).
+        """
+        doc = self.store.doc_of.get(product_id)
+        if doc is None:
+            raise ProductNotFoundError(product_id)
+        if self.images is None:
+            raise InvalidRequestError(
+                "product_id", "photo search is off: this snapshot was built without photo vectors"
+            )
+        if not self.images.has_vector[doc]:
+            raise InvalidRequestError(
+                "product_id", f"product {product_id!r} has no readable photo to compare"
+            )
+        return self._search_by_vector(self.images.vectors[doc], request, exclude=doc)
+
+    def _search_by_vector(
+        self, vector: npt.NDArray[np.float32], request: SearchRequest, exclude: int | None
+    ) -> SearchResult:
+        assert self.images is not None
+        started = time.perf_counter()
+        self._validate(request)
+        allowed = self.store.mask(request.filters)
+        if request.colour is not None:
+            in_colour = self.colour_filter(request.colour)
+            allowed = in_colour if allowed is None else allowed & in_colour
+        with_photo = self.images.has_vector.copy()
+        if exclude is not None:
+            with_photo[exclude] = False
+        allowed = with_photo if allowed is None else allowed & with_photo
+        window = request.page * request.k
+        depth = max(self.config.candidates, window)
+        sims, docs = self.images.index.search(vector, depth, allowed)
+        runs: dict[str, list[Hit]] = {
+            "image": [Hit(int(d), float(s), "image") for s, d in zip(sims, docs, strict=True)]
+        }
+        query = self.understander.understand(request)
+        if not query.is_empty:
+            text_runs, lexical_scores = self._retrieve(query, depth, allowed)
+            runs["lexical"] = text_runs.get("lexical", [])
+        else:
+            lexical_scores = None
+        weights = {"image": self.config.image_weight, "lexical": 1.0}
+        fused = FUSERS["score"](runs, weights)
+        ranked = self._colour_rerank(query, fused, lexical_scores)
+        page = ranked[window - request.k : window]
+        matching = np.fromiter((h.doc for h in ranked), dtype=np.int64, count=len(ranked))
+        hits = tuple(
+            ResultHit(
+                product=self.store.products[h.doc],
+                score=h.score,
+                explanation=(
+                    Explanation(
+                        retrievers=tuple(
+                            RetrieverTrace(name, rank, other.score, weights.get(name, 1.0))
+                            for name, run in runs.items()
+                            for rank, other in enumerate(run, start=1)
+                            if other.doc == h.doc
+                        ),
+                        fused_score=h.score,
+                    )
+                    if request.explain
+                    else None
+                ),
+                colours=self.colours.of(h.doc),
+            )
+            for h in page
+        )
+        return SearchResult(
+            query=request.text,
+            corrected_query=query.corrected_text,
+            total=len(ranked),
+            hits=hits,
+            facets=self._facets(matching, request.facets),
+            took_ms=(time.perf_counter() - started) * 1000.0,
         )
 
     def _semantic_fallback(

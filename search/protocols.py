@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,4 +74,23 @@ class TextEmbedder(Protocol):
         self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False
     ) -> npt.NDArray[np.float32]:
         """Encode product texts: shape ``(len(texts), dim)``, float32, unit rows."""
+        ...
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Turns photos into L2-normalised vectors (``models.image`` backends implement it)."""
+
+    name: str
+    version: str
+    dim: int
+
+    def warm_up(self) -> None:
+        """Load weights; idempotent."""
+        ...
+
+    def embed_images(
+        self, images: Sequence[Any], batch_size: int = 32, show_progress: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """Encode decoded photos (PIL images): shape ``(len(images), dim)``, unit rows."""
         ...

@@ -34,6 +34,10 @@ TEXT_VECTORS = "text_vectors.npy"
 TEXT_ANN = "text_vectors.hnsw"
 IMPORT_REPORT = "import_report.json"
 COLOURS = "colours.json"
+IMAGE_VECTORS = "image_vectors.npy"
+IMAGE_HAS = "image_has_vector.npy"
+IMAGE_ANN = "image_vectors.hnsw"
+IMAGE_REPORT = "image_report.json"
 COLOUR_REPORT = "colour_report.json"
 REQUIRED_FILES = (PRODUCTS, LEXICAL, VOCABULARY, TERMS)
 

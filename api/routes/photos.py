@@ -1,0 +1,125 @@
+"""Photo search: ``POST /search/image`` (a shopper's photo, optional text) and
+``GET /products/{id}/similar`` (products that look like this one)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import EngineDep, SettingsDep
+from api.routes.search import parse_attributes, parse_categories, parse_facets
+from api.schemas import SearchResponse
+from api.security import SearchKeyDep, merge_filters
+from api.uploads import DEFAULT_UPLOAD_MAX_BYTES, UploadError, decode_image_upload
+from search.errors import InvalidRequestError
+from search.types import Availability, Filters, SearchRequest
+
+router = APIRouter(tags=["search"])
+
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The photo is larger than the limit (bytes or pixels)."},
+    415: {"description": "Not a JPEG, PNG, WebP or HEIC image."},
+    422: {"description": "The photo is empty or truncated, or a parameter is invalid."},
+}
+
+
+@router.post(
+    "/search/image",
+    response_model=SearchResponse,
+    summary="Find products that look like a photo",
+    responses=_UPLOAD_ERRORS,
+)
+async def search_by_image(
+    engine: EngineDep,
+    settings: SettingsDep,
+    key: SearchKeyDep,
+    image: Annotated[
+        UploadFile,
+        File(
+            description="The shopper's photo: JPEG, PNG, WebP or HEIC (iPhone), at most "
+            f"{DEFAULT_UPLOAD_MAX_BYTES // (1024 * 1024)} MB; EXIF orientation is applied."
+        ),
+    ],
+    q: Annotated[
+        str, Form(max_length=1000, description='Optional text: "in black", "sofa"...')
+    ] = "",
+    k: Annotated[int, Form(ge=1, description="Hits per page.")] = 10,
+    page: Annotated[int, Form(ge=1)] = 1,
+    brand: Annotated[list[str], Form()] = [],  # noqa: B006
+    category: Annotated[list[str], Form()] = [],  # noqa: B006
+    attr: Annotated[list[str], Form()] = [],  # noqa: B006
+    price_min: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
+    price_max: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
+    availability: Annotated[list[Availability], Form()] = [],  # noqa: B006
+    colour: Annotated[str | None, Form(max_length=100)] = None,
+    facets: Annotated[str, Form()] = "",
+    explain: Annotated[bool, Form()] = False,
+) -> SearchResponse:
+    """Rank the products whose photos look most like the uploaded one; text and a colour
+    narrow and re-rank them ("this, in black").
+
+    Raises:
+        HTTPException: 413, 415 or 422 for an unusable photo.
+        InvalidRequestError: A parameter is malformed, or the snapshot has no photo vectors.
+    """
+    if k > settings.max_k:
+        raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
+    data = await image.read(DEFAULT_UPLOAD_MAX_BYTES + 1)
+    try:
+        photo = await run_in_threadpool(decode_image_upload, data)
+    except UploadError as exc:
+        raise HTTPException(exc.status_code, exc.message) from exc
+    request = SearchRequest(
+        text=q if q.strip() else "",
+        k=k,
+        page=page,
+        filters=merge_filters(
+            Filters(
+                brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
+                categories=parse_categories(category),
+                attributes=parse_attributes(attr),
+                price_min=price_min,
+                price_max=price_max,
+                availability=tuple(dict.fromkeys(availability)),
+            ),
+            key.filters if key is not None else None,
+        ),
+        facets=parse_facets(facets, engine.facet_names()),
+        explain=explain,
+        as_you_type=False,
+        colour=colour if colour is None or colour.strip() else None,
+    )
+    result = await run_in_threadpool(engine.search_image, photo, request)
+    return SearchResponse.from_result(result, page=page, k=k)
+
+
+@router.get(
+    "/products/{product_id}/similar",
+    response_model=SearchResponse,
+    summary="Products that look like this one",
+)
+async def similar_products(
+    product_id: str,
+    engine: EngineDep,
+    settings: SettingsDep,
+    key: SearchKeyDep,
+    k: Annotated[int, Query(ge=1)] = 10,
+    colour: Annotated[str | None, Query(max_length=100)] = None,
+) -> SearchResponse:
+    """The products whose main photos are nearest this product's (the product itself left out).
+
+    Raises:
+        ProductNotFoundError: unknown id (404).
+        InvalidRequestError: the product has no readable photo or photo search is off (422).
+    """
+    if k > settings.max_k:
+        raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
+    request = SearchRequest(
+        k=k,
+        filters=merge_filters(Filters(), key.filters if key is not None else None),
+        colour=colour if colour is None or colour.strip() else None,
+    )
+    result = await run_in_threadpool(engine.similar, product_id, request)
+    return SearchResponse.from_result(result, page=1, k=k)

