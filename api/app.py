@@ -18,7 +18,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import __version__
 from api.limits import install_limits
 from api.metrics import install_metrics
-from api.routes import admin, events, health, photos, products, reports, search, suggest, voice
+from api.routes import (
+    admin,
+    catalogue,
+    events,
+    health,
+    photos,
+    products,
+    reports,
+    search,
+    suggest,
+    voice,
+)
 from api.security import KeyStore, Security, require_admin_key, require_search_key
 from api.settings import Settings
 from search.config_store import ConfigStore, apply_weights
@@ -155,6 +166,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.include_router(reports.router, dependencies=[Depends(require_admin_key)])
     app.include_router(events.router, dependencies=searcher)
     app.include_router(admin.router)
+    app.include_router(catalogue.router)
     app.include_router(voice.router, dependencies=searcher)
     return app
 
