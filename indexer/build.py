@@ -150,14 +150,15 @@ def build_snapshot(
 
     from indexer.product_colours import index_colours
 
+    images = _embed_images(products, config, report)
     extractor = None
     if config.photo_colours:
         from indexer.colours import PhotoColourExtractor
 
         extractor = PhotoColourExtractor()
-    colours, colour_report = index_colours(products, extractor=extractor, progress=report)
-
-    images = _embed_images(products, config, report)
+    colours, colour_report = index_colours(
+        products, extractor=extractor, progress=report, features=_colour_features(images)
+    )
 
     vectors = None
     if embedder is not None:
@@ -281,6 +282,24 @@ def _embed_images(
             progress=lambda done, _total: report("images", done, total),
         )
     return embedder, found
+
+
+def _colour_features(
+    images: tuple[ImageEmbedder, ImageEmbeddings] | None,
+) -> list[np.ndarray | None] | None:
+    """EfficientNet-Lite0 features of each product's photo for the photo-colour model (it names
+    colours better with them: held-out family accuracy 0.639 -> 0.686), when the photo vectors
+    are Lite0's: the ``lite0`` vector starts with the unit Lite0 features, scaled."""
+    if images is None or images[0].name not in ("lite0", "lite0-raw"):
+        return None
+    found = images[1]
+    width = 1280
+    out: list[np.ndarray | None] = []
+    for row, has in zip(found.vectors, found.has_vector, strict=True):
+        part = row[:width]
+        norm = float(np.linalg.norm(part))
+        out.append(part / norm if has and norm > 0 else None)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from search.colour import (
     Colour,
@@ -99,13 +99,15 @@ class ColourReport:
         }
 
 
-def photo_colours(extractor: PhotoColourExtractor, image: str) -> list[ProductColour]:
+def photo_colours(
+    extractor: PhotoColourExtractor, image: str, features: Any | None = None
+) -> list[ProductColour]:
     """The dominant colours of one local photo as product colours.
 
     Raises:
         ColourExtractionError: the photo is missing, unreadable or not an image.
     """
-    found = extractor.extract_path(Path(image))
+    found = extractor.extract_path(Path(image), features)
     return [
         ProductColour(
             name=c.name,
@@ -166,6 +168,7 @@ def index_colours(
     *,
     extractor: PhotoColourExtractor | None = None,
     progress: Progress | None = None,
+    features: Sequence[Any | None] | None = None,
 ) -> tuple[list[list[ProductColour]], ColourReport]:
     """Colours of every product: text colours first, then the main photo's colours.
 
@@ -176,6 +179,8 @@ def index_colours(
         products: The catalogue's products.
         extractor: Photo colour extractor, or None to read text only.
         progress: ``(stage, done, total)`` callback; the stage is ``"colours"``.
+        features: Per product the CNN features of its main photo (see
+            :meth:`indexer.colours.PhotoColourExtractor.extract`), or None.
 
     Returns:
         Per product its colours (main first) and the report.
@@ -194,7 +199,7 @@ def index_colours(
         image = product.images[0] if product.images else None
         if extractor is not None and image is not None and _is_local(image):
             try:
-                photo = photo_colours(extractor, image)
+                photo = photo_colours(extractor, image, features[i] if features else None)
                 colour_report.photos_read += 1
             except (ColourExtractionError, OSError, ValueError) as exc:
                 colour_report.photo_errors.append(

