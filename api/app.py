@@ -181,6 +181,8 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
     ``events_db = none`` serves the engine as it is.
     """
     settings: Settings = app.state.settings
+    if isinstance(engine, SearchEngine):
+        _ = engine.suggester  # built now (seconds on a large catalogue), not on a first keystroke
     if settings.events_db.strip().lower() in ("", "none"):
         app.state.base_engine = engine
         apply_merchandising(app)
@@ -222,6 +224,7 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
     refresher.start()
     app.state.signals_refresher = refresher
     app.state.behaviour = behaviour
+    app.state.profiles = profiles
     app.state.base_engine = serving
     apply_merchandising(app)
     if old is not None:

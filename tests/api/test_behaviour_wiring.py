@@ -112,3 +112,22 @@ class TestSuggestApi:
 
     def test_bad_k_is_422(self, client: TestClient) -> None:
         assert client.get("/suggest", params={"q": "oak", "k": 0}).status_code == 422
+
+
+class TestPersonalisedSuggestions:
+    def test_a_shoppers_favourite_category_comes_first(self, client: TestClient) -> None:
+        plain = [s["text"] for s in client.get("/suggest", params={"q": "c"}).json()["suggestions"]]
+        assert "cushion" in plain and "chair" in plain
+        views = [
+            {"type": "view", "user_id": "u7", "session_id": "x7", "product_id": "CUSHION-1"}
+            for _ in range(6)
+        ]
+        assert client.post("/events", json={"events": views}).status_code == 200
+        refresh(client)
+        mine = client.get("/suggest", params={"q": "c", "user_id": "u7"}).json()["suggestions"]
+        texts = [s["text"] for s in mine]
+        # Words of the viewed "Linen cushion cover" now come before the others.
+        assert set(texts[:2]) == {"cushion", "cover"}
+        assert texts.index("chair") > 1
+        other = client.get("/suggest", params={"q": "c", "user_id": "someone-else"}).json()
+        assert [s["text"] for s in other["suggestions"]] == plain
