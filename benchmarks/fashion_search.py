@@ -131,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--index", type=Path, default=Path("var/bench/fashion-text"))
     parser.add_argument("--embedder", default="none", help="none (lexical) or minilm (hybrid)")
     parser.add_argument("--no-photos", action="store_true", help="colours from text only")
+    parser.add_argument(
+        "--image-embedder",
+        default="lite0",
+        help="photo vectors (lite0 also names photo colours better); none to skip",
+    )
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--min-pairs", type=int, default=20)
     parser.add_argument("--out", type=Path, default=results_dir() / "fashion_search.json")
@@ -155,7 +160,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             products,
             index,
             config=BuildConfig(
-                embedder=args.embedder, overwrite=True, photo_colours=not args.no_photos
+                embedder=args.embedder,
+                overwrite=True,
+                photo_colours=not args.no_photos,
+                image_embedder="none" if args.no_photos else args.image_embedder,
             ),
             progress=progress,
         )
