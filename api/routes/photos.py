@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
-from api.routes.search import parse_attributes, parse_categories, parse_facets
+from api.routes.search import parse_facets, parse_filters
 from api.schemas import SearchResponse
 from api.security import SearchKeyDep, merge_filters
 from api.uploads import DEFAULT_UPLOAD_MAX_BYTES, UploadError, decode_image_upload
@@ -76,14 +76,7 @@ async def search_by_image(
         k=k,
         page=page,
         filters=merge_filters(
-            Filters(
-                brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
-                categories=parse_categories(category),
-                attributes=parse_attributes(attr),
-                price_min=price_min,
-                price_max=price_max,
-                availability=tuple(dict.fromkeys(availability)),
-            ),
+            parse_filters(brand, category, attr, price_min, price_max, availability),
             key.filters if key is not None else None,
         ),
         facets=parse_facets(facets, engine.facet_names()),

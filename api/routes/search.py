@@ -81,10 +81,6 @@ async def search_products(
     """
     if k > settings.max_k:
         raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
-    if price_min is not None and price_max is not None and price_min > price_max:
-        raise InvalidRequestError(
-            "price_min", f"must not exceed price_max ({price_min:g} > {price_max:g})"
-        )
     request = SearchRequest(
         # A blank query is a browse request; a trailing space in a real query is kept because
         # it tells search-as-you-type that the last word is complete.
@@ -92,14 +88,7 @@ async def search_products(
         k=k,
         page=page,
         filters=merge_filters(
-            Filters(
-                brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
-                categories=parse_categories(category),
-                attributes=parse_attributes(attr),
-                price_min=price_min,
-                price_max=price_max,
-                availability=tuple(dict.fromkeys(availability)),
-            ),
+            parse_filters(brand, category, attr, price_min, price_max, availability),
             key.filters if key is not None else None,
         ),
         sort=sort,
@@ -114,6 +103,34 @@ async def search_products(
     # The pipeline is CPU-bound and synchronous: keep it off the event loop.
     result = await run_in_threadpool(engine.search, request)
     return SearchResponse.from_result(result, page=page, k=k)
+
+
+def parse_filters(
+    brand: Sequence[str],
+    category: Sequence[str],
+    attr: Sequence[str],
+    price_min: float | None,
+    price_max: float | None,
+    availability: Sequence[Availability],
+) -> Filters:
+    """The hard filters of a search request, from its raw parameters (query or form fields).
+
+    Raises:
+        InvalidRequestError: A malformed category or attribute, or ``price_min`` above
+            ``price_max`` (answered 422 naming it).
+    """
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise InvalidRequestError(
+            "price_min", f"must not exceed price_max ({price_min:g} > {price_max:g})"
+        )
+    return Filters(
+        brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
+        categories=parse_categories(category),
+        attributes=parse_attributes(attr),
+        price_min=price_min,
+        price_max=price_max,
+        availability=tuple(dict.fromkeys(availability)),
+    )
 
 
 def parse_categories(values: Sequence[str]) -> tuple[tuple[str, ...], ...]:

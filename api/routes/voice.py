@@ -37,7 +37,7 @@ from api.audio import (
     pcm16_to_float,
 )
 from api.deps import EngineDep, SettingsDep
-from api.routes.search import parse_attributes, parse_categories, parse_facets
+from api.routes.search import parse_facets, parse_filters
 from api.schemas import FacetValuePublic, SearchHitPublic
 from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
 from search.engine import SearchEngine
@@ -348,18 +348,7 @@ async def search_by_voice(
     started = time.perf_counter()
     if k > settings.max_k:
         raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
-    if price_min is not None and price_max is not None and price_min > price_max:
-        raise InvalidRequestError(
-            "price_min", f"must not exceed price_max ({price_min:g} > {price_max:g})"
-        )
-    filters = Filters(
-        brands=tuple(dict.fromkeys(b.strip() for b in brand if b.strip())),
-        categories=parse_categories(category),
-        attributes=parse_attributes(attr),
-        price_min=price_min,
-        price_max=price_max,
-        availability=tuple(dict.fromkeys(availability)),
-    )
+    filters = parse_filters(brand, category, attr, price_min, price_max, availability)
     facet_names = parse_facets(facets, engine.facet_names())
     try:
         if audio.size is not None:
