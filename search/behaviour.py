@@ -680,8 +680,9 @@ class SignalsRefresher:
                     self._last_purge = now
                     self.purge_expired()
             except Exception:  # keep serving the last snapshot; the log tells why
-                if not self._stop.is_set():  # a store closed while stopping is no failure
-                    logger.exception("refreshing behavioural signals failed")
+                if self._stop.is_set() or getattr(self.store, "_closed", False):
+                    return  # the store was closed under us: shutting down, not a failure
+                logger.exception("refreshing behavioural signals failed")
             self._stop.wait(self.interval_s)
 
 
