@@ -20,7 +20,7 @@ import orjson
 from search.analysis import Analyzer
 from search.behaviour import Effect, RankingContext
 from search.colour import parse_colour
-from search.colour_index import ColourIndex, family_swatch, text_colours
+from search.colour_index import MATCH_GRADE, ColourIndex, family_swatch, text_colours
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
 from search.features import FeatureExtractor
 from search.fusion import FUSERS
@@ -69,6 +69,12 @@ from search.vocabulary import Vocabulary
 def default_weights() -> dict[str, float]:
     """Fusion weight per retriever (tuned on the Home Depot dev queries)."""
     return {"lexical": 1.0, "semantic": 0.4}
+
+
+#: Colour match from which a product is clearly in the asked colour (a colour stated in its text,
+#: or its photo's main colour, close to the asked one): a photo search with a colour word looks
+#: among these first.
+STRONG_MATCH_GRADE = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -748,16 +754,24 @@ class SearchEngine:
         allowed = with_photo if allowed is None else allowed & with_photo
         window = request.page * request.k
         depth = max(self.config.candidates, window)
+        query = self.understander.understand(request)
+        if query.colours:
+            # "This, in black": look-alikes among the products clearly in that colour (stated
+            # in the text or the photo's main colour), else among its shades.
+            match = self.colours.match_all(query.colours)
+            for floor in (STRONG_MATCH_GRADE, MATCH_GRADE):
+                in_colour = allowed & (match >= floor)
+                if int(in_colour.sum()) >= window:
+                    allowed = in_colour
+                    break
         sims, docs = self.images.index.search(vector, depth, allowed)
         runs: dict[str, list[Hit]] = {
             "image": [Hit(int(d), float(s), "image") for s, d in zip(sims, docs, strict=True)]
         }
-        query = self.understander.understand(request)
+        lexical_scores = None
         if not query.is_empty:
             text_runs, lexical_scores = self._retrieve(query, depth, allowed)
             runs["lexical"] = text_runs.get("lexical", [])
-        else:
-            lexical_scores = None
         weights = {"image": self.config.image_weight, "lexical": 1.0}
         fused = FUSERS["score"](runs, weights)
         ranked = self._colour_rerank(query, fused, lexical_scores)
