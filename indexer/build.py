@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from search.analysis import Analyzer
 from search.colour_index import ColourIndex
-from search.lexical import FIELD_NAMES, LexicalDataBuilder
+from search.lexical import FIELD_NAMES, LexicalData, LexicalDataBuilder
 from search.protocols import TextEmbedder
 from search.retrievers import ANN_THRESHOLD, build_ann
 from search.snapshot import (
@@ -33,8 +34,8 @@ from search.snapshot import (
     SnapshotWriter,
 )
 from search.store import ProductStore
-from search.types import Product
-from search.vocabulary import VocabularyBuilder
+from search.types import Product, ProductColour
+from search.vocabulary import Vocabulary, VocabularyBuilder
 
 if TYPE_CHECKING:
     from indexer.catalogue import CatalogueFormat, ImportReport
@@ -94,6 +95,52 @@ def embedding_text(product: Product) -> str:
     return ". ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class PhotoVectors:
+    """Photo vectors of a snapshot's products, as the snapshot stores them.
+
+    Attributes:
+        name: The image embedder's name (manifest ``image_embedder``).
+        version: Its version.
+        vectors: ``(n_products, dim)``: unit rows where ``has_vector``, zeros elsewhere.
+        has_vector: Per product, whether a photo was read and encoded.
+        problems: ``{"product_id", "image", "reason"}`` per photo that could not be used.
+    """
+
+    name: str
+    version: str
+    vectors: npt.NDArray[np.float32]
+    has_vector: npt.NDArray[np.bool_]
+    problems: list[dict[str, Any]]
+
+
+def _analyse(
+    products: Sequence[Product], analyzer: Analyzer, report: Progress
+) -> tuple[LexicalData, Vocabulary]:
+    """Term counts and vocabulary of products, as a full build makes them."""
+    lexical, vocabulary = _analysers(products, analyzer, report)
+    vocab = vocabulary.build(lexical.term_id)
+    return lexical.build(), vocab
+
+
+def _analysers(
+    products: Sequence[Product], analyzer: Analyzer, report: Progress
+) -> tuple[LexicalDataBuilder, VocabularyBuilder]:
+    lexical = LexicalDataBuilder(FIELD_NAMES)
+    vocabulary = VocabularyBuilder(analyzer)
+    total = len(products)
+    for i, product in enumerate(products):
+        fields = product_fields(product)
+        lexical.add(
+            {name: analyzer.document_terms(text, product.lang) for name, text in fields.items()}
+        )
+        vocabulary.add(fields.values())
+        if i % 1000 == 0:
+            report("analyse", i, total)
+    report("analyse", total, total)
+    return lexical, vocabulary
+
+
 def build_snapshot(
     products: Sequence[Product],
     out_dir: Path,
@@ -132,21 +179,8 @@ def build_snapshot(
 
         embedder = load_text_embedder(config.embedder)
     report = progress or (lambda stage, done, total: None)
-    analyzer = Analyzer(config.languages)
-    lexical = LexicalDataBuilder(FIELD_NAMES)
-    vocabulary = VocabularyBuilder(analyzer)
     total = len(products)
-    for i, product in enumerate(products):
-        fields = product_fields(product)
-        lexical.add(
-            {name: analyzer.document_terms(text, product.lang) for name, text in fields.items()}
-        )
-        vocabulary.add(fields.values())
-        if i % 1000 == 0:
-            report("analyse", i, total)
-    report("analyse", total, total)
-    vocab = vocabulary.build(lexical.term_id)
-    data = lexical.build()
+    data, vocab = _analyse(products, Analyzer(config.languages), report)
 
     from indexer.product_colours import index_colours
 
@@ -174,90 +208,40 @@ def build_snapshot(
             vectors[batch] = embedder.embed_documents([texts[i] for i in batch], batch_size=step)
             report("embed", min(start + step, total), total)
 
-    with SnapshotWriter(out_dir, overwrite=config.overwrite) as writer:
-        report("write", 0, 4)
-        ProductStore(products).save(writer.path(PRODUCTS))
-        report("write", 1, 4)
-        data.save(writer.path(LEXICAL))
-        writer.path(TERMS).write_bytes(orjson.dumps(list(data.terms)))
-        report("write", 2, 4)
-        vocab.save(writer.path(VOCABULARY))
-        ColourIndex(colours).save(writer.path(COLOURS))
-        writer.path(COLOUR_REPORT).write_bytes(
-            orjson.dumps(colour_report.to_dict(), option=orjson.OPT_INDENT_2)
+    models = {"colour_extractor": "lab-kmeans" if extractor is not None else "text-only"}
+    if embedder is not None:
+        models |= {
+            "text_embedder": embedder.name,
+            "text_embedder_version": embedder.version,
+            "text_embedder_dim": str(embedder.dim),
+        }
+    photo_vectors = None
+    if images is not None:
+        image_embedder, found = images
+        photo_vectors = PhotoVectors(
+            name=image_embedder.name,
+            version=image_embedder.version,
+            vectors=found.vectors,
+            has_vector=found.has_vector,
+            problems=[
+                {"product_id": products[p.product].id, "image": p.location, "reason": p.message}
+                for p in found.problems
+            ],
         )
-        if vectors is not None:
-            with writer.path(TEXT_VECTORS).open("wb") as fh:
-                np.save(fh, vectors.astype(np.float32), allow_pickle=False)
-            if len(vectors) >= config.ann_threshold:
-                import faiss
-
-                report("index vectors", 0, 1)
-                faiss.write_index(build_ann(vectors), str(writer.path(TEXT_ANN)))
-                report("index vectors", 1, 1)
-        if images is not None:
-            found = images[1]
-            with writer.path(IMAGE_VECTORS).open("wb") as fh:
-                np.save(fh, found.vectors.astype(np.float32), allow_pickle=False)
-            with writer.path(IMAGE_HAS).open("wb") as fh:
-                np.save(fh, found.has_vector, allow_pickle=False)
-            if int(found.has_vector.sum()) >= config.ann_threshold:
-                import faiss
-
-                faiss.write_index(build_ann(found.vectors), str(writer.path(IMAGE_ANN)))
-            writer.path(IMAGE_REPORT).write_bytes(
-                orjson.dumps(
-                    {
-                        "problems": [
-                            {
-                                "product_id": products[p.product].id,
-                                "image": p.location,
-                                "reason": p.message,
-                            }
-                            for p in found.problems
-                        ]
-                    },
-                    option=orjson.OPT_INDENT_2,
-                )
-            )
-        report("write", 3, 4)
-        if import_report is not None:
-            writer.path(IMPORT_REPORT).write_bytes(
-                orjson.dumps(import_report, option=orjson.OPT_INDENT_2)
-            )
-        models = {"colour_extractor": "lab-kmeans" if extractor is not None else "text-only"}
-        if images is not None:
-            models |= {
-                "image_embedder": images[0].name,
-                "image_embedder_version": images[0].version,
-                "image_embedder_dim": str(images[0].dim),
-            }
-        if embedder is not None:
-            models |= {
-                "text_embedder": embedder.name,
-                "text_embedder_version": embedder.version,
-                "text_embedder_dim": str(embedder.dim),
-            }
-        manifest = writer.commit(
-            catalogue_checksum=catalogue_checksum,
-            languages=tuple(config.languages),
-            counts={
-                "products": total,
-                "terms": len(data.terms),
-                "words": len(vocab),
-                "text_vectors": 0 if vectors is None else len(vectors),
-                "import_errors": len(import_report.get("errors", [])) if import_report else 0,  # type: ignore[arg-type]
-                "products_with_colour": colour_report.products_with_colour,
-                "photos_read": colour_report.photos_read,
-                "photo_errors": len(colour_report.photo_errors),
-                "colour_conflicts": len(colour_report.conflicts),
-                "image_vectors": int(images[1].has_vector.sum()) if images else 0,
-                "image_errors": len(images[1].problems) if images else 0,
-            },
-            models=models,
-        )
-        report("write", 4, 4)
-    return manifest
+    return write_snapshot(
+        products,
+        out_dir,
+        config=config,
+        vectors=vectors,
+        lexical=(data, vocab, total),
+        images=photo_vectors,
+        colours=colours,
+        colour_report=colour_report.to_dict(),
+        models=models,
+        catalogue_checksum=catalogue_checksum,
+        import_report=import_report,
+        progress=progress,
+    )
 
 
 def _embed_images(
@@ -358,3 +342,137 @@ def build_from_catalogue(
         progress=progress,
     )
     return BuildResult(manifest=manifest, report=result.report, snapshot_dir=Path(out_dir))
+
+
+def write_snapshot(
+    products: Sequence[Product],
+    out_dir: Path,
+    *,
+    config: BuildConfig,
+    vectors: npt.NDArray[np.float32] | None,
+    ann: Any = None,
+    lexical: tuple[LexicalData, Vocabulary, int] | None = None,
+    images: PhotoVectors | None = None,
+    colours: Sequence[Sequence[ProductColour]],
+    colour_report: dict[str, Any],
+    models: dict[str, str],
+    catalogue_checksum: str = "",
+    import_report: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Analyse products and publish a snapshot with precomputed vectors and colours.
+
+    The same files and manifest as :func:`indexer.build.build_snapshot`, which computes the
+    vectors and colours itself.
+
+    Args:
+        products: The products in document order (ids unique).
+        out_dir: The snapshot folder to publish.
+        config: Languages, ANN threshold and ``overwrite``.
+        vectors: One text vector per product, or None for a lexical-only snapshot.
+        ann: A faiss HNSW index over ``vectors``; None builds one when there are at least
+            ``config.ann_threshold`` vectors.
+        lexical: The term counts and vocabulary of ``products`` (and how many products were
+            analysed for them); None analyses every product.
+        images: Photo vectors for image search, or None for none.
+        colours: Per product its colours, main first.
+        colour_report: Content of ``colour_report.json``.
+        models: Model role -> spec for the manifest.
+        catalogue_checksum: SHA-256 of the source catalogue ("" when the products come from
+            several sources, as after a delta).
+        import_report: Content of ``import_report.json``, or None for none.
+        progress: Progress callback.
+
+    Returns:
+        The manifest of the published snapshot.
+
+    Raises:
+        ValueError: duplicate ids, or vectors / colours not one per product.
+        SnapshotError: ``out_dir`` exists and overwrite is off.
+    """
+    report = progress or (lambda stage, done, total: None)
+    total = len(products)
+    if len({p.id for p in products}) != total:
+        raise ValueError("product ids must be unique")
+    if vectors is not None and len(vectors) != total:
+        raise ValueError(f"{len(vectors)} text vectors for {total} products")
+    if ann is not None and (vectors is None or int(ann.ntotal) != total):
+        raise ValueError(f"the HNSW index holds {ann.ntotal} vectors for {total} products")
+    if len(colours) != total:
+        raise ValueError(f"colours for {len(colours)} products, expected {total}")
+    if lexical is None:
+        data, vocab = _analyse(products, Analyzer(config.languages), report)
+    else:
+        data, vocab, _ = lexical
+        if data.n_docs != total:
+            raise ValueError(f"term counts for {data.n_docs} products, expected {total}")
+
+    with SnapshotWriter(out_dir, overwrite=config.overwrite) as writer:
+        report("write", 0, 4)
+        ProductStore(products).save(writer.path(PRODUCTS))
+        report("write", 1, 4)
+        data.save(writer.path(LEXICAL))
+        writer.path(TERMS).write_bytes(orjson.dumps(list(data.terms)))
+        report("write", 2, 4)
+        vocab.save(writer.path(VOCABULARY))
+        ColourIndex(colours).save(writer.path(COLOURS))
+        writer.path(COLOUR_REPORT).write_bytes(
+            orjson.dumps(colour_report, option=orjson.OPT_INDENT_2)
+        )
+        if vectors is not None:
+            with writer.path(TEXT_VECTORS).open("wb") as fh:
+                np.save(fh, vectors.astype(np.float32), allow_pickle=False)
+            if ann is not None or len(vectors) >= config.ann_threshold:
+                import faiss
+
+                report("index vectors", 0, 1)
+                graph = ann if ann is not None else build_ann(vectors)
+                faiss.write_index(graph, str(writer.path(TEXT_ANN)))
+                report("index vectors", 1, 1)
+        if images is not None:
+            with writer.path(IMAGE_VECTORS).open("wb") as fh:
+                np.save(fh, images.vectors.astype(np.float32), allow_pickle=False)
+            with writer.path(IMAGE_HAS).open("wb") as fh:
+                np.save(fh, images.has_vector, allow_pickle=False)
+            if int(images.has_vector.sum()) >= config.ann_threshold:
+                import faiss
+
+                faiss.write_index(build_ann(images.vectors), str(writer.path(IMAGE_ANN)))
+            writer.path(IMAGE_REPORT).write_bytes(
+                orjson.dumps({"problems": images.problems}, option=orjson.OPT_INDENT_2)
+            )
+        report("write", 3, 4)
+        if import_report is not None:
+            writer.path(IMPORT_REPORT).write_bytes(
+                orjson.dumps(import_report, option=orjson.OPT_INDENT_2)
+            )
+        errors = import_report.get("errors", []) if import_report else []
+        manifest = writer.commit(
+            catalogue_checksum=catalogue_checksum,
+            languages=tuple(config.languages),
+            counts={
+                "products": total,
+                "terms": len(data.terms),
+                "words": len(vocab),
+                "text_vectors": 0 if vectors is None else len(vectors),
+                "import_errors": len(errors) if isinstance(errors, list) else 0,
+                "products_with_colour": int(colour_report.get("products_with_colour", 0)),
+                "photos_read": int(colour_report.get("photos_read", 0)),
+                "photo_errors": len(colour_report.get("photo_errors", [])),
+                "colour_conflicts": len(colour_report.get("conflicts", [])),
+                "image_vectors": int(images.has_vector.sum()) if images else 0,
+                "image_errors": len(images.problems) if images else 0,
+            },
+            models=models
+            | (
+                {
+                    "image_embedder": images.name,
+                    "image_embedder_version": images.version,
+                    "image_embedder_dim": str(images.vectors.shape[1]),
+                }
+                if images is not None
+                else {}
+            ),
+        )
+        report("write", 4, 4)
+    return manifest
