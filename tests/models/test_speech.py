@@ -52,7 +52,12 @@ def speak(text: str, length_scale: float = 1.0) -> npt.NDArray[np.float32]:
     audio = np.concatenate(
         [
             c.audio_float_array
-            for c in voice.synthesize(text, SynthesisConfig(length_scale=length_scale))
+            # No sampling noise: piper's default draws random noise per call, and a rare draw
+            # made moonshine hear "leather sofa" as "whether so, foot" (a flaky test).
+            for c in voice.synthesize(
+                text,
+                SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0),
+            )
         ]
     )
     rate = int(voice.config.sample_rate)
