@@ -40,6 +40,7 @@ from search.engine import SearchEngine
 from search.errors import InvalidRequestError
 from search.rules import (
     RankingWeights,
+    Rule,
     RuleSet,
     filters_from_dict,
     rule_from_dict,
@@ -125,6 +126,16 @@ def get_rule(rule_id: str, store: StoreDep) -> dict[str, Any]:
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule {rule_id!r}")
 
 
+def _saved_rule(version: int, rule: Rule, engine: SearchEngine) -> dict[str, Any]:
+    """The answer to a saved rule: the new version, the rule, and ids it names that the serving
+    catalogue lacks (a warning, not an error: the product may arrive later)."""
+    return {
+        "version": version,
+        "rule": rule_to_dict(rule),
+        "warnings": RuleSet([rule]).unknown_products(engine.store),
+    }
+
+
 @router.post("/rules", status_code=status.HTTP_201_CREATED, summary="Create a rule")
 def create_rule(
     body: JSONBody,
@@ -144,11 +155,7 @@ def create_rule(
         if any(r.id == rule.id for r in store.current().rules):
             raise HTTPException(status.HTTP_409_CONFLICT, f"rule {rule.id!r} exists: use PUT")
         version = store.put_rule(rule, key.actor, comment, expected_version)
-    return {
-        "version": version.version,
-        "rule": rule_to_dict(rule),
-        "warnings": RuleSet([rule]).unknown_products(engine.store),
-    }
+    return _saved_rule(version.version, rule, engine)
 
 
 @router.put("/rules/{rule_id}", summary="Create or replace a rule")
@@ -172,11 +179,7 @@ def put_rule(
             raise InvalidRequestError("rule.id", f"must match the path ({rule_id!r})")
         rule = rule_from_dict(body, "rule")
         version = store.put_rule(rule, key.actor, comment, expected_version)
-    return {
-        "version": version.version,
-        "rule": rule_to_dict(rule),
-        "warnings": RuleSet([rule]).unknown_products(engine.store),
-    }
+    return _saved_rule(version.version, rule, engine)
 
 
 @router.put("/rules", summary="Replace every rule")
