@@ -136,6 +136,8 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.state.security = Security(KeyStore(settings.keys_db or ":memory:", secret=secret))
     app.state.config_store = ConfigStore(settings.merch_db or ":memory:")
     app.state.config_version = -1
+    # GET /admin/experiments/{id}/report counts from the event store (None with events off).
+    app.state.experiment_counts = events.experiment_counts_source(app)
     install_limits(
         app,
         settings.max_body_bytes,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from api.settings import Settings
+from search.abtest import NO_ASSIGNMENT, Assignment, Experiment, assign
+from search.config_store import ConfigStore, ConfigVersion, apply_weights
 from search.engine import SearchEngine
+from search.rules import RankingWeights
 
 
 def get_engine(request: Request) -> SearchEngine:
@@ -52,6 +56,114 @@ def get_settings(request: Request) -> Settings:
     """
     settings: Settings = request.app.state.settings
     return settings
+
+
+class VariantEngines:
+    """The engines of the A/B test variants for one serving engine and configuration version.
+
+    Built lazily, one per distinct set of variant weights, and dropped with the serving engine
+    or version they belong to, so a search pays a hash per experiment, not an engine build.
+
+    Args:
+        serving: The serving engine (weights and rules of ``version`` applied).
+        version: The configuration version it serves; its experiments are assigned.
+        base: The engine before merchandising, or None (then variants start from ``serving``).
+    """
+
+    def __init__(
+        self, serving: SearchEngine, version: ConfigVersion, base: SearchEngine | None
+    ) -> None:
+        self.serving = serving
+        self.version = version
+        self.base = base
+        self.experiments: tuple[Experiment, ...] = tuple(
+            e for e in version.experiments if e.enabled
+        )
+        self._engines: dict[str, SearchEngine] = {}
+        self._by_identity: dict[int, SearchEngine] = {}
+        self._keep: list[RankingWeights] = []
+        self._lock = threading.Lock()
+
+    def engine_for(self, weights: RankingWeights | None) -> SearchEngine:
+        """The engine ranking with ``weights`` (the serving one for None), rules applied."""
+        if weights is None:
+            return self.serving
+        # The variants' weights objects live as long as this version: look them up by identity
+        # first, so a search does not compare or serialise weights.
+        engine = self._by_identity.get(id(weights))
+        if engine is not None:
+            return engine
+        with self._lock:
+            if weights == self.version.weights:
+                engine = self.serving
+            else:
+                key = repr(sorted(weights.to_dict().items()))
+                engine = self._engines.get(key)
+                if engine is None:
+                    engine = self._build(weights)
+                    self._engines[key] = engine
+            self._by_identity[id(weights)] = engine
+            self._keep.append(weights)  # keeps id() from being reused while cached
+        return engine
+
+    def _build(self, weights: RankingWeights) -> SearchEngine:
+        if self.base is None:
+            return self.serving.with_config(apply_weights(self.serving.config, weights))
+        # From the engine before merchandising, as the serving weights are applied: a variant's
+        # weights replace the serving weights rather than add to them.
+        engine = self.base.with_config(apply_weights(self.base.config, weights))
+        return engine.with_rules(self.version.rule_set()) if self.version.rules else engine
+
+
+_VARIANTS_LOCK = threading.Lock()
+
+
+def variant_engines(state: Any, engine: SearchEngine) -> VariantEngines | None:
+    """The :class:`VariantEngines` of ``engine`` on ``app.state`` (rebuilt when the serving
+    engine or the configuration version changed), or None without a configuration store."""
+    store: ConfigStore | None = getattr(state, "config_store", None)
+    if store is None:
+        return None
+    # Keyed by the version number the serving engine was built for (``get_engine`` keeps it
+    # current), so a search reads no configuration while nothing changed.
+    key = (engine, getattr(state, "config_version", None))
+    cached: tuple[tuple[SearchEngine, Any], VariantEngines] | None = getattr(
+        state, "variant_engines", None
+    )
+    if cached is not None and cached[0][0] is key[0] and cached[0][1] == key[1]:
+        return cached[1]
+    with _VARIANTS_LOCK:
+        base = getattr(state, "base_engine", None)
+        # An engine other than the application's (a test override) gets variants built on it.
+        built = VariantEngines(
+            engine, store.current(), base if engine is getattr(state, "engine", None) else None
+        )
+        state.variant_engines = (key, built)
+    return built
+
+
+def serve_variants(
+    request: Request, engine: SearchEngine, user_id: str | None, session_id: str | None
+) -> tuple[SearchEngine, Assignment]:
+    """Assign a shopper to the running A/B tests and pick the engine that ranks for them.
+
+    Args:
+        request: The current request (its application holds the configuration).
+        engine: The serving engine (from :func:`get_engine`).
+        user_id: The signed-in shopper, or None.
+        session_id: The shopper's session, or None.
+
+    Returns:
+        The engine to search with (``engine`` itself for a shopper without ids or in no
+        weighted arm) and the assignment (see :func:`search.abtest.assign`).
+    """
+    if not (user_id or session_id):
+        return engine, NO_ASSIGNMENT
+    variants = variant_engines(request.app.state, engine)
+    if variants is None or not variants.experiments:
+        return engine, NO_ASSIGNMENT
+    assignment = assign(variants.experiments, user_id, session_id, variants.version.weights)
+    return variants.engine_for(assignment.weights), assignment
 
 
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import quote
 
@@ -280,15 +281,29 @@ class SearchResponse(BaseModel):
     redirect: str | None = Field(
         default=None, description="A merchandiser's rule sends this query to this URL."
     )
+    variants: dict[str, str] = Field(
+        default_factory=dict,
+        description="A/B tests this shopper takes part in: experiment id -> variant. Send it "
+        "back as the variants of the search, click, add_to_cart and purchase events; empty "
+        "without a user_id or session_id.",
+    )
 
     @classmethod
-    def from_result(cls, result: SearchResult, *, page: int, k: int) -> SearchResponse:
+    def from_result(
+        cls,
+        result: SearchResult,
+        *,
+        page: int,
+        k: int,
+        variants: Mapping[str, str] | None = None,
+    ) -> SearchResponse:
         """Convert a core :class:`~search.types.SearchResult`.
 
         Args:
             result: The pipeline's result page.
             page: The page asked for.
             k: The page size asked for.
+            variants: The shopper's A/B test arms (experiment id -> variant).
 
         Returns:
             Its public form.
@@ -307,6 +322,7 @@ class SearchResponse(BaseModel):
             took_ms=result.took_ms,
             fallback="semantic" if result.fallback == "semantic" else None,
             redirect=result.redirect,
+            variants=dict(variants) if variants else {},
         )
 
 

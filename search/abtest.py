@@ -1,13 +1,28 @@
 """A/B tests of ranking configurations: stable assignment and a per-variant report.
 
-A shopper (a user id, or a session id when the user is unknown) is assigned to a variant by a
-hash of the experiment's salt and the id, so the same shopper sees the same variant on every
-replica and after restarts, and adding an experiment does not reshuffle another one.
+A shopper is assigned to a variant by a hash of the experiment's id (its salt) and the shopper's
+*unit* id, so the same shopper sees the same variant on every replica and after restarts, and
+adding an experiment does not reshuffle another one. The experiment's ``unit`` says which id:
+``"user"`` (the default) hashes the user id, or the session id while the shopper is anonymous;
+``"session"`` always hashes the session id (every visit is a fresh draw).
 
-The report counts *units* (sessions, by default): a unit converts to a click when it clicked at
-least once, to a purchase when it bought at least once. Units are independent draws, so each
-rate is a binomial proportion with a Wilson 95% interval, and each variant is compared with the
-control by a two-proportion z-test (pooled standard error, two-sided p-value).
+**Several experiments at once.** Every enabled experiment assigns the shopper independently
+(each hashes with its own salt), in configuration order. At most one set of ranking weights can
+be served, so the first experiment whose assigned variant carries weights decides them
+(:func:`assign`); the shopper is *reported* only in the experiments whose arm they really got:
+the deciding one, and those whose variant would have served the same weights (an arm without
+weights counts only when no experiment's weights were served). Whether a shopper is left out of
+an experiment depends only on the *other* experiments' hashes, which are independent of its
+own, so each experiment's arms stay randomised and comparable; an experiment just loses the
+traffic another experiment's weighted arm took.
+
+The report counts units (the experiment's unit: users, or sessions when anonymous; or sessions)
+that were exposed to a variant, i.e. sent at least one event carrying it (clients send the
+``variants`` of the search answer back on their search, click, add-to-cart and purchase
+events): a unit converts to a click when it clicked at least once, to a purchase when it bought
+at least once. Units are independent draws, so each rate is a binomial proportion with a Wilson
+95% interval, and each variant is compared with the control by a two-proportion z-test (pooled
+standard error, two-sided p-value).
 """
 
 from __future__ import annotations
@@ -16,15 +31,18 @@ import hashlib
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 from search.errors import InvalidRequestError
 from search.rules import RankingWeights
 
 Unit = Literal["user", "session"]
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+"""Whose id an experiment hashes: the user's (the session's while anonymous), or the session's."""
+UNITS: tuple[Unit, ...] = get_args(Unit)
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+"""Experiment ids and variant names: 1-100 letters, digits or ``._:-``."""
 
 #: z for a two-sided 95% interval.
 Z95 = 1.959963984540054
@@ -54,12 +72,15 @@ class Experiment:
         variants: The arms; the first is the control in reports.
         enabled: A disabled experiment assigns nobody (everyone gets the serving config).
         description: Free text.
+        unit: Whose id is hashed and counted: ``"user"`` (the session's while anonymous) or
+            ``"session"``.
     """
 
     id: str
     variants: tuple[Variant, ...]
     enabled: bool = True
     description: str = ""
+    unit: Unit = "user"
 
     @property
     def control(self) -> Variant:
@@ -72,6 +93,7 @@ class Experiment:
             "id": self.id,
             "enabled": self.enabled,
             "description": self.description,
+            "unit": self.unit,
             "variants": [
                 {
                     "name": v.name,
@@ -86,8 +108,9 @@ class Experiment:
 def experiment_from_dict(data: Any, name: str = "experiment") -> Experiment:
     """Validate an experiment written as JSON.
 
-    Form: ``{"id": "ranking-2026-11", "variants": [{"name": "control", "share": 0.5},
-    {"name": "b", "share": 0.5, "weights": {"retrievers": {"semantic": 0.6}}}]}``.
+    Form: ``{"id": "ranking-2026-11", "unit": "user", "variants": [{"name": "control",
+    "share": 0.5}, {"name": "b", "share": 0.5, "weights": {"retrievers": {"semantic": 0.6}}}]}``
+    (``unit``, ``enabled`` and ``description`` are optional).
 
     Raises:
         InvalidRequestError: a malformed field (naming it), fewer than two variants, repeated
@@ -95,12 +118,12 @@ def experiment_from_dict(data: Any, name: str = "experiment") -> Experiment:
     """
     if not isinstance(data, Mapping):
         raise InvalidRequestError(name, "must be an object")
-    valid = ("id", "variants", "enabled", "description")
+    valid = ("id", "variants", "enabled", "description", "unit")
     for key in data:
         if key not in valid:
             raise InvalidRequestError(f"{name}.{key}", f"unknown field; valid: {', '.join(valid)}")
     exp_id = data.get("id")
-    if not isinstance(exp_id, str) or not _ID.match(exp_id):
+    if not isinstance(exp_id, str) or not ID_PATTERN.fullmatch(exp_id):
         raise InvalidRequestError(f"{name}.id", "must be 1-100 letters, digits or ._:-")
     raw = data.get("variants")
     if not isinstance(raw, list | tuple) or len(raw) < 2:
@@ -111,7 +134,7 @@ def experiment_from_dict(data: Any, name: str = "experiment") -> Experiment:
         if not isinstance(item, Mapping):
             raise InvalidRequestError(field, "must be an object")
         vname = item.get("name")
-        if not isinstance(vname, str) or not _ID.match(vname):
+        if not isinstance(vname, str) or not ID_PATTERN.fullmatch(vname):
             raise InvalidRequestError(f"{field}.name", "must be 1-100 letters, digits or ._:-")
         share = item.get("share")
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
@@ -136,7 +159,10 @@ def experiment_from_dict(data: Any, name: str = "experiment") -> Experiment:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise InvalidRequestError(f"{name}.description", "must be a string")
-    return Experiment(exp_id, tuple(variants), enabled, description)
+    unit = data.get("unit", "user")
+    if unit not in UNITS:
+        raise InvalidRequestError(f"{name}.unit", f"must be one of: {', '.join(UNITS)}")
+    return Experiment(exp_id, tuple(variants), enabled, description, unit)
 
 
 def bucket(experiment_id: str, unit_id: str) -> float:
@@ -174,6 +200,83 @@ def variant_for(experiment: Experiment, unit_id: str) -> Variant | None:
     return experiment.variants[-1]  # rounding of shares that add up to just under 1
 
 
+def unit_id(experiment: Experiment, user_id: str | None, session_id: str | None) -> str | None:
+    """The id a shopper is hashed (and counted) by in an experiment.
+
+    Args:
+        experiment: The experiment (its ``unit``).
+        user_id: The signed-in shopper, or None.
+        session_id: The shopper's session, or None.
+
+    Returns:
+        The user id (else the session id) for ``unit="user"``, the session id for
+        ``unit="session"``; None when the shopper has no such id.
+    """
+    if experiment.unit == "session":
+        return session_id or None
+    return user_id or session_id or None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """What one shopper is served under the running experiments.
+
+    Attributes:
+        weights: The ranking weights to serve, or None for the serving configuration.
+        decided_by: The experiment whose variant's weights are served, or None.
+        variants: Experiment id -> variant name, for every experiment whose arm the shopper
+            really got (see the module docstring); empty for a shopper without ids.
+    """
+
+    weights: RankingWeights | None = None
+    decided_by: str | None = None
+    variants: Mapping[str, str] = field(default_factory=dict)
+
+
+NO_ASSIGNMENT = Assignment()
+"""A shopper in no experiment: the serving configuration."""
+
+
+def assign(
+    experiments: Sequence[Experiment],
+    user_id: str | None,
+    session_id: str | None,
+    serving: RankingWeights | None = None,
+) -> Assignment:
+    """Assign a shopper to the running experiments and decide the ranking weights to serve.
+
+    Args:
+        experiments: The experiments, in configuration order (disabled ones assign nobody).
+        user_id: The signed-in shopper, or None.
+        session_id: The shopper's session, or None.
+        serving: The serving weights, so that an arm whose weights equal them counts as served
+            when no experiment changes the weights (and the other way round); None: unknown.
+
+    Returns:
+        The weights of the first experiment whose variant carries weights (None when none
+        does), and the experiments whose arm the shopper got.
+    """
+    if not experiments or not (user_id or session_id):
+        return NO_ASSIGNMENT
+    picks: list[tuple[Experiment, Variant]] = []
+    for experiment in experiments:
+        unit = unit_id(experiment, user_id, session_id)
+        variant = variant_for(experiment, unit) if unit else None
+        if variant is not None:
+            picks.append((experiment, variant))
+    if not picks:
+        return NO_ASSIGNMENT
+    decided = next(((e, v) for e, v in picks if v.weights is not None), None)
+    weights = decided[1].weights if decided is not None else None
+    served = weights if weights is not None else serving
+    variants = {
+        e.id: v.name
+        for e, v in picks
+        if (v.weights if v.weights is not None else serving) == served
+    }
+    return Assignment(weights, decided[0].id if decided is not None else None, variants)
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 
@@ -183,9 +286,9 @@ class VariantCounts:
     """Outcomes of one variant.
 
     Attributes:
-        units: Units (sessions) that searched.
-        clicked: Units with at least one click.
-        converted: Units with at least one purchase.
+        units: Units (users or sessions, per the experiment's unit) exposed to the variant.
+        clicked: Units with at least one click carrying the variant.
+        converted: Units with at least one purchase carrying the variant.
     """
 
     units: int
@@ -196,27 +299,30 @@ class VariantCounts:
 def tally(events: Iterable[tuple[str, str, str]]) -> dict[str, VariantCounts]:
     """Count units per variant from ``(variant, unit id, event type)`` triples.
 
+    The reference for what the event stores count in SQL
+    (:func:`search.events.experiment_counts`).
+
     Args:
-        events: Event types as :class:`search.events.EventType` values (``"search"``,
-            ``"click"``, ``"purchase"``...); other types are ignored. A unit counts when it
-            searched.
+        events: Events carrying the experiment's variant, as triples; event types are
+            :class:`search.events.EventType` values (``"search"``, ``"click"``,
+            ``"purchase"``...). Any event exposes its unit to the variant; clicks and purchases
+            also count as conversions.
 
     Returns:
-        Variant name -> counts.
+        Variant name -> counts, variants in order of first appearance.
     """
-    searched: dict[str, set[str]] = defaultdict(set)
+    exposed: dict[str, set[str]] = defaultdict(set)
     clicked: dict[str, set[str]] = defaultdict(set)
     bought: dict[str, set[str]] = defaultdict(set)
     for variant, unit, kind in events:
-        if kind == "search":
-            searched[variant].add(unit)
-        elif kind == "click":
+        exposed[variant].add(unit)
+        if kind == "click":
             clicked[variant].add(unit)
         elif kind == "purchase":
             bought[variant].add(unit)
     return {
-        v: VariantCounts(len(units), len(clicked[v] & units), len(bought[v] & units))
-        for v, units in searched.items()
+        v: VariantCounts(len(units), len(clicked[v]), len(bought[v]))
+        for v, units in exposed.items()
     }
 
 

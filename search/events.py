@@ -15,6 +15,10 @@ Two implementations of :class:`EventStore`:
   power loss. ``"FULL"`` (the default) also fsyncs the WAL on every commit and survives power
   loss; events arrive in batches, so one fsync per batch keeps ingestion fast.
 * :class:`PostgresEventStore`, for several replicas sharing one store (``psycopg`` 3).
+
+Events may carry the A/B test variants the shopper was served (``variants``, as the search
+answer reported them); :func:`experiment_counts` counts an experiment's units, clicks and
+purchases per variant from them (in SQL in both stores above).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
+from search.abtest import ID_PATTERN, UNITS, Unit, VariantCounts, tally
 from search.analysis import fold
 from search.errors import SearchServiceError
 
@@ -41,6 +46,8 @@ MAX_ID_LENGTH = 200
 MAX_QUERY_LENGTH = 1000
 MAX_RESULTS = 250
 MAX_CHANNEL_LENGTH = 32
+MAX_VARIANTS = 20
+"""Most experiments one event may name in ``variants``."""
 FUTURE_TOLERANCE_S = 300.0
 """How far ahead of the server's clock a timestamp may be (client clocks drift)."""
 
@@ -90,6 +97,8 @@ class Event:
         channel: ``"web"``, ``"app"``... or None.
         results: For a search, the product ids shown, best first (the impressions); an
             empty tuple is a search that found nothing; None when not reported.
+        variants: A/B test arms the shopper was served: experiment id -> variant name, as the
+            search answer's ``variants`` reported them; None when in no experiment.
     """
 
     event_id: str
@@ -102,6 +111,7 @@ class Event:
     position: int | None = None
     channel: str | None = None
     results: tuple[str, ...] | None = None
+    variants: Mapping[str, str] | None = None
 
     @property
     def normalised_query(self) -> str | None:
@@ -154,6 +164,7 @@ _FIELDS = frozenset(
         "channel",
         "timestamp",
         "results",
+        "variants",
     }
 )
 
@@ -175,6 +186,37 @@ def _text(
         errors.append(FieldError(name, f"must be at most {limit} characters"))
         return None
     return value
+
+
+def _variants(value: Any, errors: list[FieldError]) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        errors.append(
+            FieldError("variants", 'must be an object of experiment id -> variant, {"e1": "b"}')
+        )
+        return None
+    if len(value) > MAX_VARIANTS:
+        errors.append(FieldError("variants", f"must name at most {MAX_VARIANTS} experiments"))
+        return None
+    variants: dict[str, str] = {}
+    for key, name in value.items():
+        if not isinstance(key, str) or not ID_PATTERN.fullmatch(key):
+            errors.append(
+                FieldError(
+                    "variants", f"experiment id {key!r} is not 1-100 letters, digits or ._:-"
+                )
+            )
+        elif not isinstance(name, str) or not ID_PATTERN.fullmatch(name):
+            errors.append(
+                FieldError(
+                    f"variants.{key}", "must be a variant name: 1-100 letters, digits or ._:-"
+                )
+            )
+        else:
+            variants[key] = name
+    # An empty object is "in no experiment", stored as None.
+    return dict(sorted(variants.items())) or None
 
 
 def _timestamp(value: Any, now: float, errors: list[FieldError]) -> float:
@@ -227,7 +269,9 @@ def parse_event(
         InvalidEventError: Listing every bad field: unknown ``type`` (valid: search, view,
             click, add_to_cart, purchase), missing ``session_id``, missing ``product_id`` on a
             product event, missing ``query`` on a search, ``position`` below 1, ``results`` on
-            another type than search, a timestamp in the future, unknown fields...
+            another type than search, ``variants`` that is not an object of experiment id ->
+            variant name (``variants.<experiment>`` names a bad name), a timestamp in the
+            future, unknown fields...
     """
     now = time.time() if now is None else now
     if not isinstance(data, Mapping):
@@ -277,6 +321,7 @@ def parse_event(
             errors.append(FieldError("results", f"must hold at most {MAX_RESULTS} ids"))
         else:
             results = tuple(raw_results)
+    variants = _variants(data.get("variants"), errors)
     timestamp = _timestamp(data.get("timestamp"), now, errors)
     if event_type in PRODUCT_EVENTS and product_id is None and data.get("product_id") is None:
         errors.append(FieldError("product_id", f"is required for a {event_type} event"))
@@ -297,11 +342,16 @@ def parse_event(
         position=position,
         channel=channel.lower() if channel else None,
         results=results,
+        variants=variants,
     )
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    """The JSON form of an event (the keys :func:`parse_event` reads)."""
+    """The JSON form of an event (the keys :func:`parse_event` reads).
+
+    With :func:`parse_event`, the one place an event's fields are (de)serialised: stores that
+    keep events as JSON go through both, so a new field passes through them.
+    """
     return {
         "event_id": event.event_id,
         "type": event.type.value,
@@ -313,6 +363,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "position": event.position,
         "channel": event.channel,
         "results": list(event.results) if event.results is not None else None,
+        "variants": dict(event.variants) if event.variants is not None else None,
     }
 
 
@@ -377,7 +428,7 @@ class EventStore(Protocol):
 
 _COLUMNS = (
     "event_id, type, session_id, ts, user_id, product_id, query, norm_query, position, "
-    "channel, results"
+    "channel, results, variants"
 )
 
 
@@ -394,6 +445,11 @@ def _row(event: Event) -> tuple[Any, ...]:
         event.position,
         event.channel,
         orjson.dumps(event.results).decode() if event.results is not None else None,
+        (
+            orjson.dumps(dict(event.variants), option=orjson.OPT_SORT_KEYS).decode()
+            if event.variants
+            else None
+        ),
     )
 
 
@@ -410,6 +466,7 @@ def _event(row: Sequence[Any]) -> Event:
         position=row[8],
         channel=row[9],
         results=tuple(orjson.loads(row[10])) if row[10] is not None else None,
+        variants=orjson.loads(row[11]) if row[11] is not None else None,
     )
 
 
@@ -429,6 +486,71 @@ def _scan_sql(
         params.extend(t.value for t in types)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     return f"SELECT {_COLUMNS} FROM events{clause} ORDER BY seq", params
+
+
+def _unit_sql(unit: Unit) -> str:
+    """SQL of an event's unit id, as :func:`unit_key` computes it."""
+    if unit == "session":
+        return "session_id"
+    return "CASE WHEN user_id IS NOT NULL THEN 'u:' || user_id ELSE 's:' || session_id END"
+
+
+def unit_key(event: Event, unit: Unit) -> str:
+    """The unit an event counts for in an experiment's report.
+
+    Args:
+        event: The event.
+        unit: The experiment's unit.
+
+    Returns:
+        ``"u:<user>"`` (``"s:<session>"`` while anonymous) for ``"user"``; the session id for
+        ``"session"``.
+    """
+    if unit == "session":
+        return event.session_id
+    return f"u:{event.user_id}" if event.user_id is not None else f"s:{event.session_id}"
+
+
+def _counts_sql(
+    variant: str, unit: Unit, start: float | None, end: float | None, mark: str
+) -> tuple[str, list[Any]]:
+    """Per-variant units, clicked units and converted units of one experiment, in one query.
+
+    ``variant`` is the SQL reading the experiment's variant from ``variants`` (one ``mark``
+    parameter, the caller's first); one row per variant: name, units, clicked, converted.
+    """
+    where = ["variants IS NOT NULL"]
+    params: list[Any] = []
+    if start is not None:
+        where.append(f"ts >= {mark}")
+        params.append(start)
+    if end is not None:
+        where.append(f"ts < {mark}")
+        params.append(end)
+    sql = (
+        "SELECT v, COUNT(*), SUM(c), SUM(p) FROM ("
+        " SELECT v, u, MAX(c) AS c, MAX(p) AS p FROM ("
+        f"  SELECT {variant} AS v, {_unit_sql(unit)} AS u,"
+        "   CASE WHEN type = 'click' THEN 1 ELSE 0 END AS c,"
+        "   CASE WHEN type = 'purchase' THEN 1 ELSE 0 END AS p"
+        f"  FROM events WHERE {' AND '.join(where)}"
+        " ) AS tagged WHERE v IS NOT NULL GROUP BY v, u"
+        ") AS units GROUP BY v ORDER BY v"
+    )
+    return sql, params
+
+
+def _check_counts_args(experiment_id: str, unit: str) -> None:
+    if not ID_PATTERN.fullmatch(experiment_id):
+        raise ValueError(
+            f"experiment id must be 1-100 letters, digits or ._:-, not {experiment_id!r}"
+        )
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
+
+
+def _counts(rows: Sequence[Sequence[Any]]) -> dict[str, VariantCounts]:
+    return {str(v): VariantCounts(int(n), int(c), int(p)) for v, n, c, p in rows}
 
 
 SQLiteSynchronous = Literal["NORMAL", "FULL"]
@@ -478,13 +600,36 @@ class SQLiteEventStore:
                     norm_query TEXT,
                     position INTEGER,
                     channel TEXT,
-                    results TEXT
+                    results TEXT,
+                    variants TEXT
                 );
                 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
                 CREATE INDEX IF NOT EXISTS events_user ON events (user_id) WHERE user_id IS NOT NULL;
                 CREATE INDEX IF NOT EXISTS events_session ON events (session_id);
                 """
             )
+        self._migrate()
+        with self._writer:
+            # Experiment reports read only the events that carry variants.
+            self._writer.execute(
+                "CREATE INDEX IF NOT EXISTS events_variants ON events (ts) "
+                "WHERE variants IS NOT NULL"
+            )
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older version up to this schema (columns added
+        since: ``variants``). Checked again inside the write lock, so two processes opening
+        the same old file at once both succeed."""
+
+        def missing(conn: sqlite3.Connection) -> bool:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+            return "variants" not in columns
+
+        if not missing(self._writer):
+            return
+        with self._transaction() as conn:
+            if missing(conn):
+                conn.execute("ALTER TABLE events ADD COLUMN variants TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -514,7 +659,7 @@ class SQLiteEventStore:
         if not events:
             return []
         stored: list[bool] = []
-        sql = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"
         with self._transaction() as conn:
             before = conn.total_changes
             conn.executemany(sql, [_row(e) for e in events])
@@ -573,6 +718,18 @@ class SQLiteEventStore:
     def count(self) -> int:
         """See :meth:`EventStore.count`."""
         return int(self._query("SELECT COUNT(*) FROM events")[0][0])
+
+    def variant_counts(
+        self,
+        experiment_id: str,
+        unit: Unit = "user",
+        start: float | None = None,
+        end: float | None = None,
+    ) -> dict[str, VariantCounts]:
+        """See :func:`experiment_counts` (one SQL query over the events carrying variants)."""
+        _check_counts_args(experiment_id, unit)
+        sql, params = _counts_sql("json_extract(variants, ?)", unit, start, end, "?")
+        return _counts(self._query(sql, [f'$."{experiment_id}"', *params]))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -673,9 +830,15 @@ class PostgresEventStore:
                 norm_query TEXT,
                 position INTEGER,
                 channel TEXT,
-                results TEXT
+                results TEXT,
+                variants TEXT
             )
             """
+        )
+        # Tables written by an older version lack the columns added since.
+        self._conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS variants TEXT")
+        self._conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {table}_variants ON {table} (ts) WHERE variants IS NOT NULL"
         )
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_ts ON {table} (ts)")
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_user ON {table} (user_id)")
@@ -690,7 +853,7 @@ class PostgresEventStore:
             return []
         sql = (
             f"INSERT INTO {self.table} ({_COLUMNS}) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"({', '.join(['%s'] * 12)}) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING seq"
         )
         stored: list[bool] = []
@@ -735,6 +898,18 @@ class PostgresEventStore:
         """See :meth:`EventStore.count`."""
         return int(self._query("SELECT COUNT(*) FROM events")[0][0])
 
+    def variant_counts(
+        self,
+        experiment_id: str,
+        unit: Unit = "user",
+        start: float | None = None,
+        end: float | None = None,
+    ) -> dict[str, VariantCounts]:
+        """See :func:`experiment_counts` (one SQL query over the events carrying variants)."""
+        _check_counts_args(experiment_id, unit)
+        sql, params = _counts_sql("(variants::jsonb ->> %s)", unit, start, end, "%s")
+        return _counts(self._query(sql, [experiment_id, *params]))
+
     def _delete(self, sql: str, params: Sequence[Any]) -> int:
         with self._lock, self._conn.transaction():
             cursor = self._conn.execute(sql, params)
@@ -772,9 +947,54 @@ def open_event_store(url: str, *, synchronous: SQLiteSynchronous = "FULL") -> Ev
     """
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresEventStore(url)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from search.redis_events import RedisEventStore  # imports this module: import here
+
+        return RedisEventStore(url)  # redis:// also takes ?prefix=<key namespace>
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///") :]
     return SQLiteEventStore(url, synchronous=synchronous)
+
+
+def experiment_counts(
+    store: EventStore,
+    experiment_id: str,
+    unit: Unit = "user",
+    start: float | None = None,
+    end: float | None = None,
+) -> dict[str, VariantCounts]:
+    """An experiment's units, clicked units and converted units per variant, from the events
+    carrying its variant (the input of :func:`search.abtest.report`).
+
+    A unit (see :func:`unit_key`) is exposed to a variant when at least one of its events
+    carries it; it clicked (converted) when at least one of its clicks (purchases) carries it.
+    A unit seen in two variants (a shopper who signed in and so changed unit) counts in both.
+    Stores with a ``variant_counts`` method (SQLite, PostgreSQL) count in SQL; others are
+    scanned and counted by :func:`search.abtest.tally`.
+
+    Args:
+        store: The event store.
+        experiment_id: The experiment.
+        unit: The experiment's unit.
+        start: Only events from this time (Unix seconds), inclusive; None: unbounded.
+        end: Only events before this time, exclusive; None: unbounded.
+
+    Returns:
+        Variant name -> counts, for the variants that have events.
+
+    Raises:
+        ValueError: a malformed experiment id or an unknown unit.
+    """
+    _check_counts_args(experiment_id, unit)
+    in_sql = getattr(store, "variant_counts", None)
+    if in_sql is not None:
+        counts: dict[str, VariantCounts] = in_sql(experiment_id, unit, start, end)
+        return counts
+    return tally(
+        (e.variants[experiment_id], unit_key(e, unit), e.type.value)
+        for e in store.scan(start, end)
+        if e.variants is not None and experiment_id in e.variants
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,10 @@ The application provides, on ``app.state``:
 * ``security``: a :class:`api.security.Security`;
 * ``engine``: the serving :class:`search.engine.SearchEngine` (preview only);
 * ``experiment_counts`` (optional): ``Callable[[str], Mapping[str, VariantCounts]]`` giving an
-  experiment's per-variant counts from the event store (``GET .../report``); without it only
-  ``POST .../report`` with counts in the body works.
+  experiment's per-variant counts from the event store (``GET .../report``); ``create_app``
+  sets it to :func:`api.routes.events.experiment_counts_source` (units exposed to a variant,
+  and those that clicked or bought, counted from the events carrying the variant). Without it
+  (events off) only ``POST .../report`` with counts in the body works.
 
 Writes take an optional ``expected_version`` query parameter: the change is refused with 409 when
 the configuration moved on since the caller read it.

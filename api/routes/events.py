@@ -7,7 +7,9 @@
   (same body, so a client parses one shape). An ``Idempotency-Key`` header makes a retried
   batch safe: an event without its own ``event_id`` is stored as ``<key>:<index>``, and a
   second copy is reported as ``duplicate`` and not counted again. A 2xx means the accepted
-  events are durable.
+  events are durable. An event may carry ``variants``, the A/B test arms the search answer
+  reported (``{"ranking-1": "b"}``); the experiment reports count from them
+  (:func:`experiment_counts_source`).
 * ``DELETE /users/{user_id}``: forget a user's events (and their sessions') and profile.
 * ``GET /analytics/queries``: top queries, zero-result queries, click-through and conversion
   per query over a time range.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -31,9 +34,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from search.abtest import Unit, VariantCounts
 from search.analytics import QueryOrder, query_stats
 from search.behaviour import SignalsRefresher
-from search.events import EventStore, SQLiteSynchronous, ingest, open_event_store
+from search.events import (
+    EventStore,
+    SQLiteSynchronous,
+    experiment_counts,
+    ingest,
+    open_event_store,
+)
 
 router = APIRouter(tags=["events"])
 
@@ -52,7 +62,12 @@ def get_event_store(request: Request) -> EventStore:
     Returns:
         The store.
     """
-    state = request.app.state
+    return event_store_of(request.app.state)
+
+
+def event_store_of(state: Any) -> EventStore:
+    """The event store on an application's ``state``, opened on first use (see
+    :func:`get_event_store`)."""
     store: EventStore | None = getattr(state, "event_store", None)
     if store is not None:
         return store
@@ -72,6 +87,33 @@ def get_event_store(request: Request) -> EventStore:
 EventStoreDep = Annotated[EventStore, Depends(get_event_store)]
 
 
+def experiment_counts_source(app: Any) -> Callable[[str], Mapping[str, VariantCounts]] | None:
+    """What ``app.state.experiment_counts`` holds: an experiment's per-variant counts from
+    the application's event store, counted by the experiment's unit (see
+    :func:`search.events.experiment_counts`).
+
+    Args:
+        app: The application; its ``state`` holds ``settings``, ``config_store`` and (once
+            opened) ``event_store``.
+
+    Returns:
+        The counting function, or None when events are off (``events_db = none``).
+    """
+    settings = getattr(app.state, "settings", None)
+    url = str(getattr(settings, "events_db", DEFAULT_EVENTS_DB))
+    if url.strip().lower() in ("", "none"):
+        return None
+
+    def counts(experiment_id: str) -> Mapping[str, VariantCounts]:
+        config = getattr(app.state, "config_store", None)
+        experiments = config.current().experiments if config is not None else ()
+        experiment = next((e for e in experiments if e.id == experiment_id), None)
+        unit: Unit = experiment.unit if experiment is not None else "user"
+        return experiment_counts(event_store_of(app.state), experiment_id, unit)
+
+    return counts
+
+
 class EventBatch(BaseModel):
     """A batch of events; each is validated on its own (see ``POST /events``)."""
 
@@ -80,7 +122,8 @@ class EventBatch(BaseModel):
         max_length=MAX_BATCH,
         description="Events: objects with type (search, view, click, add_to_cart, purchase), "
         "session_id, and as needed user_id, product_id, query, position, channel, timestamp "
-        "(Unix seconds or ISO 8601), results (a search's product ids shown) and event_id.",
+        "(Unix seconds or ISO 8601), results (a search's product ids shown), variants (the A/B "
+        "test arms of the search answer: experiment id -> variant) and event_id.",
     )
 
 

@@ -1,16 +1,22 @@
-"""``GET /search``: ranked, filtered, faceted product search."""
+"""``GET /search``: ranked, filtered, faceted product search.
+
+A shopper with a ``user_id`` or ``session_id`` is assigned to the running A/B tests
+(:func:`api.deps.serve_variants`) and ranked with their variant's weights; the answer's
+``variants`` names the arms, for the client to send back on its events.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, SettingsDep
-from api.schemas import SearchResponse
+from api.deps import EngineDep, SettingsDep, serve_variants
+from api.schemas import AdjustmentPublic, SearchResponse
 from api.security import SearchKeyDep, merge_filters
+from search.abtest import Assignment
 from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest, SortOrder
 
@@ -19,6 +25,7 @@ router = APIRouter(tags=["search"])
 
 @router.get("/search", response_model=SearchResponse, summary="Search the catalogue")
 async def search_products(
+    http: Request,
     engine: EngineDep,
     settings: SettingsDep,
     key: SearchKeyDep,
@@ -58,9 +65,16 @@ async def search_products(
     as_you_type: Annotated[
         bool, Query(description="Treat the last query word as a prefix (search as you type).")
     ] = True,
-    user_id: Annotated[str | None, Query(max_length=200, description="The shopper.")] = None,
+    user_id: Annotated[
+        str | None,
+        Query(max_length=200, description="The shopper (personalisation and A/B tests)."),
+    ] = None,
     session_id: Annotated[
-        str | None, Query(max_length=200, description="The shopper's session.")
+        str | None,
+        Query(
+            max_length=200,
+            description="The shopper's session (A/B tests use it while user_id is unknown).",
+        ),
     ] = None,
     channel: Annotated[
         Literal["web", "app"] | None, Query(description="Where the query comes from.")
@@ -74,7 +88,9 @@ async def search_products(
         ),
     ] = None,
 ) -> SearchResponse:
-    """Rank the catalogue's products for a query, with filters, facets, sorting and paging.
+    """Rank the catalogue's products for a query, with filters, facets, sorting and paging;
+    a shopper in A/B tests is ranked with their variant's weights (``variants`` in the answer,
+    and an ``experiment`` line in every explanation).
 
     Raises:
         InvalidRequestError: A parameter is malformed (answered 422 naming it).
@@ -100,9 +116,43 @@ async def search_products(
         channel=channel,
         colour=colour if colour is None or colour.strip() else None,
     )
+    served, assignment = serve_variants(http, engine, user_id, session_id)
     # The pipeline is CPU-bound and synchronous: keep it off the event loop.
-    result = await run_in_threadpool(engine.search, request)
-    return SearchResponse.from_result(result, page=page, k=k)
+    result = await run_in_threadpool(served.search, request)
+    response = SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
+    if explain and assignment.variants:
+        lines = experiment_lines(assignment)
+        for hit in response.hits:
+            if hit.explanation is not None:
+                hit.explanation.adjustments[:0] = lines
+    return response
+
+
+def experiment_lines(assignment: Assignment) -> list[AdjustmentPublic]:
+    """The explanation lines of a shopper's A/B test arms (stage ``experiment``).
+
+    Args:
+        assignment: The shopper's assignment.
+
+    Returns:
+        One line per experiment: the arm, and whether its ranking weights were served.
+    """
+    return [
+        AdjustmentPublic(
+            stage="experiment",
+            description=f"{experiment}: variant {variant}, "
+            + (
+                "ranked with its weights"
+                if experiment == assignment.decided_by
+                else (
+                    "same weights as the served variant"
+                    if assignment.decided_by is not None
+                    else "serving weights"
+                )
+            ),
+        )
+        for experiment, variant in assignment.variants.items()
+    ]
 
 
 def parse_filters(

@@ -9,14 +9,17 @@ from typing import Any
 import pytest
 
 from search.abtest import (
+    NO_ASSIGNMENT,
     Experiment,
     Variant,
     VariantCounts,
+    assign,
     bucket,
     experiment_from_dict,
     report,
     tally,
     two_proportion_z,
+    unit_id,
     variant_for,
     wilson_interval,
 )
@@ -69,6 +72,11 @@ class TestValidation:
             retrievers={"lexical": 1.0, "semantic": 0.8}
         )
         assert experiment_from_dict(exp.to_dict()) == exp
+        assert exp.unit == "user"
+        by_session = experiment_from_dict({**data, "unit": "session"})
+        assert by_session.unit == "session"
+        assert by_session.to_dict()["unit"] == "session"
+        assert experiment_from_dict(by_session.to_dict()) == by_session
 
     @pytest.mark.parametrize(
         ("patch", "field"),
@@ -80,7 +88,8 @@ class TestValidation:
             ({"variants": [{"name": "a", "share": 0}, {"name": "b", "share": 1}]}, "experiment.variants[0].share"),
             ({"variants": [{"name": "a b", "share": 0.5}, {"name": "b", "share": 0.5}]}, "experiment.variants[0].name"),
             ({"variants": [{"name": "a", "share": 0.5, "weights": {"x": 1}}, {"name": "b", "share": 0.5}]}, "experiment.variants[0].weights.x"),
-            ({"unit": "user"}, "experiment.unit"),
+            ({"unit": "visitor"}, "experiment.unit"),
+            ({"unit": None}, "experiment.unit"),
         ],
     )  # fmt: skip
     def test_bad_field_is_named(self, patch: dict[str, Any], field: str) -> None:
@@ -119,12 +128,13 @@ class TestStatistics:
             ("control", "s1", "search"), ("control", "s1", "click"), ("control", "s1", "click"),
             ("control", "s2", "search"), ("control", "s2", "purchase"),
             ("b", "s3", "search"), ("b", "s3", "view"),
-            ("b", "s4", "click"),  # no search: not a unit
+            ("b", "s4", "click"),  # no search event, but a click with the variant: exposed
         ]  # fmt: skip
         assert tally(events) == {
             "control": VariantCounts(units=2, clicked=1, converted=1),
-            "b": VariantCounts(units=1, clicked=0, converted=0),
+            "b": VariantCounts(units=2, clicked=1, converted=0),
         }
+        assert tally([]) == {}
 
     def test_report(self) -> None:
         counts = {
@@ -143,3 +153,97 @@ class TestStatistics:
         assert report({}) == ()
         with pytest.raises(ValueError, match="unknown control"):
             report(counts, control="z")
+
+
+W_LOW = RankingWeights(colour_rerank=0.0)
+W_HIGH = RankingWeights(colour_rerank=50.0)
+
+
+def weighted(exp_id: str, weights: RankingWeights, unit: Any = "user") -> Experiment:
+    return Experiment(exp_id, (Variant("control", 0.5), Variant("t", 0.5, weights)), unit=unit)
+
+
+def unit_in(*wanted: tuple[Experiment, str], prefix: str = "u") -> str:
+    """A unit id each experiment puts in the given variant."""
+    for i in range(10_000):
+        unit = f"{prefix}{i}"
+        if all(getattr(variant_for(e, unit), "name", None) == v for e, v in wanted):
+            return unit
+    raise AssertionError("no such unit")
+
+
+class TestAssign:
+    def test_unit_ids(self) -> None:
+        by_user = weighted("e", W_LOW)
+        by_session = weighted("e", W_LOW, unit="session")
+        assert unit_id(by_user, "u1", "s1") == "u1"
+        assert unit_id(by_user, None, "s1") == "s1"
+        assert unit_id(by_user, "", "") is None
+        assert unit_id(by_session, "u1", "s1") == "s1"
+        assert unit_id(by_session, "u1", None) is None
+
+    @pytest.mark.parametrize(("user", "session"), [(None, None), ("", ""), (None, "")])
+    def test_no_ids_no_assignment(self, user: Any, session: Any) -> None:
+        assert assign([EXP], user, session) is NO_ASSIGNMENT
+
+    def test_no_experiments_or_disabled(self) -> None:
+        assert assign([], "u1", "s1") is NO_ASSIGNMENT
+        off = Experiment("x", EXP.variants, enabled=False)
+        assert assign([off], "u1", "s1") is NO_ASSIGNMENT
+
+    def test_one_experiment(self) -> None:
+        exp = weighted("e", W_LOW)
+        treated = unit_in((exp, "t"))
+        control = unit_in((exp, "control"))
+        got = assign([exp], treated, None)
+        assert (got.weights, got.decided_by, dict(got.variants)) == (W_LOW, "e", {"e": "t"})
+        got = assign([exp], None, control)
+        assert (got.weights, got.decided_by, dict(got.variants)) == (None, None, {"e": "control"})
+
+    def test_the_first_weighted_arm_decides_and_overridden_arms_are_not_reported(self) -> None:
+        first, second = weighted("e1", W_LOW), weighted("e2", W_HIGH)
+        both = unit_in((first, "t"), (second, "t"))
+        got = assign([first, second], both, None)
+        assert (got.weights, got.decided_by, dict(got.variants)) == (W_LOW, "e1", {"e1": "t"})
+        # e1's control arm means "serving weights": e2's weights were served instead.
+        second_only = unit_in((first, "control"), (second, "t"))
+        got = assign([first, second], second_only, None)
+        assert (got.weights, got.decided_by, dict(got.variants)) == (W_HIGH, "e2", {"e2": "t"})
+        neither = unit_in((first, "control"), (second, "control"))
+        got = assign([first, second], neither, None)
+        assert got.weights is None
+        assert dict(got.variants) == {"e1": "control", "e2": "control"}
+
+    def test_arms_with_the_served_weights_are_reported(self) -> None:
+        first, same = weighted("e1", W_LOW), weighted("e2", W_LOW)
+        both = unit_in((first, "t"), (same, "t"))
+        assert dict(assign([first, same], both, None).variants) == {"e1": "t", "e2": "t"}
+        # A control arm counts when the served weights equal the serving ones.
+        unit = unit_in((first, "t"), (same, "control"))
+        assert dict(assign([first, same], unit, None, serving=W_LOW).variants) == {
+            "e1": "t",
+            "e2": "control",
+        }
+        assert dict(assign([first, same], unit, None, serving=W_HIGH).variants) == {"e1": "t"}
+
+    def test_each_experiment_stays_balanced_beside_another(self) -> None:
+        first, second = weighted("e1", W_LOW), weighted("e2", W_HIGH)
+        counts: Counter[str] = Counter()
+        for i in range(20_000):
+            counts.update(
+                f"{k}={v}" for k, v in assign([first, second], None, f"s{i}").variants.items()
+            )
+        # e1's arm t serves its weights whatever e2 says; e1's control arm (serving weights)
+        # is served only to shoppers in e2's control arm too: a random half of it.
+        assert counts["e1=t"] / 20_000 == pytest.approx(0.5, abs=0.015)
+        assert counts["e1=control"] / 20_000 == pytest.approx(0.25, abs=0.015)
+        # e2 only gets the shoppers e1's weights did not take, still split evenly.
+        assert counts["e2=t"] / 20_000 == pytest.approx(0.25, abs=0.015)
+        assert counts["e2=control"] / 20_000 == pytest.approx(0.25, abs=0.015)
+        # Which e1 shoppers are kept depends on e2's hash only: both e1 arms are random
+        # samples of the same shoppers, so comparing them stays fair.
+
+    def test_user_id_wins_over_session_id(self) -> None:
+        exp = weighted("e", W_LOW)
+        first = assign([exp], "alice", "s1").variants
+        assert all(assign([exp], "alice", f"s{i}").variants == first for i in range(50))

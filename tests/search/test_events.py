@@ -12,10 +12,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from search.abtest import VariantCounts, tally
 from search.analytics import query_stats, summarise, top_queries, zero_result_queries
 from search.events import (
     Event,
@@ -24,10 +25,12 @@ from search.events import (
     InvalidEventError,
     SQLiteEventStore,
     event_to_dict,
+    experiment_counts,
     ingest,
     normalise_query,
     open_event_store,
     parse_event,
+    unit_key,
 )
 
 NOW = 1_750_000_000.0
@@ -72,9 +75,11 @@ class TestParseEvent:
             "results": ["A", "B"],
             "channel": "APP",
             "timestamp": NOW - 5,
+            "variants": {"ranking-2": "control", "ranking-1": "b"},
         }
         parsed = parse_event(data, now=NOW)
         assert parsed.channel == "app"
+        assert parsed.variants == {"ranking-1": "b", "ranking-2": "control"}
         assert parsed.normalised_query == "oak chair"
         assert parse_event(event_to_dict(parsed), now=NOW) == parsed
 
@@ -99,6 +104,13 @@ class TestParseEvent:
             (raw(user_id=5), "user_id"),
             (raw(user_id="x" * 201), "user_id"),
             (raw(colour="red"), "colour"),
+            (raw(variants="b"), "variants"),
+            (raw(variants=["e1", "b"]), "variants"),
+            (raw(variants={"e1": 3}), "variants.e1"),
+            (raw(variants={"e1": ""}), "variants.e1"),
+            (raw(variants={"e1": "b\n"}), "variants.e1"),
+            (raw(variants={"e 1": "b"}), "variants"),
+            (raw(variants={f"e{i}": "b" for i in range(21)}), "variants"),
         ],
     )
     def test_each_bad_field_is_named(self, data: dict[str, Any], field: str) -> None:
@@ -128,6 +140,11 @@ class TestParseEvent:
     )
     def test_timestamps_in_seconds_milliseconds_or_iso(self, value: Any, expected: float) -> None:
         assert parse_event(raw(timestamp=value), now=NOW).timestamp == pytest.approx(expected)
+
+    def test_empty_variants_mean_none(self) -> None:
+        assert parse_event(raw(variants={}), now=NOW).variants is None
+        assert parse_event(raw(), now=NOW).variants is None
+        assert event_to_dict(parse_event(raw(), now=NOW))["variants"] is None
 
     def test_normalise_query(self) -> None:
         assert normalise_query("  Żółte   KRZESŁO ") == "zolte krzeslo"
@@ -301,6 +318,90 @@ class TestEventStoreContract:
         assert store.append([]) == []
         assert store.last_seq() == 0
 
+    def test_variants_survive(self, store: EventStore) -> None:
+        tagged = event("a", variants={"e1": "b", "e2": "control"})
+        store.append([tagged, event("b")])
+        assert [s.event.variants for s in store.read_since(0)] == [
+            {"e1": "b", "e2": "control"},
+            None,
+        ]
+        assert [e for e in store.scan()] == [tagged, event("b")]
+
+    @pytest.mark.parametrize("unit", ["user", "session"])
+    def test_experiment_counts_in_sql_match_the_reference(
+        self, store: EventStore, unit: Any
+    ) -> None:
+        events = variant_events()
+        store.append(events)
+        counted = experiment_counts(store, "e1", unit)
+        assert counted == reference_counts(events, "e1", unit)
+        assert set(counted) == {"control", "b"}
+        # The scan fallback (stores without SQL) agrees.
+        assert experiment_counts(scan_only(store), "e1", unit) == counted
+        assert experiment_counts(store, "e2", unit) == {"x": VariantCounts(1, 1, 0)}
+        assert experiment_counts(store, "missing", unit) == {}
+
+    def test_experiment_counts_by_time(self, store: EventStore) -> None:
+        store.append(variant_events())
+        recent = experiment_counts(store, "e1", "session", start=NOW - 50)
+        assert recent == experiment_counts(scan_only(store), "e1", "session", start=NOW - 50)
+        assert sum(c.units for c in recent.values()) < sum(
+            c.units for c in experiment_counts(store, "e1", "session").values()
+        )
+        assert experiment_counts(store, "e1", "session", end=NOW - 1000) == {}
+
+    def test_experiment_counts_check_arguments(self, store: EventStore) -> None:
+        with pytest.raises(ValueError, match="experiment id"):
+            experiment_counts(store, 'e"1', "user")
+        with pytest.raises(ValueError, match="unit"):
+            experiment_counts(store, "e1", "visitor")  # type: ignore[arg-type]
+
+
+def variant_events() -> list[Event]:
+    """Events of experiment e1 (and one of e2): several sessions per user, repeated clicks,
+    anonymous sessions, events without variants, a purchase in a variant."""
+    out: list[Event] = []
+    for i in range(12):
+        arm = "b" if i % 3 == 0 else "control"
+        user = f"u{i % 4}" if i % 2 == 0 else None
+        tag = {"e1": arm}
+        common: dict[str, Any] = {"session_id": f"s{i}", "user_id": user, "variants": tag}
+        ts = NOW - 100 + i * 5
+        out.append(
+            event(f"q{i}", type="search", query="sofa", product_id=None, timestamp=ts, **common)
+        )
+        if i % 2 == 0:
+            out.append(event(f"c{i}", type="click", timestamp=ts, **common))
+            out.append(event(f"cc{i}", type="click", timestamp=ts, **common))
+        if i % 4 == 0:
+            out.append(event(f"p{i}", type="purchase", timestamp=ts, **common))
+        out.append(event(f"v{i}", type="add_to_cart", session_id=f"s{i}", timestamp=ts))
+    out.append(event("other", session_id="s0", variants={"e2": "x"}, timestamp=NOW))
+    return out
+
+
+def reference_counts(events: list[Event], experiment: str, unit: Any) -> dict[str, VariantCounts]:
+    return tally(
+        (e.variants[experiment], unit_key(e, unit), e.type.value)
+        for e in events
+        if e.variants and experiment in e.variants
+    )
+
+
+class ScanOnly:
+    """A store without SQL counting (as the Redis store): counted by scanning."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    def scan(self, *args: Any, **kw: Any) -> Any:
+        return self._store.scan(*args, **kw)
+
+
+def scan_only(store: EventStore) -> EventStore:
+    """``store`` seen through :class:`ScanOnly` (only ``scan`` is used by the counting)."""
+    return cast(EventStore, ScanOnly(store))
+
 
 class TestSQLiteEventStore:
     def test_wal_mode_and_synchronous_level(self, tmp_path: Path) -> None:
@@ -333,6 +434,77 @@ class TestSQLiteEventStore:
         store.close()
         with pytest.raises(RuntimeError, match="closed"):
             store.append([event("a")])
+
+
+OLD_SCHEMA = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    user_id TEXT,
+    product_id TEXT,
+    query TEXT,
+    norm_query TEXT,
+    position INTEGER,
+    channel TEXT,
+    results TEXT
+)
+"""
+"""The events table as versions before A/B test variants wrote it."""
+
+
+class TestMigration:
+    def test_sqlite_database_without_variants_gets_the_column(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        path = tmp_path / "old.sqlite3"
+        conn = sqlite3.connect(path)
+        conn.execute(OLD_SCHEMA)
+        conn.execute(
+            "INSERT INTO events (event_id, type, session_id, ts, product_id) "
+            "VALUES ('old', 'click', 's1', ?, 'P1')",
+            (NOW,),
+        )
+        conn.commit()
+        conn.close()
+        store = SQLiteEventStore(path)
+        try:
+            assert [(e.event_id, e.variants) for e in store.scan()] == [("old", None)]
+            store.append([event("new", variants={"e1": "b"})])
+            assert [e.variants for e in store.scan()] == [None, {"e1": "b"}]
+            assert experiment_counts(store, "e1") == {"b": VariantCounts(1, 1, 0)}
+        finally:
+            store.close()
+        # Opening it again (already migrated) changes nothing.
+        again = SQLiteEventStore(path)
+        assert [e.event_id for e in again.scan()] == ["old", "new"]
+        again.close()
+
+    def test_postgres_table_without_variants_gets_the_column(self, postgres_dsn: str) -> None:
+        import psycopg
+
+        from search.events import PostgresEventStore
+
+        table = f"old_{os.getpid()}_{time.monotonic_ns()}"
+        pg_schema = OLD_SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        pg_schema = pg_schema.replace("REAL", "DOUBLE PRECISION")
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(pg_schema.replace("CREATE TABLE events", f"CREATE TABLE {table}"))
+            conn.execute(
+                f"INSERT INTO {table} (event_id, type, session_id, ts, product_id) "
+                "VALUES ('old', 'click', 's1', %s, 'P1')",
+                (NOW,),
+            )
+        store = PostgresEventStore(postgres_dsn, table=table)
+        try:
+            assert [(e.event_id, e.variants) for e in store.scan()] == [("old", None)]
+            store.append([event("new", variants={"e1": "b"})])
+            assert [e.variants for e in store.scan()] == [None, {"e1": "b"}]
+            assert experiment_counts(store, "e1") == {"b": VariantCounts(1, 1, 0)}
+        finally:
+            store.close()
 
 
 class TestIngest:
