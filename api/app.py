@@ -35,6 +35,7 @@ from api.settings import Settings
 from search.config_store import ConfigStore, apply_weights
 from search.engine import EngineConfig, SearchEngine
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
+from search.events import EventStoreUnavailableError
 from search.protocols import Reranker
 from search.rules import RankingWeights
 
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
 
     app.add_exception_handler(InvalidRequestError, _invalid_request_handler)
     app.add_exception_handler(ProductNotFoundError, _product_not_found_handler)
+    app.add_exception_handler(EventStoreUnavailableError, events.store_unavailable_handler)
 
     searcher = [Depends(require_search_key)]
     app.include_router(search.router, dependencies=searcher)

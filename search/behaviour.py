@@ -14,7 +14,8 @@ Every count is weighted by ``2 ** ((t - t_ref) / half_life)``: old events fade w
 over the aggregates, and rates (ratios) are unaffected by the common scale.
 
 :class:`SignalsRefresher` folds events new since the last sequence number into the aggregators
-on a background thread and publishes immutable snapshots; searches read the current snapshot (one
+on a background thread, drops the per-user state of users erased on any replica (the store's
+erasure log), and publishes immutable snapshots; searches read the current snapshot (one
 attribute read) and never wait for a refresh. :class:`BehaviouralRetriever` returns what
 shoppers chose for the normalised query; :class:`BehaviourReranker` re-orders a fused list.
 """
@@ -33,7 +34,13 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from search.events import EventStore, EventType, StoredEvent, normalise_query
+from search.events import (
+    EventStore,
+    EventStoreUnavailableError,
+    EventType,
+    StoredEvent,
+    normalise_query,
+)
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 
@@ -565,17 +572,26 @@ class BehaviourAggregator:
 class SignalsRefresher:
     """Keeps aggregators up to date with an event store, in the background.
 
-    Each refresh reads the events after the last sequence number seen, folds them into every
-    aggregator and publishes new snapshots (only when something new arrived). Searches read the
-    aggregators' snapshots and never wait for this.
+    Each refresh first reads the store's erasure log after the last erasure seen and makes
+    every aggregator forget those users (whichever replica erased them), then reads the events
+    after the last sequence number seen and folds them into every aggregator, and publishes new
+    snapshots (only when something changed). Searches read the aggregators' snapshots and never
+    wait for this.
+
+    Erasure records are deleted from the store after ``erasure_retention_days`` (checked
+    hourly, by every replica): they only have to outlive the longest time a replica may go
+    without reading the log. A refresher that could not read it for longer logs an error: it
+    may have missed erasures, and the replica should be restarted (it then rebuilds its state
+    from the store, where the erased events no longer are).
 
     Args:
         store: The event store.
         aggregators: What to keep up to date (behaviour, profiles...).
         interval_s: Seconds between background refreshes.
-        batch: Events read per round trip.
+        batch: Events (and erasures) read per round trip.
         retention_days: Events older than this are deleted from the store (checked hourly);
             None keeps them forever.
+        erasure_retention_days: Erasure records older than this are deleted from the store.
         clock: The time source.
 
     Raises:
@@ -590,31 +606,43 @@ class SignalsRefresher:
         interval_s: float = 2.0,
         batch: int = 20_000,
         retention_days: float | None = None,
+        erasure_retention_days: float = 7.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not interval_s > 0 or batch < 1:
             raise ValueError("interval_s must be positive and batch 1 or more")
         if retention_days is not None and not retention_days > 0:
             raise ValueError("retention_days must be positive (or None to keep events)")
+        if not erasure_retention_days > 0:
+            raise ValueError("erasure_retention_days must be positive")
         self.store = store
         self.aggregators = tuple(aggregators)
         self.interval_s = interval_s
         self.batch = batch
         self.retention_days = retention_days
+        self.erasure_retention_days = erasure_retention_days
         self.clock = clock
         self.last_seq = 0
+        self.last_erasure_seq = 0
+        self._erasures_read_at: float | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_purge = 0.0
 
     def refresh(self) -> int:
-        """Fold every event new since the last refresh and publish.
+        """Forget the users erased since the last refresh, fold every event new since then,
+        and publish.
 
         Returns:
             Number of events folded.
+
+        Raises:
+            search.events.EventStoreUnavailableError: The store cannot be reached (the
+                snapshots stay as they were).
         """
         with self._lock:
+            erased = self._forget_erased()
             folded = 0
             while True:
                 events = self.store.read_since(self.last_seq, self.batch)
@@ -626,11 +654,37 @@ class SignalsRefresher:
                 folded += len(events)
                 if len(events) < self.batch:
                     break
-            if folded:
+            if folded or erased:
                 now = self.clock()
                 for aggregator in self.aggregators:
                     aggregator.publish(now)
             return folded
+
+    def _forget_erased(self) -> int:
+        """Make every aggregator forget the users in the erasure log after the last one seen
+        (call with ``_lock`` held). Returns the number of erasures read."""
+        started = self.clock()
+        erased = 0
+        while True:
+            erasures = self.store.erasures_since(self.last_erasure_seq, self.batch)
+            if not erasures:
+                break
+            for erasure in erasures:
+                for aggregator in self.aggregators:
+                    aggregator.forget_user(erasure.user_id)
+            self.last_erasure_seq = erasures[-1].seq
+            erased += len(erasures)
+            if len(erasures) < self.batch:
+                break
+        previous, self._erasures_read_at = self._erasures_read_at, started
+        if previous is not None and started - previous > self.erasure_retention_days * DAY_S:
+            logger.error(
+                "the erasure log was last read %.1f days ago, longer than it is kept (%.1f "
+                "days): erasures made meanwhile may be missed; restart this replica",
+                (started - previous) / DAY_S,
+                self.erasure_retention_days,
+            )
+        return erased
 
     def purge_expired(self) -> int:
         """Delete events older than the retention period (none without one).
@@ -642,11 +696,25 @@ class SignalsRefresher:
             return 0
         return self.store.purge_before(self.clock() - self.retention_days * DAY_S)
 
+    def purge_erasures(self) -> int:
+        """Delete erasure records older than ``erasure_retention_days``.
+
+        Returns:
+            Records deleted.
+        """
+        return self.store.purge_erasures_before(self.clock() - self.erasure_retention_days * DAY_S)
+
     def forget_user(self, user_id: str) -> int:
-        """Erase a user: their events (and their sessions') and their per-user state.
+        """Erase a user: their events (and their sessions') and their per-user state here at
+        once; the store logs the erasure, so the other replicas' refreshers follow within one
+        refresh.
 
         Returns:
             Events deleted.
+
+        Raises:
+            search.events.EventStoreUnavailableError: The store cannot be reached (nothing
+                was erased).
         """
         with self._lock:
             deleted = self.store.forget_user(user_id)
@@ -676,13 +744,18 @@ class SignalsRefresher:
             try:
                 self.refresh()
                 now = self.clock()
-                if self.retention_days is not None and now - self._last_purge > 3600.0:
+                if now - self._last_purge > 3600.0:
                     self._last_purge = now
                     self.purge_expired()
-            except Exception:  # keep serving the last snapshot; the log tells why
+                    self.purge_erasures()
+            except Exception as exc:  # keep serving the last snapshot; the log tells why
                 if self._stop.is_set() or getattr(self.store, "_closed", False):
                     return  # the store was closed under us: shutting down, not a failure
-                logger.exception("refreshing behavioural signals failed")
+                if isinstance(exc, EventStoreUnavailableError):
+                    # Expected while the store is down: one line per attempt, no traceback.
+                    logger.warning("refreshing behavioural signals: %s", exc)
+                else:
+                    logger.exception("refreshing behavioural signals failed")
             self._stop.wait(self.interval_s)
 
 

@@ -16,6 +16,20 @@ Two implementations of :class:`EventStore`:
   loss; events arrive in batches, so one fsync per batch keeps ingestion fast.
 * :class:`PostgresEventStore`, for several replicas sharing one store (``psycopg`` 3).
 
+**Erasure reaches every replica.** ``forget_user`` deletes a user's events and, in the same
+transaction (script, for Redis), appends an :class:`Erasure` (a sequence number, the user id, the
+time) to the store's erasure log: the ``erasures`` table (``<table>_erasures`` in PostgreSQL).
+Every replica's :class:`search.behaviour.SignalsRefresher` reads the log with
+``erasures_since`` on each refresh and drops that user's profiles (and their sessions') from
+memory, so within one refresh interval no replica personalises with the user's history. The
+log keeps nothing but the user id and the time, and only as long as a replica may need to catch
+up: the refresher deletes records older than its ``erasure_retention_days`` (7 by default) with
+``purge_erasures_before``.
+
+**A store that cannot be reached** (PostgreSQL or Redis down, a SQLite file locked beyond its
+timeout, a closed store) raises :class:`EventStoreUnavailableError`; nothing of that call was
+acknowledged, and the API answers 503 with ``Retry-After``.
+
 Events may carry the A/B test variants the shopper was served (``variants``, as the search
 answer reported them); :func:`experiment_counts` counts an experiment's units, clicks and
 purchases per variant from them (in SQL in both stores above).
@@ -128,6 +142,21 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Erasure:
+    """One entry of a store's erasure log: a user whose events were forgotten.
+
+    Attributes:
+        seq: Position in the log (growing; numbered apart from the events).
+        user_id: The erased user (the only personal data the log keeps).
+        timestamp: When the erasure ran, seconds since the Unix epoch (for its retention).
+    """
+
+    seq: int
+    user_id: str
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
 class FieldError:
     """One problem with one field of an event.
 
@@ -138,6 +167,12 @@ class FieldError:
 
     field: str
     message: str
+
+
+class EventStoreUnavailableError(SearchServiceError, RuntimeError):
+    """The event store cannot be reached or used right now (server down, connection lost,
+    database locked beyond its timeout, store closed). Nothing of the failed call is
+    acknowledged: retrying it later is safe (appends are idempotent by ``event_id``)."""
 
 
 class InvalidEventError(SearchServiceError, ValueError):
@@ -376,6 +411,7 @@ class EventStore(Protocol):
     """Durable, append-only (but forgettable) storage of events.
 
     ``append`` returns only once the events are durable: an acknowledged event is never lost.
+    Every method raises :class:`EventStoreUnavailableError` when the store cannot be reached.
     """
 
     def append(self, events: Sequence[Event]) -> list[bool]:
@@ -410,11 +446,22 @@ class EventStore(Protocol):
         ...
 
     def forget_user(self, user_id: str) -> int:
-        """Delete every event of a user, and of every session the user had (GDPR erasure).
+        """Delete every event of a user, and of every session the user had (GDPR erasure), and
+        append an :class:`Erasure` to the erasure log in the same transaction, so every
+        replica's refresher drops the user's in-memory profiles. Logged even when no event was
+        left (retention may have deleted them while profiles still hold them).
 
         Returns:
             Events deleted.
         """
+        ...
+
+    def erasures_since(self, after_seq: int, limit: int = 10_000) -> list[Erasure]:
+        """Erasures with ``seq > after_seq`` in ``seq`` order, at most ``limit``."""
+        ...
+
+    def purge_erasures_before(self, timestamp: float) -> int:
+        """Delete erasure records older than ``timestamp``. Returns records deleted."""
         ...
 
     def purge_before(self, timestamp: float) -> int:
@@ -555,6 +602,28 @@ def _counts(rows: Sequence[Sequence[Any]]) -> dict[str, VariantCounts]:
 
 SQLiteSynchronous = Literal["NORMAL", "FULL"]
 
+_SQLITE_UNAVAILABLE = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+)
+"""SQLite error names (and their extended forms) that mean "not now", not "wrong SQL"."""
+
+
+@contextmanager
+def _sqlite_errors() -> Iterator[None]:
+    """Turn SQLite's "locked / cannot open / I/O error" into :class:`EventStoreUnavailableError`
+    (sqlite3 raises syntax errors as ``OperationalError`` too: those stay as they are)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(_SQLITE_UNAVAILABLE) or "locked" in str(exc):
+            raise EventStoreUnavailableError(f"SQLite event store: {exc}") from exc
+        raise
+
 
 class SQLiteEventStore:
     """Events in one SQLite file in WAL mode (the embedded default).
@@ -567,16 +636,27 @@ class SQLiteEventStore:
             (tests; not durable, one connection).
         synchronous: ``"FULL"`` fsyncs the WAL on every commit (survives power loss);
             ``"NORMAL"`` does not (survives a crash of the process, not of the machine).
+        timeout_s: Seconds a call waits for another process's write lock before raising
+            :class:`EventStoreUnavailableError`.
 
     Raises:
-        ValueError: ``synchronous`` is not NORMAL or FULL.
+        ValueError: ``synchronous`` is not NORMAL or FULL, or ``timeout_s`` is negative.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: SQLiteSynchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: SQLiteSynchronous = "FULL",
+        timeout_s: float = 30.0,
+    ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        if not timeout_s >= 0:
+            raise ValueError(f"timeout_s must be 0 or more, not {timeout_s!r}")
         self.path = str(path)
         self.synchronous = synchronous
+        self.timeout_s = float(timeout_s)
         self._memory = self.path == ":memory:"
         if not self._memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -585,7 +665,7 @@ class SQLiteEventStore:
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._writer = self._connect()
-        with self._writer:
+        with _sqlite_errors(), self._writer:
             self._writer.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS events (
@@ -606,6 +686,12 @@ class SQLiteEventStore:
                 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
                 CREATE INDEX IF NOT EXISTS events_user ON events (user_id) WHERE user_id IS NOT NULL;
                 CREATE INDEX IF NOT EXISTS events_session ON events (session_id);
+                CREATE TABLE IF NOT EXISTS erasures (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    user_id TEXT NOT NULL,
+                    ts REAL NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS erasures_ts ON erasures (ts);
                 """
             )
         self._migrate()
@@ -632,18 +718,19 @@ class SQLiteEventStore:
                 conn.execute("ALTER TABLE events ADD COLUMN variants TEXT")
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=30.0, check_same_thread=False, isolation_level=None
-        )
-        if not self._memory:
-            conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA busy_timeout=30000")
+        with _sqlite_errors():
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout_s, check_same_thread=False, isolation_level=None
+            )
+            if not self._memory:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
         return conn
 
     def _reader(self) -> sqlite3.Connection:
         if self._closed:
-            raise RuntimeError("the event store is closed")
+            raise EventStoreUnavailableError("the event store is closed")
         if self._memory:
             return self._writer
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -687,10 +774,13 @@ class SQLiteEventStore:
         return stored
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        if self._memory:
-            with self._lock:
-                return self._writer.execute(sql, params).fetchall()
-        return self._reader().execute(sql, params).fetchall()
+        with _sqlite_errors():
+            if self._memory:
+                with self._lock:
+                    if self._closed:
+                        raise EventStoreUnavailableError("the event store is closed")
+                    return self._writer.execute(sql, params).fetchall()
+            return self._reader().execute(sql, params).fetchall()
 
     def read_since(self, after_seq: int, limit: int = 10_000) -> list[StoredEvent]:
         """See :meth:`EventStore.read_since`."""
@@ -734,16 +824,17 @@ class SQLiteEventStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """The writer inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error)."""
-        with self._lock:
+        with self._lock, _sqlite_errors():
             if self._closed:
-                raise RuntimeError("the event store is closed")
+                raise EventStoreUnavailableError("the event store is closed")
             conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # waits up to timeout_s for another writer
             try:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     def _delete(self, sql: str, params: Sequence[Any]) -> int:
@@ -768,7 +859,20 @@ class SQLiteEventStore:
                     f"DELETE FROM events WHERE session_id IN ({', '.join('?' * len(chunk))})",
                     chunk,
                 ).rowcount
+            conn.execute("INSERT INTO erasures (user_id, ts) VALUES (?, ?)", (user_id, time.time()))
             return int(deleted)
+
+    def erasures_since(self, after_seq: int, limit: int = 10_000) -> list[Erasure]:
+        """See :meth:`EventStore.erasures_since`."""
+        rows = self._query(
+            "SELECT seq, user_id, ts FROM erasures WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [Erasure(int(r[0]), str(r[1]), float(r[2])) for r in rows]
+
+    def purge_erasures_before(self, timestamp: float) -> int:
+        """See :meth:`EventStore.purge_erasures_before`."""
+        return self._delete("DELETE FROM erasures WHERE ts < ?", (timestamp,))
 
     def purge_before(self, timestamp: float) -> int:
         """See :meth:`EventStore.purge_before`."""
@@ -790,22 +894,27 @@ class PostgresEventStore:
 
     Appends serialise on a transaction-level advisory lock, so sequence numbers become visible
     in commit order and an incremental reader (``read_since``) never skips an event committed
-    late with a smaller number. PostgreSQL's default ``synchronous_commit=on`` makes a commit
-    durable before ``append`` returns.
+    late with a smaller number; erasures (the ``<table>_erasures`` log) do the same on their
+    own lock. PostgreSQL's default ``synchronous_commit=on`` makes a commit durable before
+    ``append`` returns. A lost connection fails the call in progress
+    (:class:`EventStoreUnavailableError`) and is opened again by the next call.
 
     Args:
         dsn: A libpq connection string or URL (``"postgresql://user@host/db"``,
             ``"host=/tmp/sock dbname=events"``).
         table: Table name (letters, digits and underscores).
+        connect_timeout_s: Seconds to wait for the server when (re)connecting.
 
     Raises:
         ImportError: ``psycopg`` is not installed.
         ValueError: ``table`` is not a plain identifier.
+        EventStoreUnavailableError: The server cannot be reached.
     """
 
     _LOCK_KEY = 0x5EA7C4  # advisory lock id of the append critical section
+    _ERASURE_LOCK_KEY = 0x5EA7C5  # ... and of the erasure log's
 
-    def __init__(self, dsn: str, *, table: str = "events") -> None:
+    def __init__(self, dsn: str, *, table: str = "events", connect_timeout_s: int = 5) -> None:
         try:
             import psycopg
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -813,9 +922,40 @@ class PostgresEventStore:
         if not table.replace("_", "").isalnum() or not table[0].isalpha():
             raise ValueError(f"table must be a plain identifier, not {table!r}")
         self.table = table
+        self.erasures_table = f"{table}_erasures"
         self._psycopg = psycopg
+        self._dsn = dsn
+        self._connect_timeout_s = max(1, int(connect_timeout_s))
         self._lock = threading.Lock()
-        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._closed = False
+        with self._errors():
+            self._conn = self._connect()
+            self._create_tables()
+
+    def _connect(self) -> Any:
+        return self._psycopg.connect(
+            self._dsn, autocommit=True, connect_timeout=self._connect_timeout_s
+        )
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """PostgreSQL down or the connection lost -> :class:`EventStoreUnavailableError`."""
+        try:
+            yield
+        except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
+            raise EventStoreUnavailableError(f"PostgreSQL event store: {exc}") from exc
+
+    def _connection(self) -> Any:
+        """The open connection (call with ``_lock`` held inside :meth:`_errors`); one lost to
+        a server restart is replaced."""
+        if self._closed:
+            raise EventStoreUnavailableError("the event store is closed")
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def _create_tables(self) -> None:
+        table = self.table
         self._conn.execute(
             f"""
             CREATE TABLE IF NOT EXISTS {table} (
@@ -843,6 +983,17 @@ class PostgresEventStore:
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_ts ON {table} (ts)")
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_user ON {table} (user_id)")
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_session ON {table} (session_id)")
+        erasures = self.erasures_table
+        self._conn.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS {erasures} (
+                seq BIGSERIAL PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                ts DOUBLE PRECISION NOT NULL
+            )
+            """
+        )
+        self._conn.execute(f"CREATE INDEX IF NOT EXISTS {erasures}_ts ON {erasures} (ts)")
 
     def _sql(self, sql: str) -> str:
         return sql.replace("FROM events", f"FROM {self.table}")
@@ -857,19 +1008,25 @@ class PostgresEventStore:
             "ON CONFLICT (event_id) DO NOTHING RETURNING seq"
         )
         stored: list[bool] = []
-        with self._lock, self._conn.transaction():
-            cursor = self._conn.cursor()
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK_KEY,))
-            cursor.executemany(sql, [_row(e) for e in events], returning=True)
-            while True:
-                stored.append(cursor.fetchone() is not None)
-                if not cursor.nextset():
-                    break
+        with self._lock, self._errors():
+            conn = self._connection()
+            with conn.transaction():
+                cursor = conn.cursor()
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._LOCK_KEY,))
+                cursor.executemany(sql, [_row(e) for e in events], returning=True)
+                while True:
+                    stored.append(cursor.fetchone() is not None)
+                    if not cursor.nextset():
+                        break
         return stored
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            return self._conn.execute(self._sql(sql), params).fetchall()
+        """``sql`` written against ``events``, run against this store's table."""
+        return self._fetch(self._sql(sql), params)
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock, self._errors():
+            return list(self._connection().execute(sql, params).fetchall())
 
     def read_since(self, after_seq: int, limit: int = 10_000) -> list[StoredEvent]:
         """See :meth:`EventStore.read_since`."""
@@ -911,18 +1068,42 @@ class PostgresEventStore:
         return _counts(self._query(sql, [experiment_id, *params]))
 
     def _delete(self, sql: str, params: Sequence[Any]) -> int:
-        with self._lock, self._conn.transaction():
-            cursor = self._conn.execute(sql, params)
-            return int(cursor.rowcount)
+        with self._lock, self._errors():
+            conn = self._connection()
+            with conn.transaction():
+                return int(conn.execute(sql, params).rowcount)
 
     def forget_user(self, user_id: str) -> int:
         """See :meth:`EventStore.forget_user`."""
         t = self.table
-        return self._delete(
-            f"DELETE FROM {t} WHERE user_id = %s OR session_id IN "
-            f"(SELECT DISTINCT session_id FROM {t} WHERE user_id = %s)",
-            (user_id, user_id),
+        with self._lock, self._errors():
+            conn = self._connection()
+            with conn.transaction():
+                deleted = conn.execute(
+                    f"DELETE FROM {t} WHERE user_id = %s OR session_id IN "
+                    f"(SELECT DISTINCT session_id FROM {t} WHERE user_id = %s)",
+                    (user_id, user_id),
+                ).rowcount
+                # Numbered under a lock so log entries become visible in seq order.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._ERASURE_LOCK_KEY,))
+                conn.execute(
+                    f"INSERT INTO {self.erasures_table} (user_id, ts) VALUES (%s, %s)",
+                    (user_id, time.time()),
+                )
+        return int(deleted)
+
+    def erasures_since(self, after_seq: int, limit: int = 10_000) -> list[Erasure]:
+        """See :meth:`EventStore.erasures_since`."""
+        rows = self._fetch(
+            f"SELECT seq, user_id, ts FROM {self.erasures_table} WHERE seq > %s "
+            "ORDER BY seq LIMIT %s",
+            (after_seq, limit),
         )
+        return [Erasure(int(r[0]), str(r[1]), float(r[2])) for r in rows]
+
+    def purge_erasures_before(self, timestamp: float) -> int:
+        """See :meth:`EventStore.purge_erasures_before`."""
+        return self._delete(f"DELETE FROM {self.erasures_table} WHERE ts < %s", (timestamp,))
 
     def purge_before(self, timestamp: float) -> int:
         """See :meth:`EventStore.purge_before`."""
@@ -931,6 +1112,7 @@ class PostgresEventStore:
     def close(self) -> None:
         """See :meth:`EventStore.close`."""
         with self._lock:
+            self._closed = True
             self._conn.close()
 
 

@@ -357,14 +357,21 @@ class ProfileAggregator:
         self._tastes: dict[str, _Taste] = {}
         self._frozen: dict[str, Profile] = {}
         self._dirty: set[str] = set()
+        # User id -> keys of the profiles tied to them (theirs and their sessions'), so an
+        # erasure drops them without a pass over every profile.
+        self._keys_of_user: dict[str, set[str]] = {}
         self._last_seq = 0
 
     def _taste(self, key: str, user_id: str | None) -> _Taste:
         taste = self._tastes.get(key)
         if taste is None:
             taste = self._tastes[key] = _Taste(user_id=user_id, recent=deque(maxlen=self.recent))
-        if user_id and taste.user_id is None:
-            taste.user_id = user_id
+        if user_id:
+            if taste.user_id is None:
+                taste.user_id = user_id
+            # Every user seen in a session (a shared device): erasing any of them drops it,
+            # as the store deletes the whole session.
+            self._keys_of_user.setdefault(user_id, set()).add(key)
         self._dirty.add(key)
         return taste
 
@@ -419,9 +426,11 @@ class ProfileAggregator:
             taste.band_total += w
 
     def forget_user(self, user_id: str) -> None:
-        """Drop the user's profile and those of their sessions."""
-        for key in [k for k, t in self._tastes.items() if t.user_id == user_id]:
-            del self._tastes[key]
+        """Drop the user's profile and those of their sessions (the sessions in which they
+        signed in: a session's anonymous events before that are the user's too). Seen by
+        searches at the next :meth:`publish`."""
+        for key in self._keys_of_user.pop(user_id, ()):
+            self._tastes.pop(key, None)
             self._frozen.pop(key, None)
             self._dirty.discard(key)
 

@@ -10,7 +10,14 @@ share one hash tag (``{<prefix>}``), so they live in one slot:
 * ``{p}:ts``: sorted set of ``seq`` scored by the event's timestamp (``scan``, ``purge_before``);
 * ``{p}:ids``: hash ``event_id -> seq`` (idempotency);
 * ``{p}:session:<session_id>``: set of the session's ``seq`` numbers, and
-  ``{p}:user:<user_id>``: set of the user's session ids (``forget_user``).
+  ``{p}:user:<user_id>``: set of the user's session ids (``forget_user``);
+* the erasure log (:meth:`RedisEventStore.erasures_since`): ``{p}:erasure_seq``, its counter,
+  and two sorted sets of the entries ``"<seq>:<timestamp>:<user_id>"``, ``{p}:erasures`` scored
+  by ``seq`` (reading) and ``{p}:erasure_ts`` scored by time (retention). ``forget_user``
+  deletes the events and appends the entry in one script.
+
+Redis that cannot be reached (after the client's retries), or that answers as a read-only
+replica, raises :class:`search.events.EventStoreUnavailableError`.
 
 One Redis primary holds them (Redis Cluster is not supported: the scripts name the session and
 user keys themselves).
@@ -45,12 +52,21 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from search.events import Event, EventType, StoredEvent, event_to_dict, parse_event
+from search.events import (
+    Erasure,
+    Event,
+    EventStoreUnavailableError,
+    EventType,
+    StoredEvent,
+    event_to_dict,
+    parse_event,
+)
 
 logger = logging.getLogger("productsearch.events.redis")
 
@@ -118,8 +134,9 @@ local function drop(seq, doc)
 end
 """
 
-# KEYS: events, order, ts, ids. ARGV: key prefix, user_id. Deletes the user's events and every
-# event of a session in which the user has an event (as the SQL stores do). The user's set of
+# KEYS: events, order, ts, ids, erasure_seq, erasures, erasure_ts. ARGV: key prefix, user_id,
+# timestamp. Deletes the user's events and every event of a session in which the user has an
+# event (as the SQL stores do), and appends the erasure to the log. The user's set of
 # sessions may name a session whose user events were purged since: those are left alone.
 _FORGET = (
     _DROP
@@ -148,6 +165,10 @@ for _, sid in ipairs(redis.call('SMEMBERS', ukey)) do
   end
 end
 redis.call('DEL', ukey)
+local eseq = redis.call('INCR', KEYS[5])
+local entry = eseq .. ':' .. ARGV[3] .. ':' .. ARGV[2]
+redis.call('ZADD', KEYS[6], eseq, entry)
+redis.call('ZADD', KEYS[7], ARGV[3], entry)
 return deleted
 """
 )
@@ -175,6 +196,17 @@ end
 return #seqs
 """
 )
+
+
+# KEYS: erasures, erasure_ts. ARGV: exclusive upper timestamp bound, limit.
+_PURGE_ERASURES = """
+local entries = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, entry in ipairs(entries) do
+  redis.call('ZREM', KEYS[1], entry)
+  redis.call('ZREM', KEYS[2], entry)
+end
+return #entries
+"""
 
 
 def _split_prefix(url: str) -> tuple[str, str | None]:
@@ -208,7 +240,7 @@ class RedisEventStore:
     Raises:
         ImportError: The ``redis`` package is not installed.
         ValueError: The prefix is empty or holds braces (they would break the hash tag).
-        redis.exceptions.ConnectionError: Redis cannot be reached.
+        search.events.EventStoreUnavailableError: Redis cannot be reached.
     """
 
     def __init__(
@@ -230,12 +262,21 @@ class RedisEventStore:
             raise ValueError(f"prefix must be non-empty and free of braces, not {prefix!r}")
         self.prefix = prefix
         self._base = "{" + prefix + "}:"
-        self._keys = {name: self._base + name for name in ("seq", "events", "order", "ts", "ids")}
+        names = ("seq", "events", "order", "ts", "ids", "erasure_seq", "erasures", "erasure_ts")
+        self._keys = {name: self._base + name for name in names}
         from redis.backoff import ExponentialBackoff
-        from redis.exceptions import BusyLoadingError
+        from redis.exceptions import BusyLoadingError, ReadOnlyError
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
         from redis.retry import Retry
+
+        # What "Redis cannot serve us now" looks like once the retries are spent (a replica
+        # left read-only by a failover too); anything else is a bug and stays as it is.
+        self._unavailable: tuple[type[Exception], ...] = (
+            RedisConnectionError,
+            RedisTimeoutError,
+            ReadOnlyError,
+        )
 
         self._redis = redis.Redis.from_url(
             url,
@@ -252,10 +293,22 @@ class RedisEventStore:
         self._read = self._redis.register_script(_READ)
         self._forget = self._redis.register_script(_FORGET)
         self._purge = self._redis.register_script(_PURGE)
+        self._purge_erasures = self._redis.register_script(_PURGE_ERASURES)
         self._closed = False
-        self._redis.ping()
-        if check_durability:
-            self._warn_unless_durable()
+        with self._reachable():
+            self._redis.ping()
+            if check_durability:
+                self._warn_unless_durable()
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Refuse on a closed store; Redis unreachable -> EventStoreUnavailableError."""
+        if self._closed:
+            raise EventStoreUnavailableError("the event store is closed")
+        try:
+            yield
+        except self._unavailable as exc:
+            raise EventStoreUnavailableError(f"Redis event store: {exc}") from exc
 
     def _warn_unless_durable(self) -> None:
         from redis.exceptions import ResponseError
@@ -274,10 +327,6 @@ class RedisEventStore:
                 fsync or "?",
             )
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the event store is closed")
-
     def _key_list(self, *names: str) -> list[str]:
         return [self._keys[n] for n in names]
 
@@ -288,27 +337,29 @@ class RedisEventStore:
         A batch whose answer a broken connection lost is sent again; if the first attempt was
         stored, the retry reports its events as duplicates (stored once either way).
         """
-        self._check_open()
-        if not events:
-            return []
-        args: list[str | float] = [self._base]
-        for event in events:
-            args += [
-                event.event_id,
-                orjson.dumps(event_to_dict(event)).decode(),
-                repr(float(event.timestamp)),
-                event.session_id,
-                event.user_id or "",
-            ]
-        stored = self._append(keys=self._key_list("seq", "events", "order", "ts", "ids"), args=args)
-        return [bool(flag) for flag in stored]
+        with self._reachable():
+            if not events:
+                return []
+            args: list[str | float] = [self._base]
+            for event in events:
+                args += [
+                    event.event_id,
+                    orjson.dumps(event_to_dict(event)).decode(),
+                    repr(float(event.timestamp)),
+                    event.session_id,
+                    event.user_id or "",
+                ]
+            keys = self._key_list("seq", "events", "order", "ts", "ids")
+            stored = self._append(keys=keys, args=args)
+            return [bool(flag) for flag in stored]
 
     def read_since(self, after_seq: int, limit: int = 10_000) -> list[StoredEvent]:
         """See :meth:`search.events.EventStore.read_since`."""
-        self._check_open()
-        if limit < 1:
-            return []
-        flat: Any = self._read(keys=self._key_list("events", "order"), args=[int(after_seq), limit])
+        with self._reachable():
+            if limit < 1:
+                return []
+            keys = self._key_list("events", "order")
+            flat: Any = self._read(keys=keys, args=[int(after_seq), limit])
         return [StoredEvent(int(flat[i]), _decode(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def scan(
@@ -322,7 +373,6 @@ class RedisEventStore:
         Without bounds the events are read in ``seq`` order, a chunk at a time; with bounds the
         timestamp index is read first (events appended meanwhile are left out).
         """
-        self._check_open()
         wanted = frozenset(types)
         if start is None and end is None:
             after = 0
@@ -334,10 +384,12 @@ class RedisEventStore:
             return
         low = _score(start) if start is not None else "-inf"
         high = "(" + _score(end) if end is not None else "+inf"
-        members: Any = self._redis.zrangebyscore(self._keys["ts"], low, high)
+        with self._reachable():
+            members: Any = self._redis.zrangebyscore(self._keys["ts"], low, high)
         seqs = sorted(int(s) for s in members)
         for i in range(0, len(seqs), _CHUNK):
-            docs: Any = self._redis.hmget(self._keys["events"], seqs[i : i + _CHUNK])
+            with self._reachable():
+                docs: Any = self._redis.hmget(self._keys["events"], seqs[i : i + _CHUNK])
             for doc in docs:
                 if doc is None:  # deleted since the index was read
                     continue
@@ -347,30 +399,59 @@ class RedisEventStore:
 
     def last_seq(self) -> int:
         """See :meth:`search.events.EventStore.last_seq`."""
-        self._check_open()
-        top: Any = self._redis.zrevrange(self._keys["order"], 0, 0, withscores=True)
+        with self._reachable():
+            top: Any = self._redis.zrevrange(self._keys["order"], 0, 0, withscores=True)
         return int(top[0][1]) if top else 0
 
     def count(self) -> int:
         """See :meth:`search.events.EventStore.count`."""
-        self._check_open()
-        return int(self._redis.zcard(self._keys["order"]))
+        with self._reachable():
+            return int(self._redis.zcard(self._keys["order"]))
 
     def forget_user(self, user_id: str) -> int:
-        """See :meth:`search.events.EventStore.forget_user` (one atomic script)."""
-        self._check_open()
-        keys = self._key_list("events", "order", "ts", "ids")
-        return int(self._forget(keys=keys, args=[self._base, user_id]))
+        """See :meth:`search.events.EventStore.forget_user` (one atomic script: the events go
+        and the erasure is logged together)."""
+        keys = self._key_list(
+            "events", "order", "ts", "ids", "erasure_seq", "erasures", "erasure_ts"
+        )
+        with self._reachable():
+            return int(self._forget(keys=keys, args=[self._base, user_id, repr(time.time())]))
+
+    def erasures_since(self, after_seq: int, limit: int = 10_000) -> list[Erasure]:
+        """See :meth:`search.events.EventStore.erasures_since`."""
+        with self._reachable():
+            if limit < 1:
+                return []
+            entries: Any = self._redis.zrangebyscore(
+                self._keys["erasures"], f"({int(after_seq)}", "+inf", start=0, num=limit
+            )
+        out: list[Erasure] = []
+        for entry in entries:
+            seq, ts, user_id = _text(entry).split(":", 2)
+            out.append(Erasure(int(seq), user_id, float(ts)))
+        return out
+
+    def purge_erasures_before(self, timestamp: float) -> int:
+        """See :meth:`search.events.EventStore.purge_erasures_before`."""
+        bound = _score(timestamp)
+        keys = self._key_list("erasures", "erasure_ts")
+        deleted = 0
+        while True:
+            with self._reachable():
+                n = int(self._purge_erasures(keys=keys, args=[bound, _CHUNK]))
+            deleted += n
+            if n < _CHUNK:
+                return deleted
 
     def purge_before(self, timestamp: float) -> int:
         """See :meth:`search.events.EventStore.purge_before`; deletes in atomic chunks of
         1,000 events, so a long purge never blocks Redis (and the other replicas) for long."""
-        self._check_open()
         bound = _score(timestamp)
         keys = self._key_list("events", "order", "ts", "ids")
         deleted = 0
         while True:
-            n = int(self._purge(keys=keys, args=[self._base, bound, _CHUNK]))
+            with self._reachable():
+                n = int(self._purge(keys=keys, args=[self._base, bound, _CHUNK]))
             deleted += n
             if n < _CHUNK:
                 return deleted

@@ -10,7 +10,13 @@
   events are durable. An event may carry ``variants``, the A/B test arms the search answer
   reported (``{"ranking-1": "b"}``); the experiment reports count from them
   (:func:`experiment_counts_source`).
-* ``DELETE /users/{user_id}``: forget a user's events (and their sessions') and profile.
+* ``DELETE /users/{user_id}``: forget a user's events (and their sessions') and profile, on
+  every replica: the store logs the erasure and each replica's refresher drops the user's
+  in-memory profiles within one refresh interval.
+* When the event store cannot be reached (Redis or PostgreSQL down, SQLite locked beyond its
+  timeout, the store closed during shutdown) these routes answer **503** with a
+  ``Retry-After`` header (:func:`store_unavailable_handler`): nothing of that request was
+  stored or erased, and retrying it (with the same ``Idempotency-Key``) is safe.
 * ``GET /analytics/queries``: top queries, zero-result queries, click-through and conversion
   per query over a time range.
 
@@ -23,6 +29,7 @@ profiles are dropped too.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -39,6 +46,7 @@ from search.analytics import QueryOrder, query_stats
 from search.behaviour import SignalsRefresher
 from search.events import (
     EventStore,
+    EventStoreUnavailableError,
     SQLiteSynchronous,
     experiment_counts,
     ingest,
@@ -46,9 +54,12 @@ from search.events import (
 )
 
 router = APIRouter(tags=["events"])
+logger = logging.getLogger("productsearch.api.events")
 
 DEFAULT_EVENTS_DB = "var/events.sqlite3"
 MAX_BATCH = 1000
+STORE_RETRY_AFTER_S = 5
+"""``Retry-After`` (seconds) of a 503 answered while the event store cannot be reached."""
 
 _open_lock = threading.Lock()
 
@@ -85,6 +96,45 @@ def event_store_of(state: Any) -> EventStore:
 
 
 EventStoreDep = Annotated[EventStore, Depends(get_event_store)]
+
+
+class StoreUnavailableResponse(BaseModel):
+    """The event store cannot be reached: nothing of the request was stored or erased."""
+
+    detail: str
+
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": StoreUnavailableResponse,
+        "description": "The event store cannot be reached; nothing was stored or erased. "
+        "Retry after the Retry-After header's seconds.",
+    }
+}
+
+
+async def store_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Answer :class:`search.events.EventStoreUnavailableError` with 503 and ``Retry-After``
+    (installed by :func:`api.app.create_app`); the cause goes to the log, not to the client.
+
+    Args:
+        request: The request that failed.
+        exc: The error.
+
+    Returns:
+        The 503 answer.
+    """
+    assert isinstance(exc, EventStoreUnavailableError)
+    logger.warning("event store unavailable for %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        content={
+            "detail": "the event store cannot be reached right now, so nothing of this request "
+            f"was stored or erased; retry in {STORE_RETRY_AFTER_S} s (a retried event batch "
+            "with the same Idempotency-Key or event ids is not counted twice)"
+        },
+    )
 
 
 def experiment_counts_source(app: Any) -> Callable[[str], Mapping[str, VariantCounts]] | None:
@@ -157,7 +207,10 @@ class EventBatchResponse(BaseModel):
     "/events",
     response_model=EventBatchResponse,
     summary="Record shopper events (batched, idempotent)",
-    responses={422: {"model": EventBatchResponse, "description": "Every event was invalid."}},
+    responses={
+        422: {"model": EventBatchResponse, "description": "Every event was invalid."},
+        **_UNAVAILABLE,
+    },
 )
 def post_events(
     batch: EventBatch,
@@ -226,14 +279,16 @@ class ForgetResponse(BaseModel):
     "/users/{user_id}",
     response_model=ForgetResponse,
     summary="Forget a user's events and profile (GDPR erasure)",
+    responses={**_UNAVAILABLE},
 )
 def forget_user(
     request: Request,
     store: EventStoreDep,
     user_id: Annotated[str, Path(min_length=1, max_length=200)],
 ) -> ForgetResponse:
-    """Delete the user's events, their sessions' events and their profiles. Idempotent: an
-    unknown user answers 200 with 0 events deleted."""
+    """Delete the user's events, their sessions' events and their profiles (on every replica
+    within one refresh interval). Idempotent: an unknown user answers 200 with 0 events
+    deleted (the erasure is still logged: profiles may outlive events purged by retention)."""
     refresher: SignalsRefresher | None = getattr(request.app.state, "signals_refresher", None)
     if refresher is not None and refresher.store is store:
         deleted = refresher.forget_user(user_id)

@@ -1,11 +1,13 @@
-"""``POST /events``, ``DELETE /users/{id}`` and ``GET /analytics/queries``, and a real server
-killed with SIGKILL mid-ingest losing no acknowledged event."""
+"""``POST /events``, ``DELETE /users/{id}`` and ``GET /analytics/queries``, 503 while the store
+cannot be reached, and a real server killed with SIGKILL mid-ingest losing no acknowledged
+event."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -178,6 +180,44 @@ class TestForgetUser:
         assert "user:alice" in profiles.snapshot.profiles
         assert client.delete("/users/alice").json()["events_deleted"] == 1
         assert not profiles.snapshot.profiles
+
+
+class TestStoreUnavailable:
+    """A store that cannot be reached answers 503 with Retry-After, and acknowledges nothing."""
+
+    def assert_503(self, response: Any) -> None:  # TestClient and httpx responses alike
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "5"
+        assert "nothing of this request was stored or erased" in response.json()["detail"]
+
+    def test_closed_store(self, client: TestClient, store: SQLiteEventStore) -> None:
+        store.close()  # as during a shutdown
+        self.assert_503(client.post("/events", json={"events": [click()]}))
+        self.assert_503(client.delete("/users/alice"))
+        self.assert_503(client.get("/analytics/queries"))
+
+    def test_sqlite_locked_beyond_its_timeout(
+        self, app: FastAPI, client: TestClient, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "locked.sqlite3"
+        locked = SQLiteEventStore(path, timeout_s=0.2)
+        app.dependency_overrides[get_event_store] = lambda: locked
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            client.post("/events", json={"events": [click(user_id="alice", session_id="a1")]})
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            batch = {"events": [click(event_id="e-2")]}
+            self.assert_503(client.post("/events", json=batch))
+            self.assert_503(client.delete("/users/alice"))
+            assert locked.count() == 1 and locked.erasures_since(0) == []
+            other.execute("ROLLBACK")
+            retried = client.post("/events", json=batch)
+            assert retried.status_code == 200
+            assert retried.json()["accepted"] == 1  # the 503 had stored nothing
+            assert client.delete("/users/alice").json()["events_deleted"] == 1
+        finally:
+            other.close()
+            locked.close()
 
 
 class TestQueryAnalytics:

@@ -3,8 +3,10 @@ refresh, the behavioural retriever and re-ranker."""
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from search.behaviour import (
     normalised_scores,
 )
 from search.engine import SearchEngine
-from search.events import SQLiteEventStore, ingest
+from search.events import SQLiteEventStore, StoredEvent, ingest
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 
@@ -261,10 +263,96 @@ class TestSignalsRefresher:
         assert [e.product_id for e in store.scan()] == ["B"]
         assert SignalsRefresher(store, []).purge_expired() == 0
 
-    @pytest.mark.parametrize("kwargs", [{"interval_s": 0}, {"batch": 0}, {"retention_days": 0}])
+    def test_erasures_on_another_replica_reach_this_one(self, tmp_path: Path) -> None:
+        here, there = SQLiteEventStore(tmp_path / "e.db"), SQLiteEventStore(tmp_path / "e.db")
+        ingest(here, [{"type": "view", "session_id": "s", "product_id": "A", "user_id": "u1"}])
+        recorder = Recorder()
+        refresher = SignalsRefresher(here, [recorder], batch=2, clock=lambda: NOW)
+        assert refresher.refresh() == 1
+        assert recorder.publishes == 1
+        for user in ("u1", "u2", "u3"):
+            there.forget_user(user)  # on "another replica": only the shared store tells us
+        assert refresher.refresh() == 0  # no new event ...
+        assert recorder.forgotten == ["u1", "u2", "u3"]  # ... but three erasures, in 2 reads
+        assert recorder.publishes == 2  # published, so searches stop seeing them
+        assert refresher.refresh() == 0
+        assert recorder.forgotten == ["u1", "u2", "u3"]  # each erasure is applied once
+        assert recorder.publishes == 2
+
+    def test_a_new_refresher_reads_the_whole_erasure_log(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        store.forget_user("u1")
+        recorder = Recorder()
+        SignalsRefresher(store, [recorder]).refresh()
+        assert recorder.forgotten == ["u1"]  # harmless on fresh state, and no gap to reason about
+
+    def test_erasure_records_expire(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        store.forget_user("u1")
+        now = time.time()
+        assert SignalsRefresher(store, [], clock=lambda: now).purge_erasures() == 0
+        later = now + 8 * DAY_S
+        assert SignalsRefresher(store, [], clock=lambda: later).purge_erasures() == 1
+        assert store.erasures_since(0) == []
+
+    def test_warns_when_the_log_was_not_read_for_longer_than_it_is_kept(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        clock = [NOW]
+        refresher = SignalsRefresher(
+            SQLiteEventStore(tmp_path / "e.db"),
+            [],
+            erasure_retention_days=1,
+            clock=lambda: clock[0],
+        )
+        refresher.refresh()
+        clock[0] += 0.5 * DAY_S
+        with caplog.at_level(logging.ERROR, logger="productsearch.behaviour"):
+            refresher.refresh()
+            assert caplog.text == ""
+            clock[0] += 2 * DAY_S  # the store was out of reach for two days
+            refresher.refresh()
+        assert "restart this replica" in caplog.text
+
+    def test_background_thread_applies_erasures(self, tmp_path: Path) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        recorder = Recorder()
+        refresher = SignalsRefresher(store, [recorder], interval_s=0.05)
+        refresher.start()
+        try:
+            SQLiteEventStore(tmp_path / "e.db").forget_user("u9")
+            deadline = time.monotonic() + 10
+            while not recorder.forgotten and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert recorder.forgotten == ["u9"]
+        finally:
+            refresher.stop()
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"interval_s": 0}, {"batch": 0}, {"retention_days": 0}, {"erasure_retention_days": 0}],
+    )
     def test_bad_arguments(self, tmp_path: Path, kwargs: dict[str, Any]) -> None:
         with pytest.raises(ValueError):
             SignalsRefresher(SQLiteEventStore(":memory:"), [], **kwargs)
+
+
+class Recorder:
+    """An aggregator that records what the refresher asks of it."""
+
+    def __init__(self) -> None:
+        self.folded = 0
+        self.publishes = 0
+        self.forgotten: list[str] = []
+
+    def fold(self, events: Sequence[StoredEvent]) -> None:
+        self.folded += len(events)
+
+    def publish(self, now: float) -> None:
+        self.publishes += 1
+
+    def forget_user(self, user_id: str) -> None:
+        self.forgotten.append(user_id)
 
 
 @pytest.fixture

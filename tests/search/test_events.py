@@ -1,5 +1,6 @@
 """Events: validation, the SQLite and PostgreSQL stores (one contract), idempotent ingestion,
-erasure, retention, analytics, and durability of acknowledged events under SIGKILL."""
+erasure and its log, retention, a store that cannot be reached, analytics, and durability of
+acknowledged events under SIGKILL."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import pytest
 from search.abtest import VariantCounts, tally
 from search.analytics import query_stats, summarise, top_queries, zero_result_queries
 from search.events import (
+    Erasure,
     Event,
     EventStore,
+    EventStoreUnavailableError,
     EventType,
     InvalidEventError,
     SQLiteEventStore,
@@ -309,6 +312,44 @@ class TestEventStoreContract:
         assert [e.event_id for e in store.scan()] == ["3", "4"]
         assert store.forget_user("alice") == 0
 
+    def test_forget_user_logs_the_erasure(self, store: EventStore) -> None:
+        assert store.erasures_since(0) == []
+        store.append([event("1", user_id="alice", session_id="s-a"), event("2", user_id="bob")])
+        before = time.time()
+        assert store.forget_user("alice") == 1
+        # An unknown user is logged too: replicas may hold a profile whose events are gone.
+        assert store.forget_user("nobody") == 0
+        log = store.erasures_since(0)
+        assert [e.user_id for e in log] == ["alice", "nobody"]
+        assert all(isinstance(e, Erasure) for e in log)
+        assert log[0].seq < log[1].seq
+        assert before - 1 <= log[0].timestamp <= log[1].timestamp <= time.time() + 1
+        assert store.erasures_since(log[0].seq) == [log[1]]
+        assert store.erasures_since(log[1].seq) == []
+        assert store.erasures_since(0, limit=1) == [log[0]]
+        # The log is numbered apart from the events: appending does not move it.
+        store.append([event("3")])
+        assert store.erasures_since(log[1].seq) == []
+
+    def test_erasures_are_purged_by_age(self, store: EventStore) -> None:
+        store.forget_user("alice")
+        store.forget_user("bob")
+        assert store.purge_erasures_before(0.0) == 0
+        assert len(store.erasures_since(0)) == 2
+        assert store.purge_erasures_before(time.time() + 10) == 2
+        assert store.erasures_since(0) == []
+        store.forget_user("carol")  # numbering goes on after a purge
+        assert [e.user_id for e in store.erasures_since(0)] == ["carol"]
+
+    def test_closed_store_is_unavailable(self, store: EventStore) -> None:
+        store.close()
+        with pytest.raises(EventStoreUnavailableError, match="closed"):
+            store.append([event("a")])
+        with pytest.raises(EventStoreUnavailableError, match="closed"):
+            store.forget_user("alice")
+        with pytest.raises(EventStoreUnavailableError, match="closed"):
+            store.erasures_since(0)
+
     def test_purge_before(self, store: EventStore) -> None:
         store.append([event("old", timestamp=NOW - 100), event("new", timestamp=NOW)])
         assert store.purge_before(NOW - 10) == 1
@@ -432,8 +473,57 @@ class TestSQLiteEventStore:
     def test_closed_store_refuses_writes(self, tmp_path: Path) -> None:
         store = SQLiteEventStore(tmp_path / "e.db")
         store.close()
-        with pytest.raises(RuntimeError, match="closed"):
+        with pytest.raises(EventStoreUnavailableError, match="closed"):
             store.append([event("a")])
+        with pytest.raises(RuntimeError):  # as before the error had a name of its own
+            store.count()
+
+    def test_two_stores_on_one_file_share_the_erasure_log(self, tmp_path: Path) -> None:
+        a, b = SQLiteEventStore(tmp_path / "e.db"), SQLiteEventStore(tmp_path / "e.db")
+        try:
+            a.append([event("1", user_id="alice")])
+            assert a.forget_user("alice") == 1
+            assert [e.user_id for e in b.erasures_since(0)] == ["alice"]
+        finally:
+            a.close()
+            b.close()
+
+    def test_locked_beyond_its_timeout_is_unavailable(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        store = SQLiteEventStore(tmp_path / "e.db", timeout_s=0.2)
+        other = sqlite3.connect(tmp_path / "e.db", isolation_level=None)
+        try:
+            store.append([event("before")])
+            other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            started = time.monotonic()
+            with pytest.raises(EventStoreUnavailableError, match="locked"):
+                store.append([event("while-locked")])
+            assert time.monotonic() - started < 5
+            with pytest.raises(EventStoreUnavailableError, match="locked"):
+                store.forget_user("alice")
+            assert store.count() == 1  # WAL readers are not blocked; nothing was stored
+            other.execute("ROLLBACK")
+            assert store.append([event("after")]) == [True]
+            assert [e.event_id for e in store.scan()] == ["before", "after"]
+            assert store.erasures_since(0) == []  # the failed erasure was not logged
+        finally:
+            other.close()
+            store.close()
+
+    def test_sql_mistakes_are_not_unavailability(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        store = SQLiteEventStore(tmp_path / "e.db")
+        try:
+            with pytest.raises(sqlite3.OperationalError):
+                store._query("SELECT nonsense FROM nowhere")
+        finally:
+            store.close()
+
+    def test_rejects_a_negative_timeout(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="timeout_s"):
+            SQLiteEventStore(tmp_path / "e.db", timeout_s=-1)
 
 
 OLD_SCHEMA = """
@@ -480,6 +570,10 @@ class TestMigration:
         # Opening it again (already migrated) changes nothing.
         again = SQLiteEventStore(path)
         assert [e.event_id for e in again.scan()] == ["old", "new"]
+        # The erasure log did not exist either: created on open.
+        assert again.erasures_since(0) == []
+        again.forget_user("alice")
+        assert [e.user_id for e in again.erasures_since(0)] == ["alice"]
         again.close()
 
     def test_postgres_table_without_variants_gets_the_column(self, postgres_dsn: str) -> None:
@@ -503,8 +597,39 @@ class TestMigration:
             store.append([event("new", variants={"e1": "b"})])
             assert [e.variants for e in store.scan()] == [None, {"e1": "b"}]
             assert experiment_counts(store, "e1") == {"b": VariantCounts(1, 1, 0)}
+            # The erasure log did not exist either: created on open.
+            assert store.erasures_since(0) == []
+            store.forget_user("alice")
+            assert [e.user_id for e in store.erasures_since(0)] == ["alice"]
         finally:
             store.close()
+
+    def test_postgres_connection_lost_is_unavailable_then_reconnects(
+        self, postgres_dsn: str
+    ) -> None:
+        import psycopg
+
+        from search.events import PostgresEventStore
+
+        table = f"lost_{os.getpid()}_{time.monotonic_ns()}"
+        store = PostgresEventStore(postgres_dsn, table=table)
+        try:
+            store.append([event("before")])
+            pid = store._conn.info.backend_pid
+            with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(EventStoreUnavailableError, match="PostgreSQL"):
+                store.append([event("lost")])  # the server went away under this connection
+            assert store.append([event("after")]) == [True]  # a new connection
+            assert [e.event_id for e in store.scan()] == ["before", "after"]
+        finally:
+            store.close()
+
+    def test_postgres_unreachable_at_open(self, postgres_dsn: str, tmp_path: Path) -> None:
+        from search.events import PostgresEventStore
+
+        with pytest.raises(EventStoreUnavailableError, match="PostgreSQL"):
+            PostgresEventStore(f"postgresql://postgres@/postgres?host={tmp_path}")
 
 
 class TestIngest:

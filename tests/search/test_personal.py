@@ -229,6 +229,50 @@ class TestProfiles:
         assert set(aggregator.snapshot.profiles) == {"user:u2", "session:s2"}
         assert store.count() == 1
 
+    def test_an_erasure_on_another_replica_drops_the_profiles_here(
+        self, catalogue: Catalogue, tmp_path: Path
+    ) -> None:
+        a, b = SQLiteEventStore(tmp_path / "e.db"), SQLiteEventStore(tmp_path / "e.db")
+        ingest(
+            a,
+            shop("u1", "s1", [("view", "D1")])
+            + shop(None, "s3", [("view", "C1")])
+            + shop("u1", "s3", [("view", "D2")])  # signed in mid-session
+            + shop("u2", "s2", [("view", "D2")]),
+            now=NOW + 10,
+        )
+        replicas = []
+        for store in (a, b):
+            aggregator = ProfileAggregator(catalogue)
+            refresher = SignalsRefresher(store, [aggregator], clock=lambda: NOW)
+            refresher.refresh()
+            replicas.append((refresher, aggregator))
+        (on_a, profiles_a), (on_b, profiles_b) = replicas
+        assert {"user:u1", "session:s1", "session:s3"} <= set(profiles_b.snapshot.profiles)
+        assert on_a.forget_user("u1") == 3
+        assert set(profiles_a.snapshot.profiles) == {"user:u2", "session:s2"}  # at once
+        assert on_b.refresh() == 0
+        assert set(profiles_b.snapshot.profiles) == {"user:u2", "session:s2"}  # next refresh
+        # Later events of the same user build a new profile from scratch.
+        ingest(a, shop("u1", "s4", [("view", "L1")]), now=NOW + 10)
+        on_b.refresh()
+        assert profiles_b.snapshot.profiles["user:u1"].interactions == 1
+
+    def test_a_shared_session_goes_with_either_user(
+        self, catalogue: Catalogue, tmp_path: Path
+    ) -> None:
+        store = SQLiteEventStore(tmp_path / "e.db")
+        ingest(
+            store,
+            shop("u1", "kiosk", [("view", "D1")]) + shop("u2", "kiosk", [("view", "D2")]),
+            now=NOW + 10,
+        )
+        aggregator = ProfileAggregator(catalogue)
+        aggregator.fold(store.read_since(0))
+        aggregator.forget_user("u2")  # the store deletes the whole session too
+        aggregator.publish(NOW)
+        assert set(aggregator.snapshot.profiles) == {"user:u1"}
+
     def test_affinity_bounds_and_price_penalty(self, catalogue: Catalogue) -> None:
         bargain = Profile(key="user:b", price_bands={0: 1.0}, brands={"acme": 1.0}, interactions=5)
         luxury = catalogue.get("L1")

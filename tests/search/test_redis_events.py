@@ -1,6 +1,7 @@
-"""The Redis event store: the EventStore contract (the same tests as SQLite and PostgreSQL),
-atomic numbering under concurrent writers, forward compatibility, and durability of acknowledged
-events when Redis itself is killed (AOF with ``appendfsync always``).
+"""The Redis event store: the EventStore contract (the same tests as SQLite and PostgreSQL, the
+erasure log included), atomic numbering under concurrent writers, forward compatibility, Redis
+stopped (:class:`~search.events.EventStoreUnavailableError`, then recovery), and durability of
+acknowledged events when Redis itself is killed (AOF with ``appendfsync always``).
 
 A real ``redis-server`` runs on a free loopback port with its files in a temporary folder; the
 tests skip, saying why, when the binary (``apt-get install redis-server``) or the ``redis``
@@ -21,10 +22,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from search.events import Event, EventStore, EventType, ingest, open_event_store, parse_event
+from search.events import (
+    Event,
+    EventStore,
+    EventStoreUnavailableError,
+    EventType,
+    ingest,
+    open_event_store,
+    parse_event,
+)
 from tests.search import test_events as contract
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,7 +277,7 @@ class TestRedisEventStore:
 
         assert isinstance(store, RedisEventStore)
         store.append([event("new-writer")])
-        raw = store._redis.hget(store._keys["events"], 1)
+        raw: Any = store._redis.hget(store._keys["events"], 1)
         doc = orjson.loads(raw)
         doc["field_from_the_future"] = {"x": 1}
         store._redis.hset(store._keys["events"], 1, orjson.dumps(doc))
@@ -352,10 +362,63 @@ class TestRedisEventStore:
         assert caplog.text == ""
 
     def test_unreachable_redis_fails_at_open(self) -> None:
-        redis = pytest.importorskip("redis", reason="the redis package is not installed")
+        pytest.importorskip("redis", reason="the redis package is not installed")
 
-        with pytest.raises(redis.exceptions.ConnectionError):
+        with pytest.raises(EventStoreUnavailableError, match="Redis"):
             open_event_store(f"redis://127.0.0.1:{free_port()}/0")
+
+    def test_erasures_logged_by_one_instance_are_read_by_another(
+        self, redis_server: RedisServer
+    ) -> None:
+        prefix = f"test-{uuid.uuid4().hex}"
+        a, b = redis_store(redis_server, prefix), redis_store(redis_server, prefix)
+        other = redis_store(redis_server)
+        try:
+            a.append([event("1", user_id="al:ice", session_id="s")])
+            assert a.forget_user("al:ice") == 1  # a colon in the id survives the entry format
+            assert [(e.user_id, e.seq) for e in b.erasures_since(0)] == [("al:ice", 1)]
+            assert other.erasures_since(0) == []  # another prefix, another log
+        finally:
+            for s in (a, b, other):
+                s.close()
+
+    def test_erasure_log_holds_only_the_user_id_and_time(self, store: EventStore) -> None:
+        from search.redis_events import RedisEventStore
+
+        assert isinstance(store, RedisEventStore)
+        store.append([event("1", user_id="alice", session_id="secret-session", query="q")])
+        store.forget_user("alice")
+        entries: Any = store._redis.zrange(store._keys["erasures"], 0, -1)
+        assert len(entries) == 1
+        seq, ts, user = entries[0].decode().split(":", 2)
+        assert (seq, user) == ("1", "alice")
+        float(ts)
+        assert b"secret-session" not in entries[0]
+
+    def test_stopped_redis_is_unavailable_then_recovers(self, tmp_path: Path) -> None:
+        from search.redis_events import RedisEventStore
+
+        server = RedisServer(tmp_path / "redis")
+        server.start()
+        try:
+            store = RedisEventStore(f"{server.url}?prefix=down", retries=1)
+            store.append([event("before", user_id="alice")])
+            server.kill(signal.SIGTERM)
+            for call in (
+                lambda: store.append([event("while-down")]),
+                lambda: store.forget_user("alice"),
+                lambda: store.erasures_since(0),
+                lambda: store.read_since(0),
+            ):
+                with pytest.raises(EventStoreUnavailableError, match="Redis"):
+                    call()
+            server.start()  # same port and files
+            assert store.append([event("after")]) == [True]
+            assert [e.event_id for e in store.scan()] == ["before", "after"]
+            assert store.erasures_since(0) == []  # the failed erasure was never logged
+            store.close()
+        finally:
+            server.kill()
 
 
 # --------------------------------------------------------------------------------------------
