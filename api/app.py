@@ -23,6 +23,7 @@ from api.routes import (
     catalogue,
     events,
     health,
+    pages,
     photos,
     products,
     reports,
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.include_router(admin.router)
     app.include_router(catalogue.router)
     app.include_router(voice.router, dependencies=searcher)
+    app.include_router(pages.router)
     return app
 
 

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
         keys_db: SQLite file of the API keys (stored hashed); None keeps them in memory
             (they are lost at restart). While no key exists search is open and admin closed.
         keys_secret: Server secret the key hashes are keyed with (HMAC-SHA256).
+        storefront_key: Search-scoped API key the storefront demo page (``/storefront``) is served
+            with, so shoppers need none; an admin or unknown key is never put in the page.
         merch_db: SQLite file of the merchandising rules, ranking weights, experiments, their
             versions and audit log; None keeps them in memory.
         speech_recognizer: Speech recogniser for voice search: ``moonshine`` (English, default),
@@ -98,6 +100,7 @@ class Settings(BaseSettings):
     personalisation_strength: float = Field(default=0.3, ge=0, le=0.9)
     keys_db: Path | None = None
     keys_secret: SecretStr | None = None
+    storefront_key: SecretStr | None = None
     merch_db: Path | None = None
     speech_recognizer: str = "moonshine"
     model_threads: int = Field(default=1, ge=1, le=64)

@@ -1,0 +1,1 @@
+"""The service's web pages (storefront demo, merchandiser console) in headless Chromium."""
