@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import __version__
+from api.deps import serving_weights
 from api.limits import install_limits
 from api.metrics import install_metrics
 from api.routes import (
@@ -33,12 +34,11 @@ from api.routes import (
 )
 from api.security import KeyStore, Security, require_admin_key, require_search_key
 from api.settings import Settings
-from search.config_store import ConfigStore, apply_weights
+from search.config_store import ConfigStore, apply_ranking_weights
 from search.engine import EngineConfig, SearchEngine
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
 from search.events import EventStoreUnavailableError
 from search.protocols import Reranker
-from search.rules import RankingWeights
 
 if TYPE_CHECKING:
     from search.behaviour import SignalsRefresher
@@ -214,17 +214,17 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
         retention_days=settings.events_retention_days,
     )
     refresher.refresh()
+    # Both re-rankers are always built, at the settings' strengths; the merchandising weights
+    # (apply_merchandising) set their strengths at run time and leave out those at 0.
     rerankers: list[Reranker] = list(engine.rerankers)
-    if settings.behaviour_weight > 0:
-        rerankers.append(
-            BehaviourReranker(
-                behaviour, [p.id for p in engine.store.products], weight=settings.behaviour_weight
-            )
+    rerankers.append(
+        BehaviourReranker(
+            behaviour, [p.id for p in engine.store.products], weight=settings.behaviour_weight
         )
-    if settings.personalisation_strength > 0:
-        rerankers.append(
-            PersonalisationReranker(profiles, catalogue, strength=settings.personalisation_strength)
-        )
+    )
+    rerankers.append(
+        PersonalisationReranker(profiles, catalogue, strength=settings.personalisation_strength)
+    )
     serving = engine.with_rerankers(rerankers)
     old: SignalsRefresher | None = getattr(app.state, "signals_refresher", None)
     refresher.start()
@@ -257,9 +257,7 @@ def apply_merchandising(app: FastAPI) -> SearchEngine:
             app.state.config_version = 0
             return base
         version = store.current()
-        engine = base
-        if version.weights != RankingWeights():
-            engine = engine.with_config(apply_weights(base.config, version.weights))
+        engine = apply_ranking_weights(base, serving_weights(app.state.settings, version))
         if version.rules:
             engine = engine.with_rules(version.rule_set())
         app.state.engine = engine

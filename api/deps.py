@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from api.settings import Settings
 from search.abtest import NO_ASSIGNMENT, Assignment, Experiment, assign
-from search.config_store import ConfigStore, ConfigVersion, apply_weights
+from search.config_store import ConfigStore, ConfigVersion, apply_ranking_weights
 from search.engine import SearchEngine
 from search.rules import RankingWeights
 
@@ -56,6 +57,22 @@ def get_settings(request: Request) -> Settings:
     """
     settings: Settings = request.app.state.settings
     return settings
+
+
+def serving_weights(settings: Settings | None, version: ConfigVersion) -> RankingWeights:
+    """The ranking weights a configuration version serves with.
+
+    Until a merchandiser saves weights (the version's are the defaults), the behaviour and
+    personalisation strengths come from the settings (``PRODUCTSEARCH_BEHAVIOUR_WEIGHT``,
+    ``PRODUCTSEARCH_PERSONALISATION_STRENGTH``); saved weights replace them.
+    """
+    if settings is None or version.weights != RankingWeights():
+        return version.weights
+    return replace(
+        version.weights,
+        behaviour=settings.behaviour_weight,
+        personalisation=settings.personalisation_strength,
+    )
 
 
 class VariantEngines:
@@ -108,10 +125,11 @@ class VariantEngines:
 
     def _build(self, weights: RankingWeights) -> SearchEngine:
         if self.base is None:
-            return self.serving.with_config(apply_weights(self.serving.config, weights))
+            return apply_ranking_weights(self.serving, weights)
         # From the engine before merchandising, as the serving weights are applied: a variant's
-        # weights replace the serving weights rather than add to them.
-        engine = self.base.with_config(apply_weights(self.base.config, weights))
+        # weights (behaviour and personalisation strengths included) replace the serving
+        # weights rather than add to them.
+        engine = apply_ranking_weights(self.base, weights)
         return engine.with_rules(self.version.rule_set()) if self.version.rules else engine
 
 

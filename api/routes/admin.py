@@ -27,7 +27,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
-from api.deps import EngineDep
+from api.deps import EngineDep, serving_weights
 from api.security import AdminKeyDep, SecurityDep, require_admin_key
 from search.abtest import VariantCounts, experiment_from_dict, report
 from search.config_store import (
@@ -35,7 +35,7 @@ from search.config_store import (
     ConfigNotFoundError,
     ConfigStore,
     ConfigVersion,
-    apply_weights,
+    apply_ranking_weights,
     compare_rankings,
 )
 from search.engine import SearchEngine
@@ -557,10 +557,11 @@ def rank_with_rules(
     own rules, so they are switched off here (``with_rules(None)``) and only ``rules`` apply.
 
     Args:
-        engine: The serving engine.
+        engine: The engine before merchandising (``app.state.base_engine``), or the serving one.
         request: The search request (page 1).
         rules: The rules to apply.
-        weights: Ranking weights to apply through ``engine.with_config``, or None.
+        weights: Ranking weights to apply (:func:`search.config_store.apply_ranking_weights`),
+            or None to rank with ``engine`` as it is.
         segment: The shopper segment for rule conditions.
         now: Time for the rules' active windows.
         depth: Hits taken from the engine before rules apply (pins may pull from deeper).
@@ -571,9 +572,9 @@ def rank_with_rules(
     matched = rules.match(request.text, channel=request.channel, segment=segment, now=now)
     if engine.rules is not None:
         engine = engine.with_rules(None)
-    config = engine.config
     if weights is not None:
-        config = apply_weights(config, weights)
+        engine = apply_ranking_weights(engine, weights)
+    config = engine.config
     if matched.synonyms:
         merged = {**config.understand.synonyms, **matched.synonyms}
         config = replace(config, understand=replace(config.understand, synonyms=merged))
@@ -596,7 +597,9 @@ def rank_with_rules(
 
 
 @router.post("/preview", summary="Ranking before and after a proposed change")
-def preview(body: PreviewRequest, store: StoreDep, engine: EngineDep) -> dict[str, Any]:
+def preview(
+    body: PreviewRequest, store: StoreDep, engine: EngineDep, http: Request
+) -> dict[str, Any]:
     """Rank a query with the current configuration and with the proposed one, side by side,
     without saving anything.
 
@@ -620,20 +623,24 @@ def preview(body: PreviewRequest, store: StoreDep, engine: EngineDep) -> dict[st
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         depth = min(engine.config.max_k, max(body.k, 100))
+        # Both sides start from the engine before merchandising, with the weights each would
+        # serve: exactly what the service ranks with once the change is saved.
+        base: SearchEngine = getattr(http.app.state, "base_engine", None) or engine
+        current_weights = serving_weights(getattr(http.app.state, "settings", None), current)
         before = rank_with_rules(
-            engine,
+            base,
             request,
             RuleSet(current.rules),
-            weights=None,
+            weights=current_weights,
             segment=body.segment,
             now=now,
             depth=depth,
         )
         after = rank_with_rules(
-            engine,
+            base,
             request,
             RuleSet(proposed_rules),
-            weights=weights,
+            weights=weights or current_weights,
             segment=body.segment,
             now=now,
             depth=depth,

@@ -131,3 +131,95 @@ class TestPersonalisedSuggestions:
         assert texts.index("chair") > 1
         other = client.get("/suggest", params={"q": "c", "user_id": "someone-else"}).json()
         assert [s["text"] for s in other["suggestions"]] == plain
+
+
+class TestStrengthsAreMerchandisingWeights:
+    """``/admin/weights`` sets the behaviour and personalisation strengths at run time, and the
+    preview ranks with them exactly as the service will once they are saved."""
+
+    @staticmethod
+    def _teach(client: TestClient, favourite: str, before: list[str]) -> None:
+        events = []
+        for s in range(30):
+            events.append(
+                {"type": "search", "session_id": f"s{s}", "query": "sofa", "results": before}
+            )
+            events.append(
+                {
+                    "type": "click",
+                    "session_id": f"s{s}",
+                    "query": "sofa",
+                    "product_id": favourite,
+                    "position": len(before),
+                }
+            )
+            events.append(
+                {
+                    "type": "purchase",
+                    "session_id": f"s{s}",
+                    "query": "sofa",
+                    "product_id": favourite,
+                }
+            )
+        assert client.post("/events", json={"events": events}).status_code == 200
+        refresh(client)
+
+    def test_behaviour_weight_zero_turns_it_off_and_back(self, client: TestClient) -> None:
+        before = ids(client, q="sofa")
+        favourite = before[-1]
+        self._teach(client, favourite, before)
+        taught = ids(client, q="sofa")
+        assert taught.index(favourite) < before.index(favourite)
+
+        _, token = client.app.state.security.keys.create("merch", "admin")  # type: ignore[attr-defined]
+        admin = {"Authorization": f"Bearer {token}"}
+        _, search = client.app.state.security.keys.create("shop", "search")  # type: ignore[attr-defined]
+        shop = {"Authorization": f"Bearer {search}"}
+
+        preview = client.post(
+            "/admin/preview",
+            json={"q": "sofa", "k": 10, "weights": {"behaviour": 0}},
+            headers=admin,
+        )
+        assert preview.status_code == 200, preview.text
+        after_ids = [h["id"] for h in preview.json()["after"]["hits"]]
+        before_ids = [h["id"] for h in preview.json()["before"]["hits"]]
+        assert before_ids[: len(taught)] == taught
+        assert after_ids.index(favourite) > before_ids.index(favourite)
+
+        saved = client.put("/admin/weights", json={"behaviour": 0}, headers=admin)
+        assert saved.status_code == 200, saved.text
+        body = client.get(
+            "/search", params={"q": "sofa", "as_you_type": "false", "explain": "true"}, headers=shop
+        ).json()
+        served = [h["id"] for h in body["hits"]]
+        assert served == after_ids[: len(served)]  # preview equals the ranking after saving
+        hit = next(h for h in body["hits"] if h["id"] == favourite)
+        assert not {a["stage"] for a in hit["explanation"]["adjustments"]} & {"behaviour"}
+
+        assert (
+            client.put("/admin/weights", json={"behaviour": 0.5}, headers=admin).status_code == 200
+        )
+        again = client.get(
+            "/search", params={"q": "sofa", "as_you_type": "false"}, headers=shop
+        ).json()
+        assert [h["id"] for h in again["hits"]] == taught
+
+    def test_personalisation_strength_follows_the_weights(self, client: TestClient) -> None:
+        _, token = client.app.state.security.keys.create("merch", "admin")  # type: ignore[attr-defined]
+        admin = {"Authorization": f"Bearer {token}"}
+        assert (
+            client.put("/admin/weights", json={"personalisation": 0.7}, headers=admin).status_code
+            == 200
+        )
+        client.get("/search", params={"q": "sofa"}, headers=admin)  # picks the version up
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        strengths = [getattr(r, "strength", None) for r in engine.rerankers]
+        assert 0.7 in strengths
+        assert (
+            client.put("/admin/weights", json={"personalisation": 0}, headers=admin).status_code
+            == 200
+        )
+        client.get("/search", params={"q": "sofa"}, headers=admin)
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        assert "personalisation" not in {r.name for r in engine.rerankers}
