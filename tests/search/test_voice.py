@@ -76,6 +76,15 @@ class TestSpokenNumbers:
             ("¾ inch plywood", "3/4 inch plywood"),
             ("3 1-4 inch", "3 1/4 inch"),
             ("one slash two inch", "1/2 inch"),
+            # Number homophones only where a fraction follows.
+            ("free slash eight plywood", "3/8 plywood"),
+            ("Free slash 8 riser", "3/8 riser"),
+            ("for eighths inch", "4/8 inch"),
+            ("free quarter inch", "3/4 inch"),
+            ("won slash two", "1/2"),
+            ("tools for eight year olds", "tools for 8 year olds"),
+            ("a tree over the fence", "a tree over the fence"),
+            ("shelf for quarter round", "shelf for 1/4 round"),
             ("o ring", "o ring"),
             ("stand by light", "stand by light"),
             ("", ""),
@@ -190,6 +199,27 @@ class TestVoiceQueryCorrector:
         assert all(" " not in h for h in corrector.hints(100, phrases=False))
         assert "and" not in corrector.hints(1000)  # stopwords are no hint
         assert corrector.hints(0) == ()
+
+    def test_runs_do_not_swallow_a_stopword_at_their_edge(
+        self, corrector: VoiceQueryCorrector, voice_engine: SearchEngine
+    ) -> None:
+        # "and tie": "and" was heard right; only the word after it is in question.
+        assert corrector.correct("blue cotton shirt and tie").text == "blue cotton shirt and tie"
+        # A stopword inside a run may still be re-segmented.
+        assert corrector.correct("Delphi won the mere tub").text == "delta windemere tub"
+        swallowing = VoiceQueryCorrector.from_titles(
+            voice_engine.vocabulary,
+            voice_engine.analyzer,
+            (p.title for p in voice_engine.store.products),
+            VoiceCorrectorConfig(edge_stopwords=True),
+        )
+        assert swallowing.correct("blue cotton shirt and tie").text != "blue cotton shirt and tie"
+
+    def test_sound_alike_search_is_remembered(self, corrector: VoiceQueryCorrector) -> None:
+        first = corrector.correct("blue car insured")
+
+        assert corrector._candidate_cache  # the readings of one utterance share runs of words
+        assert corrector.correct("blue car insured") == first
 
     def test_thresholds_are_configurable(self, voice_engine: SearchEngine) -> None:
         strict = VoiceQueryCorrector.from_titles(
