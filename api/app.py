@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -39,6 +40,7 @@ from search.engine import EngineConfig, SearchEngine
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
 from search.events import EventStoreUnavailableError
 from search.protocols import Reranker
+from search.rules import RankingWeights
 
 if TYPE_CHECKING:
     from search.behaviour import SignalsRefresher
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The pool sync handlers run in: a few threads per core, not anyio's 40.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         if engine is not None:
             serve_engine(app, engine)
         else:
@@ -257,7 +261,9 @@ def apply_merchandising(app: FastAPI) -> SearchEngine:
             app.state.config_version = 0
             return base
         version = store.current()
-        engine = apply_ranking_weights(base, serving_weights(app.state.settings, version))
+        weights = serving_weights(app.state.settings, version)
+        # The defaults are what the base engine was built with (settings defaults included).
+        engine = base if weights == RankingWeights() else apply_ranking_weights(base, weights)
         if version.rules:
             engine = engine.with_rules(version.rule_set())
         app.state.engine = engine

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from api.settings import Settings
 from search.abtest import NO_ASSIGNMENT, Assignment, Experiment, assign
@@ -161,7 +162,7 @@ def variant_engines(state: Any, engine: SearchEngine) -> VariantEngines | None:
 
 
 def serve_variants(
-    request: Request, engine: SearchEngine, user_id: str | None, session_id: str | None
+    request: HTTPConnection, engine: SearchEngine, user_id: str | None, session_id: str | None
 ) -> tuple[SearchEngine, Assignment]:
     """Assign a shopper to the running A/B tests and pick the engine that ranks for them.
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
             ``whisper`` (packaged whisper base, also Polish), ``whisper:<ctranslate2-folder>``,
             ``vosk:<model-folder>`` (official vosk models, e.g. small English or Polish),
             ``vosk-ko``, ``pocketsphinx`` or ``none`` (voice search off).
+        request_threads: Worker threads that run the synchronous request handlers (searches,
+            events); anyio's default of 40 makes dozens of searches fight over the GIL on a small
+            machine, which lowers throughput and raises every request's latency under load.
         model_threads: CPU threads per model inference (torch, faiss) in the service; 1 keeps
             concurrent requests from fighting over the cores (see ``models.runtime``).
         log_format: ``json`` (one JSON object per line with the request id: what log
@@ -104,6 +107,7 @@ class Settings(BaseSettings):
     merch_db: Path | None = None
     speech_recognizer: str = "moonshine"
     model_threads: int = Field(default=1, ge=1, le=64)
+    request_threads: int = Field(default=8, ge=1, le=256)
     log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = Field(default=12 * 1024 * 1024, ge=1)
     max_query_bytes: int = Field(default=8192, ge=1)

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, SettingsDep
+from api.deps import EngineDep, SettingsDep, serve_variants
 from api.routes.search import parse_facets, parse_filters
 from api.schemas import SearchResponse
 from api.security import SearchKeyDep, merge_filters
@@ -32,6 +32,7 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_UPLOAD_ERRORS,
 )
 async def search_by_image(
+    http: Request,
     engine: EngineDep,
     settings: SettingsDep,
     key: SearchKeyDep,
@@ -56,6 +57,15 @@ async def search_by_image(
     colour: Annotated[str | None, Form(max_length=100)] = None,
     facets: Annotated[str, Form()] = "",
     explain: Annotated[bool, Form()] = False,
+    user_id: Annotated[
+        str | None,
+        Form(max_length=200, description="The shopper (personalisation and A/B tests)."),
+    ] = None,
+    session_id: Annotated[
+        str | None,
+        Form(max_length=200, description="The shopper's session (A/B tests while anonymous)."),
+    ] = None,
+    channel: Annotated[Literal["web", "app"] | None, Form()] = None,
 ) -> SearchResponse:
     """Rank the products whose photos look most like the uploaded one; text and a colour
     narrow and re-rank them ("this, in black").
@@ -83,9 +93,13 @@ async def search_by_image(
         explain=explain,
         as_you_type=False,
         colour=colour if colour is None or colour.strip() else None,
+        user_id=user_id,
+        session_id=session_id,
+        channel=channel,
     )
-    result = await run_in_threadpool(engine.search_image, photo, request)
-    return SearchResponse.from_result(result, page=page, k=k)
+    served, assignment = serve_variants(http, engine, user_id, session_id)
+    result = await run_in_threadpool(served.search_image, photo, request)
+    return SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
 
 
 @router.get(

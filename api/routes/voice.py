@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Annotated, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import (
@@ -36,9 +37,10 @@ from api.audio import (
     decode_audio,
     pcm16_to_float,
 )
-from api.deps import EngineDep, SettingsDep
+from api.deps import EngineDep, SettingsDep, serve_variants
 from api.routes.search import parse_facets, parse_filters
 from api.schemas import FacetValuePublic, SearchHitPublic
+from api.security import SearchKeyDep, merge_filters
 from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
 from search.engine import SearchEngine
 from search.errors import InvalidRequestError, SearchServiceError
@@ -200,6 +202,11 @@ class VoiceSearchResponse(BaseModel):
     facets: dict[str, list[FacetValuePublic]]
     timings: VoiceTimingsPublic
     took_ms: float
+    variants: dict[str, str] = Field(
+        default_factory=dict,
+        description="The shopper's A/B test arms (experiment id to variant), as for GET /search; "
+        "send them back on the shopper's events.",
+    )
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -214,30 +221,26 @@ def _readings(transcript: Transcript) -> list[tuple[str, float]]:
     return [(transcript.text, 1.0)] if transcript.text else []
 
 
-def _search(
-    engine: SearchEngine, text: str, k: int, filters: Filters, facets: tuple[str, ...]
-) -> SearchResult | None:
+def _search(engine: SearchEngine, text: str, template: SearchRequest) -> SearchResult | None:
+    # ``template`` carries everything but the text: k, filters (the key's fixed ones merged),
+    # facets and the shopper (personalisation).
     if not text.strip():
         return None
-    return engine.search(
-        SearchRequest(text=text, k=k, filters=filters, facets=facets, as_you_type=False)
-    )
+    return engine.search(replace(template, text=text))
 
 
 def _search_transcript(
     voice: VoiceSearch,
     engine: SearchEngine,
     transcript: Transcript,
-    k: int,
-    filters: Filters,
-    facets: tuple[str, ...],
+    template: SearchRequest,
 ) -> VoiceOutcome:
     # Every reading is corrected and searched; the one whose words best fit the catalogue
     # (weighed with the recogniser's confidence) is answered.
     return search_readings(
         voice.corrector,
         _readings(transcript),
-        lambda text: _search(engine, text, k, filters, facets),
+        lambda text: _search(engine, text, template),
     )
 
 
@@ -251,6 +254,7 @@ def _response(
     decode_ms: float,
     search_ms: float,
     started: float,
+    variants: Mapping[str, str] | None = None,
 ) -> VoiceSearchResponse:
     return VoiceSearchResponse(
         transcript=transcript.text,
@@ -281,6 +285,7 @@ def _response(
             search_ms=round(search_ms, 2),
         ),
         took_ms=round((time.perf_counter() - started) * 1000, 2),
+        variants=dict(variants or {}),
     )
 
 
@@ -303,13 +308,11 @@ def _recognise_and_search(
     engine: SearchEngine,
     samples: np.ndarray,
     lang: str | None,
-    k: int,
-    filters: Filters,
-    facets: tuple[str, ...],
+    template: SearchRequest,
 ) -> tuple[Transcript, Correction, SearchResult | None, float]:
     transcript = voice.recognizer.transcribe(samples, voice.hints, lang)
     started = time.perf_counter()
-    outcome = _search_transcript(voice, engine, transcript, k, filters, facets)
+    outcome = _search_transcript(voice, engine, transcript, template)
     return transcript, outcome.correction, outcome.result, (time.perf_counter() - started) * 1000
 
 
@@ -333,6 +336,7 @@ async def search_by_voice(
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
+    key: SearchKeyDep,
     audio: Annotated[
         UploadFile,
         File(
@@ -353,6 +357,15 @@ async def search_by_voice(
     price_max: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
     availability: Annotated[list[Availability], Form()] = [],  # noqa: B006
     facets: Annotated[str, Form(description="Comma-separated facets to count.")] = "",
+    user_id: Annotated[
+        str | None,
+        Form(max_length=200, description="The shopper (personalisation and A/B tests)."),
+    ] = None,
+    session_id: Annotated[
+        str | None,
+        Form(max_length=200, description="The shopper's session (A/B tests while anonymous)."),
+    ] = None,
+    channel: Annotated[Literal["web", "app"] | None, Form()] = None,
 ) -> VoiceSearchResponse:
     """Transcribe a recorded query, map it onto catalogue terms and search.
 
@@ -366,8 +379,18 @@ async def search_by_voice(
     started = time.perf_counter()
     if k > settings.max_k:
         raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
-    filters = parse_filters(brand, category, attr, price_min, price_max, availability)
-    facet_names = parse_facets(facets, engine.facet_names())
+    template = SearchRequest(
+        k=k,
+        filters=merge_filters(
+            parse_filters(brand, category, attr, price_min, price_max, availability),
+            key.filters if key is not None else None,
+        ),
+        facets=parse_facets(facets, engine.facet_names()),
+        as_you_type=False,
+        user_id=user_id,
+        session_id=session_id,
+        channel=channel,
+    )
     try:
         if audio.size is not None:
             check_size(audio.size)
@@ -380,8 +403,9 @@ async def search_by_voice(
     voice = await get_voice_search(request, engine, settings)
     lang = _language(lang)
     _check_language(voice, lang)
+    served, assignment = serve_variants(request, engine, user_id, session_id)
     transcript, correction, result, search_ms = await run_in_threadpool(
-        _recognise_and_search, voice, engine, decoded.samples, lang, k, filters, facet_names
+        _recognise_and_search, voice, served, decoded.samples, lang, template
     )
     return _response(
         voice,
@@ -392,6 +416,7 @@ async def search_by_voice(
         decode_ms=decode_ms,
         search_ms=search_ms,
         started=started,
+        variants=assignment.variants,
     )
 
 
@@ -410,9 +435,13 @@ def _resample(samples: np.ndarray, rate: int) -> np.ndarray:
 @router.websocket("/search/voice/stream")
 async def stream_voice_search(
     websocket: WebSocket,
+    key: SearchKeyDep,
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     lang: Annotated[str | None, Query(max_length=8)] = None,
     sample_rate: Annotated[int, Query(ge=8_000, le=96_000)] = TARGET_RATE,
+    user_id: Annotated[str | None, Query(max_length=200)] = None,
+    session_id: Annotated[str | None, Query(max_length=200)] = None,
+    channel: Annotated[Literal["web", "app"] | None, Query()] = None,
 ) -> None:
     """Stream a spoken query and get partial transcripts and results as the shopper speaks.
 
@@ -446,6 +475,16 @@ async def stream_voice_search(
         await websocket.close(code=1008)
         return
     k = min(k, settings.max_k)
+    # The key's fixed filters and the shopper's A/B arm apply as on POST /search/voice.
+    template = SearchRequest(
+        k=k,
+        filters=merge_filters(Filters(), key.filters if key is not None else None),
+        as_you_type=False,
+        user_id=user_id,
+        session_id=session_id,
+        channel=channel,
+    )
+    engine, assignment = serve_variants(websocket, engine, user_id, session_id)
     stream = voice.recognizer.stream(voice.hints, lang)
     received = 0
     limit = int(DEFAULT_MAX_SECONDS * sample_rate)
@@ -468,7 +507,7 @@ async def stream_voice_search(
                     return
                 partial = await run_in_threadpool(stream.accept, _resample(samples, sample_rate))
                 if partial is not None:
-                    payload = await run_in_threadpool(_partial, voice, engine, partial, k)
+                    payload = await run_in_threadpool(_partial, voice, engine, partial, template)
                     await websocket.send_json(payload)
                 continue
             text = (message.get("text") or "").strip()
@@ -477,9 +516,7 @@ async def stream_voice_search(
         final_started = time.perf_counter()
         transcript = await run_in_threadpool(stream.finish)
         search_started = time.perf_counter()
-        outcome = await run_in_threadpool(
-            _search_transcript, voice, engine, transcript, k, Filters(), ()
-        )
+        outcome = await run_in_threadpool(_search_transcript, voice, engine, transcript, template)
         search_ms = (time.perf_counter() - search_started) * 1000
         response = _response(
             voice,
@@ -490,6 +527,7 @@ async def stream_voice_search(
             decode_ms=0.0,
             search_ms=search_ms,
             started=final_started,
+            variants=assignment.variants,
         )
         await websocket.send_json({"type": "final", **response.model_dump(mode="json")})
         await websocket.close()
@@ -500,9 +538,11 @@ async def stream_voice_search(
         await websocket.close(code=1011)
 
 
-def _partial(voice: VoiceSearch, engine: SearchEngine, text: str, k: int) -> dict[str, Any]:
+def _partial(
+    voice: VoiceSearch, engine: SearchEngine, text: str, template: SearchRequest
+) -> dict[str, Any]:
     correction = voice.corrector.correct(text)
-    result = _search(engine, correction.text, k, Filters(), ())
+    result = _search(engine, correction.text, template)
     hits = (
         [SearchHitPublic.from_hit(hit).model_dump(mode="json") for hit in result.hits]
         if result

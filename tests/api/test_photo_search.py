@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from api.app import create_app
 from api.settings import Settings
 from indexer.build import BuildConfig, build_snapshot
+from search.abtest import experiment_from_dict
 from search.types import Product
 
 SHAPES = {"shirt": "polygon", "lamp": "ellipse"}
@@ -106,3 +107,40 @@ class TestPhotoSearch:
         response = client.post("/search/image", files={"image": ("x.png", payload, "image/png")})
         assert response.status_code == status, response.text
         assert response.json()["detail"]
+
+
+class TestPhotoSearchExperiments:
+    def test_a_shopper_in_an_experiment_gets_their_arm(self, client: TestClient) -> None:
+        store = client.app.state.config_store  # type: ignore[attr-defined]
+        experiment = experiment_from_dict(
+            {
+                "id": "photo-exp",
+                "variants": [
+                    {"name": "control", "share": 0.5},
+                    {"name": "b", "share": 0.5, "weights": {"colour_rerank": 0.0}},
+                ],
+            }
+        )
+        store.put_experiment(experiment, "test")
+        try:
+            photo = png(draw("shirt", (195, 30, 35)))
+            arms = set()
+            for shopper in ("u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"):
+                response = client.post(
+                    "/search/image",
+                    files={"image": ("me.png", photo, "image/png")},
+                    data={"user_id": shopper, "channel": "app"},
+                )
+                assert response.status_code == 200, response.text
+                body = response.json()
+                typed = client.get("/search", params={"q": "shirt", "user_id": shopper}).json()
+                assert body["variants"] == typed["variants"]
+                arms.add(body["variants"]["photo-exp"])
+                assert ids(body)[0] == "shirt-red"
+            assert arms == {"control", "b"}
+            anonymous = client.post(
+                "/search/image", files={"image": ("me.png", photo, "image/png")}
+            )
+            assert anonymous.json()["variants"] == {}
+        finally:
+            store.delete_experiment("photo-exp", "test")

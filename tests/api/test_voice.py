@@ -32,6 +32,7 @@ from models.speech import (
     MoonshineRecognizer,
     Transcript,
 )
+from search.rules import filters_from_dict
 from tests.api import build_snapshot
 from tests.models.test_speech import silence, speak
 
@@ -422,3 +423,74 @@ def tone(seconds: float = 1.0) -> npt.NDArray[np.float32]:
     """A tone the scripted recogniser 'hears' (any audio will do)."""
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+class TestVoiceKeysAndExperiments:
+    """Voice search obeys a search key's fixed filters and the shopper's A/B arm, as GET /search
+    does, on the upload and on the stream."""
+
+    @pytest.fixture()
+    def shop(self, snapshot_dir: Path, tmp_path: Path) -> Iterator[tuple[TestClient, str, str]]:
+        settings = Settings(
+            index_dir=snapshot_dir,
+            text_embedder="none",
+            max_k=MAX_K,
+            merch_db=tmp_path / "merch.sqlite3",
+        )
+        app = create_app(settings)
+        app.state.speech_recognizer = ScriptedRecognizer([("sofa", 0.9)])
+        with TestClient(app) as test_client:
+            keys = app.state.security.keys
+            _, admin = keys.create("merch", "admin")
+            _, nordhem = keys.create(
+                "nordhem", "search", filters=filters_from_dict({"brands": ["Nordhem"]})
+            )
+            experiment = {
+                "variants": [
+                    {"name": "control", "share": 0.5},
+                    {"name": "b", "share": 0.5, "weights": {"retrievers": {"lexical": 1.0}}},
+                ]
+            }
+            put = test_client.put(
+                "/admin/experiments/voice-exp",
+                json=experiment,
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+            assert put.status_code == 200, put.text
+            yield test_client, admin, nordhem
+
+    def test_upload_keeps_the_keys_filters_and_reports_the_arm(
+        self, shop: tuple[TestClient, str, str]
+    ) -> None:
+        client, _, nordhem = shop
+        auth = {"Authorization": f"Bearer {nordhem}"}
+        response = client.post(
+            "/search/voice",
+            files={"audio": ("q.wav", encode(tone(), "wav"), "audio/wav")},
+            data={"user_id": "shopper-7"},
+            headers=auth,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["hits"] and {h["brand"] for h in body["hits"]} == {"Nordhem"}
+        typed = client.get("/search", params={"q": "sofa", "user_id": "shopper-7"}, headers=auth)
+        assert body["variants"] == typed.json()["variants"]
+        assert set(body["variants"]) == {"voice-exp"}
+
+    def test_stream_keeps_the_keys_filters_and_reports_the_arm(
+        self, shop: tuple[TestClient, str, str]
+    ) -> None:
+        client, _, nordhem = shop
+        samples = (tone() * 32767).astype("<i2").tobytes()
+        url = f"/search/voice/stream?api_key={nordhem}&session_id=s-9"
+        with client.websocket_connect(url) as ws:
+            ws.send_bytes(samples)
+            ws.send_text("end")
+            final = None
+            while final is None:
+                message = ws.receive_json()
+                assert message["type"] != "error", message
+                if message["type"] == "final":
+                    final = message
+        assert final["hits"] and {h["brand"] for h in final["hits"]} == {"Nordhem"}
+        assert set(final["variants"]) == {"voice-exp"}
