@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -65,6 +67,13 @@ class EmbedderName(StrEnum):
     MINILM_FP32 = "minilm-fp32"
     E5 = "e5"
     NONE = "none"
+
+
+class Executor(StrEnum):
+    """Where ``index`` runs the per-product stages (embedding, photos, colours)."""
+
+    LOCAL = "local"
+    RAY = "ray"
 
 
 class QueryEmbedder(StrEnum):
@@ -140,29 +149,40 @@ def _build(
     overwrite: bool,
     languages: tuple[str, ...] = ("en",),
     image_embedder: str = "auto",
+    executor: Executor = Executor.LOCAL,
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> BuildResult:
-    """Build a snapshot with progress bars on stderr.
+    """Build a snapshot with progress bars on stderr, here or on Ray.
 
     Raises:
         typer.Exit: The catalogue cannot be imported or the snapshot cannot be written (code 1).
     """
     from indexer.build import BuildConfig, build_from_catalogue
 
+    config = BuildConfig(
+        languages=languages,
+        embedder=embedder,
+        overwrite=overwrite,
+        image_embedder=image_embedder,
+        image_cache=Path("var/image-cache"),
+    )
     try:
         with _stage_progress() as bars:
+            if executor is Executor.RAY:
+                from indexer.ray_build import RayOptions, build_from_catalogue_on_ray
+
+                return build_from_catalogue_on_ray(
+                    catalogue,
+                    out,
+                    fmt=fmt,
+                    strict=strict,
+                    config=config,
+                    progress=bars,
+                    options=RayOptions(address=ray_address, workers=ray_workers),
+                )
             return build_from_catalogue(
-                catalogue,
-                out,
-                fmt=fmt,
-                strict=strict,
-                config=BuildConfig(
-                    languages=languages,
-                    embedder=embedder,
-                    overwrite=overwrite,
-                    image_embedder=image_embedder,
-                    image_cache=Path("var/image-cache"),
-                ),
-                progress=bars,
+                catalogue, out, fmt=fmt, strict=strict, config=config, progress=bars
             )
     except CatalogueError as exc:
         raise _fail(f"cannot import {catalogue}: {exc}") from exc
@@ -211,8 +231,32 @@ def index(
             "a colour/layout descriptor), lite0, descriptor, open_clip:<model>:<weights>, none.",
         ),
     ] = "auto",
+    executor: Annotated[
+        Executor,
+        typer.Option(
+            "--executor",
+            help="local: build in this process; ray: embedding, photos and colours as Ray Data "
+            "jobs (pip install 'productsearch[distributed]').",
+        ),
+    ] = Executor.LOCAL,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --executor ray: the cluster (auto, ray://head:10001); unset starts a "
+            "local Ray instance.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-workers", min=1, help="With --executor ray: most model workers per stage."
+        ),
+    ] = None,
 ) -> None:
     """Build an index snapshot from a catalogue and print the import report."""
+    if executor is not Executor.RAY and (ray_address is not None or ray_workers is not None):
+        raise _fail("--ray-address and --ray-workers need --executor ray", code=2)
     if _is_non_empty_dir(out):
         if not force:
             raise _fail(f"{out} exists and is not empty; pass --force to replace it")
@@ -228,6 +272,9 @@ def index(
         overwrite=True,  # an existing OUT is empty or --force was given
         languages=tuple(code.strip() for code in lang.split(",") if code.strip()),
         image_embedder=image_embedder,
+        executor=executor,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
     )
     _print_report(result)
 
@@ -514,3 +561,360 @@ def create_key(
         )
     except InvalidRequestError as exc:
         raise _fail(str(exc)) from exc
+
+
+#: Most upserts plus deletes sent to a service in one request (its limit, ``MAX_CHANGES``).
+CHANGES_PER_REQUEST = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Changes:
+    """Catalogue changes read from a file: raw upsert rows (with their line or item number),
+    ids to delete, and rows that could not be read at all."""
+
+    upserts: list[tuple[int, dict[str, Any]]]
+    deletes: list[str]
+    unreadable: list[tuple[int, str]]
+
+
+def _read_changes(source: Path) -> _Changes:
+    """Read changes as the ``POST /admin/catalogue/changes`` body (one JSON object with
+    ``upserts`` and ``deletes``) or as JSON Lines (one product per line to upsert, or
+    ``{"delete": "<id>"}`` to delete).
+
+    Raises:
+        typer.Exit: The file cannot be read or its body is malformed (code 2).
+    """
+    import sys
+
+    import orjson
+
+    try:
+        data = sys.stdin.buffer.read() if str(source) == "-" else source.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {source}: {exc.strerror or exc}", code=2) from exc
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        whole = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict) and whole and set(whole) <= {"upserts", "deletes"}:
+        upserts, deletes = whole.get("upserts", []), whole.get("deletes", [])
+        if not isinstance(upserts, list) or not isinstance(deletes, list):
+            raise _fail(f"{source}: 'upserts' and 'deletes' must be JSON arrays", code=2)
+        if not all(isinstance(i, str) for i in deletes):
+            raise _fail(f"{source}: 'deletes' must hold product ids (strings)", code=2)
+        rows: list[tuple[int, dict[str, Any]]] = []
+        unreadable: list[tuple[int, str]] = []
+        for number, row in enumerate(upserts, start=1):
+            if isinstance(row, dict):
+                rows.append((number, row))
+            else:
+                unreadable.append((number, f"expected a JSON object, got {type(row).__name__}"))
+        return _Changes(rows, list(deletes), unreadable)
+
+    changes = _Changes([], [], [])
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            changes.unreadable.append((number, f"invalid JSON: {exc}"))
+            continue
+        if not isinstance(value, dict):
+            changes.unreadable.append((number, "expected a JSON object"))
+        elif set(value) == {"delete"}:
+            if not isinstance(value["delete"], str) or not value["delete"].strip():
+                changes.unreadable.append((number, "'delete' must be a product id (a string)"))
+            else:
+                changes.deletes.append(value["delete"])
+        else:
+            changes.upserts.append((number, value))
+    return changes
+
+
+@app.command(
+    "apply-changes",
+    help="Upsert and delete products in a snapshot without a full rebuild: offline on a "
+    "snapshot folder (--index) or through a running service (--url, admin key).\n\n"
+    "Only changed products are analysed, embedded and photo-read; an upsert replaces the "
+    "product with the same id. Invalid products are listed and the valid ones applied "
+    "(--strict: nothing is applied).\n\n"
+    "Exit status: 0 applied; 1 nothing valid to apply, or the snapshot or service refused; "
+    "2 bad usage or an unreadable CHANGES file.",
+)
+def apply_changes_command(
+    changes_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CHANGES",
+            dir_okay=False,
+            help='Changes: JSON Lines (a product per line to upsert, {"delete": "<id>"} to '
+            'delete) or the POST /admin/catalogue/changes body ({"upserts": [...], '
+            '"deletes": [...]}); - reads stdin.',
+        ),
+    ],
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            "-i",
+            file_okay=False,
+            help="Apply offline to this snapshot folder (replaced atomically; a service "
+            "serving it picks it up on POST /admin/snapshot/reload).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            file_okay=False,
+            help="With --index: write the new snapshot here instead of replacing --index.",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Apply to a running service instead (e.g. http://127.0.0.1:8000): it "
+            "publishes the new snapshot and serves it within seconds.",
+        ),
+    ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-key",
+            envvar="PRODUCTSEARCH_ADMIN_KEY",
+            help="With --url: an admin key (prefer the environment variable to the option).",
+        ),
+    ] = None,
+    delete: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--delete", "-d", metavar="ID", help="Also delete this product id (repeatable)."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Apply nothing when any product is invalid."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="With --url: seconds to wait per request.")
+    ] = 600.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the outcome as JSON (the API's shape).")
+    ] = False,
+) -> None:
+    """Apply catalogue changes offline or through a service (see the command's help).
+
+    Raises:
+        typer.Exit: Code 1 when nothing was applied, 2 for bad usage (see the help).
+    """
+    if (index is None) == (url is None):
+        raise _fail("pass either --index DIR (offline) or --url URL (a running service)", 2)
+    if out is not None and index is None:
+        raise _fail("--out goes with --index", code=2)
+    changes = _read_changes(changes_file)
+    changes.deletes.extend(delete or ())
+    if strict and changes.unreadable:
+        number, reason = changes.unreadable[0]
+        raise _fail(f"{changes_file}: row {number}: {reason} (--strict: nothing applied)")
+    if index is not None:
+        outcome = _apply_offline(changes, changes_file, index, out or index, strict=strict)
+    else:
+        assert url is not None
+        outcome = _apply_online(changes, url, admin_key, timeout=timeout, strict=strict)
+    rejected = [
+        {"row": number, "id": None, "errors": [{"field": "*", "reason": reason}]}
+        for number, reason in changes.unreadable
+    ] + outcome.pop("rejected_rows")
+    outcome["rejected"] = sorted(rejected, key=lambda item: int(item["row"]))
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2))
+        return
+    _print_changes(outcome)
+
+
+def _apply_offline(
+    changes: _Changes, source: Path, index: Path, out: Path, *, strict: bool
+) -> dict[str, Any]:
+    """Validate the rows and apply them with :func:`indexer.delta.apply_changes`.
+
+    Raises:
+        typer.Exit: Nothing valid to apply, --strict and an invalid row, a bad snapshot (1).
+    """
+    import time
+
+    from indexer.delta import apply_changes
+    from indexer.formats.fields import build_product
+
+    base_dir = "" if str(source) == "-" else str(source.resolve().parent)
+    products = []
+    rejected: list[dict[str, Any]] = []
+    for number, row in changes.upserts:
+        built = build_product(number, row, base_dir)
+        if built.product is None:
+            rejected.append(
+                {
+                    "row": number,
+                    "id": built.product_id,
+                    "errors": [{"field": e.field, "reason": e.reason} for e in built.errors],
+                }
+            )
+        else:
+            products.append(built.product)
+    if strict and rejected:
+        first = rejected[0]
+        raise _fail(
+            f"row {first['row']} ({first['id'] or 'no id'}): {first['errors'][0]['reason']} "
+            "(--strict: nothing applied)"
+        )
+    if not products and not changes.deletes:
+        raise _fail("no valid change to apply")
+    started = time.perf_counter()
+    try:
+        with _stage_progress() as bars:
+            result = apply_changes(
+                index, out, upserts=products, deletes=changes.deletes, progress=bars
+            )
+    except SnapshotError as exc:
+        raise _fail(f"cannot apply changes to {index}: {exc}") from exc
+    except (ValueError, ImportError) as exc:  # repeated ids, an id both upserted and deleted
+        raise _fail(f"cannot apply changes: {exc}") from exc
+    return {
+        "snapshot": str(result.snapshot_dir),
+        "snapshot_id": result.manifest.snapshot_id,
+        "base_snapshot_id": result.base_snapshot_id,
+        "inserted": list(result.inserted),
+        "replaced": list(result.replaced),
+        "deleted": list(result.deleted),
+        "unknown_deletes": list(result.unknown_deletes),
+        "rejected_rows": rejected,
+        "embedded": result.embedded,
+        "took_ms": round((time.perf_counter() - started) * 1000.0, 1),
+    }
+
+
+def _apply_online(
+    changes: _Changes, url: str, admin_key: str | None, *, timeout: float, strict: bool
+) -> dict[str, Any]:
+    """POST the changes to ``/admin/catalogue/changes`` in requests of at most
+    :data:`CHANGES_PER_REQUEST` changes; the service validates each product.
+
+    Raises:
+        typer.Exit: No admin key (2); --strict and an invalid row, the service cannot be
+            reached or refuses the changes (1).
+    """
+    import urllib.error
+    import urllib.request
+
+    if not admin_key:
+        raise _fail("--url needs an admin key: --admin-key or PRODUCTSEARCH_ADMIN_KEY", code=2)
+    if strict:
+        from indexer.formats.fields import build_product
+
+        for number, row in changes.upserts:
+            built = build_product(number, row, "")
+            if built.product is None:
+                reason = built.errors[0].reason if built.errors else "invalid"
+                raise _fail(f"row {number}: {reason} (--strict: nothing applied)")
+    endpoint = url.rstrip("/") + "/admin/catalogue/changes"
+    items: list[tuple[str, Any]] = [("upsert", r) for r in changes.upserts]
+    items += [("delete", i) for i in changes.deletes]
+    total: dict[str, Any] = {
+        "url": url,
+        "snapshot_id": None,
+        "inserted": [],
+        "replaced": [],
+        "deleted": [],
+        "unknown_deletes": [],
+        "rejected_rows": [],
+        "embedded": 0,
+        "took_ms": 0.0,
+    }
+    for start in range(0, len(items), CHANGES_PER_REQUEST):
+        chunk = items[start : start + CHANGES_PER_REQUEST]
+        rows = [row for kind, row in chunk if kind == "upsert"]
+        body = {
+            "upserts": [data for _, data in rows],
+            "deletes": [i for kind, i in chunk if kind == "delete"],
+        }
+        request = urllib.request.Request(
+            endpoint,
+            data=json.dumps(body).encode("utf-8"),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise _fail(
+                f"{endpoint} answered {exc.code}: {_http_detail(exc)}"
+                + (f" ({start} changes were applied before)" if start else "")
+            ) from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise _fail(f"cannot reach {endpoint}: {why}") from exc
+        total["snapshot_id"] = answer.get("snapshot_id")
+        for name in ("inserted", "replaced", "deleted", "unknown_deletes"):
+            total[name].extend(answer.get(name, []))
+        for item in answer.get("rejected", []):
+            number = rows[item["index"]][0]
+            total["rejected_rows"].append(
+                {"row": number, "id": item.get("id"), "errors": item.get("errors", [])}
+            )
+        total["embedded"] += int(answer.get("embedded", 0))
+        total["took_ms"] = round(total["took_ms"] + float(answer.get("took_ms", 0.0)), 1)
+    return total
+
+
+def _http_detail(exc: Any) -> str:
+    """The ``detail`` of a FastAPI error answer, else its first 300 characters."""
+    try:
+        text = exc.read().decode("utf-8", errors="replace")
+    except OSError:
+        return str(exc.reason)
+    try:
+        detail = json.loads(text).get("detail", text)
+    except (ValueError, AttributeError):
+        detail = text
+    if isinstance(detail, dict) and "message" in detail:
+        detail = detail["message"]
+    return str(detail)[:300]
+
+
+def _print_changes(outcome: dict[str, Any]) -> None:
+    where = outcome.get("snapshot") or outcome.get("url")
+    console.print(
+        f"[bold green]snapshot[/] {escape(str(where))} ({escape(str(outcome['snapshot_id']))})"
+    )
+    for name in ("inserted", "replaced", "deleted"):
+        console.print(f"{name + ':':<18} {len(outcome[name])}")
+    if outcome["unknown_deletes"]:
+        console.print(
+            f"unknown deletes:   {len(outcome['unknown_deletes'])} "
+            f"({escape(', '.join(outcome['unknown_deletes'][:MAX_ERRORS_SHOWN]))})"
+        )
+    console.print(f"embedded:          {outcome['embedded']}")
+    console.print(f"took:              {outcome['took_ms'] / 1000.0:.1f} s")
+    rejected = outcome["rejected"]
+    console.print(f"rejected:          {len(rejected)}")
+    if rejected:
+        shown = rejected[:MAX_ERRORS_SHOWN]
+        table = Table(title=f"First {len(shown)} of {len(rejected)} rejected")
+        table.add_column("row", justify="right")
+        table.add_column("id")
+        table.add_column("field")
+        table.add_column("reason")
+        for item in shown:
+            first = item["errors"][0] if item["errors"] else {"field": "*", "reason": ""}
+            table.add_row(
+                str(item["row"]),
+                escape(item["id"] or ""),
+                escape(str(first["field"])),
+                escape(str(first["reason"])),
+            )
+        console.print(table)

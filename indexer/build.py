@@ -15,11 +15,18 @@ from search.analysis import Analyzer
 from search.colour_index import ColourIndex
 from search.lexical import FIELD_NAMES, LexicalData, LexicalDataBuilder
 from search.protocols import TextEmbedder
-from search.retrievers import ANN_THRESHOLD, build_ann
+from search.retrievers import (
+    ANN_THRESHOLD,
+    COMPRESSED_THRESHOLD,
+    build_vector_index,
+    choose_index_kind,
+    index_kind_of,
+)
 from search.snapshot import (
     COLOUR_REPORT,
     COLOURS,
     IMAGE_ANN,
+    IMAGE_COMPRESSED,
     IMAGE_HAS,
     IMAGE_REPORT,
     IMAGE_VECTORS,
@@ -28,6 +35,7 @@ from search.snapshot import (
     PRODUCTS,
     TERMS,
     TEXT_ANN,
+    TEXT_COMPRESSED,
     TEXT_VECTORS,
     VOCABULARY,
     Manifest,
@@ -38,7 +46,7 @@ from search.types import Product, ProductColour
 from search.vocabulary import Vocabulary, VocabularyBuilder
 
 if TYPE_CHECKING:
-    from indexer.catalogue import CatalogueFormat, ImportReport
+    from indexer.catalogue import CatalogueFormat, ImportReport, ImportResult
     from indexer.images import ImageEmbeddings
     from models.image import ImageEmbedder
 
@@ -55,7 +63,16 @@ class BuildConfig:
         embedder: Text embedder spec (``minilm``, ``e5-small``, ``st:<path>``, ``none``).
         embed_batch_size: Products per embedding batch.
         overwrite: Replace an existing snapshot folder.
-        ann_threshold: From this many products the text vectors also get an HNSW graph.
+        ann_threshold: From this many products (photos) the text (photo) vectors also get an
+            ANN index.
+        vector_index: Which ANN index: ``auto`` (HNSW below ``compressed_threshold`` vectors,
+            HNSW-SQ8 from there, IVF-PQ for photo vectors), ``hnsw``, ``hnsw-sq8``,
+            ``ivf-sq8``, ``ivf-pq`` or ``flat``
+            (exact search only). The manifest records the kind in ``settings["text_index"]``
+            and ``settings["image_index"]``.
+        compressed_threshold: From this many vectors ``auto`` builds the compressed HNSW-SQ8
+            index (1 byte per dimension plus links; float vectors memory-mapped for
+            re-ranking).
         photo_colours: Read colours from each product's main photo as well as its text.
         image_embedder: Image embedder spec for photo search (``auto``, ``lite0``,
             ``descriptor``, ``open_clip:...``) or ``none`` (the library default: no photo
@@ -68,6 +85,8 @@ class BuildConfig:
     embed_batch_size: int = 64
     overwrite: bool = False
     ann_threshold: int = ANN_THRESHOLD
+    vector_index: str = "auto"
+    compressed_threshold: int = COMPRESSED_THRESHOLD
     photo_colours: bool = True
     image_embedder: str = "none"
     image_cache: Path | None = None
@@ -93,6 +112,25 @@ def embedding_text(product: Product) -> str:
     leaves = {path[-1] for path in product.categories if path}
     parts.extend(sorted(leaves))
     return ". ".join(parts)
+
+
+def embedding_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """The batches products are embedded in: their indices in order of text length.
+
+    Batching by length pads each batch to similar lengths (2-3x faster than catalogue order on
+    short titles). A quantised model's vectors depend slightly on their batch companions, so
+    every build (local or distributed) embeds the same batches to get the same vectors.
+
+    Args:
+        texts: Per product its :func:`embedding_text`.
+        batch_size: Products per batch (at least 1 is used).
+
+    Returns:
+        Batches of product indices; the vectors go back to document order by these indices.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    step = max(batch_size, 1)
+    return [order[start : start + step] for start in range(0, len(order), step)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +236,13 @@ def build_snapshot(
     if embedder is not None:
         embedder.warm_up()
         texts = [embedding_text(p) for p in products]
-        # Embed in order of length so each batch pads to similar lengths (2-3x faster than
-        # catalogue order on short titles), then put the vectors back in document order.
-        order = sorted(range(total), key=lambda i: len(texts[i]))
         vectors = np.zeros((total, embedder.dim), dtype=np.float32)
         step = max(config.embed_batch_size, 1)
-        for start in range(0, total, step):
-            batch = order[start : start + step]
+        done = 0
+        for batch in embedding_batches(texts, step):
             vectors[batch] = embedder.embed_documents([texts[i] for i in batch], batch_size=step)
-            report("embed", min(start + step, total), total)
+            done += len(batch)
+            report("embed", done, total)
 
     models = {"colour_extractor": "lab-kmeans" if extractor is not None else "text-only"}
     if embedder is not None:
@@ -296,6 +332,37 @@ class BuildResult:
     warnings: tuple[str, ...] = field(default=())
 
 
+def import_catalogue(
+    path: Path, *, fmt: str | None = None, strict: bool = False, progress: Progress | None = None
+) -> ImportResult:
+    """Read and validate a catalogue file as a build does (stage ``import``).
+
+    Args:
+        path: Catalogue file (JSON Lines, CSV, Google Merchant TSV or XML; ``.gz`` too).
+        fmt: Format name, or None to detect it from the extension.
+        strict: Fail on the first bad rows instead of reporting and skipping them.
+        progress: Progress callback.
+
+    Returns:
+        The valid products, the import report (bad rows) and the file's checksum.
+
+    Raises:
+        CatalogueError: the catalogue cannot be read, or has bad rows under ``strict``.
+    """
+    from indexer.catalogue import read_catalogue
+
+    report_cb = progress or (lambda stage, done, total: None)
+    result = read_catalogue(
+        Path(path),
+        cast("CatalogueFormat | None", fmt),
+        strict=strict,
+        progress=lambda rows: report_cb("import", rows, 0),
+    )
+    rows = result.report.rows_read
+    report_cb("import", rows, rows)
+    return result
+
+
 def build_from_catalogue(
     path: Path,
     out_dir: Path,
@@ -322,17 +389,7 @@ def build_from_catalogue(
         CatalogueError: the catalogue cannot be read, or has bad rows under ``strict``.
         SnapshotError: ``out_dir`` exists and overwrite is off.
     """
-    from indexer.catalogue import read_catalogue
-
-    report_cb = progress or (lambda stage, done, total: None)
-    result = read_catalogue(
-        Path(path),
-        cast("CatalogueFormat | None", fmt),
-        strict=strict,
-        progress=lambda rows: report_cb("import", rows, 0),
-    )
-    rows = result.report.rows_read
-    report_cb("import", rows, rows)
+    result = import_catalogue(path, fmt=fmt, strict=strict, progress=progress)
     manifest = build_snapshot(
         result.products,
         Path(out_dir),
@@ -368,10 +425,10 @@ def write_snapshot(
     Args:
         products: The products in document order (ids unique).
         out_dir: The snapshot folder to publish.
-        config: Languages, ANN threshold and ``overwrite``.
+        config: Languages, ANN thresholds and kind, and ``overwrite``.
         vectors: One text vector per product, or None for a lexical-only snapshot.
-        ann: A faiss HNSW index over ``vectors``; None builds one when there are at least
-            ``config.ann_threshold`` vectors.
+        ann: A faiss ANN index over ``vectors`` (HNSW or IVF); None builds the kind
+            ``config.vector_index`` chooses (none below ``config.ann_threshold`` vectors).
         lexical: The term counts and vocabulary of ``products`` (and how many products were
             analysed for them); None analyses every product.
         images: Photo vectors for image search, or None for none.
@@ -397,7 +454,7 @@ def write_snapshot(
     if vectors is not None and len(vectors) != total:
         raise ValueError(f"{len(vectors)} text vectors for {total} products")
     if ann is not None and (vectors is None or int(ann.ntotal) != total):
-        raise ValueError(f"the HNSW index holds {ann.ntotal} vectors for {total} products")
+        raise ValueError(f"the ANN index holds {ann.ntotal} vectors for {total} products")
     if len(colours) != total:
         raise ValueError(f"colours for {len(colours)} products, expected {total}")
     if lexical is None:
@@ -419,25 +476,54 @@ def write_snapshot(
         writer.path(COLOUR_REPORT).write_bytes(
             orjson.dumps(colour_report, option=orjson.OPT_INDENT_2)
         )
+        settings: dict[str, str] = {}
         if vectors is not None:
             with writer.path(TEXT_VECTORS).open("wb") as fh:
-                np.save(fh, vectors.astype(np.float32), allow_pickle=False)
-            if ann is not None or len(vectors) >= config.ann_threshold:
+                np.save(fh, vectors.astype(np.float32, copy=False), allow_pickle=False)
+            kind = (
+                index_kind_of(ann)
+                if ann is not None
+                else choose_index_kind(
+                    len(vectors),
+                    config.vector_index,
+                    config.ann_threshold,
+                    config.compressed_threshold,
+                )
+            )
+            settings["text_index"] = kind
+            if kind != "flat":
                 import faiss
 
                 report("index vectors", 0, 1)
-                graph = ann if ann is not None else build_ann(vectors)
-                faiss.write_index(graph, str(writer.path(TEXT_ANN)))
+                index = ann if ann is not None else build_vector_index(vectors, kind)
+                name = TEXT_ANN if kind == "hnsw" else TEXT_COMPRESSED
+                faiss.write_index(index, str(writer.path(name)))
+                del index
                 report("index vectors", 1, 1)
         if images is not None:
             with writer.path(IMAGE_VECTORS).open("wb") as fh:
-                np.save(fh, images.vectors.astype(np.float32), allow_pickle=False)
+                np.save(fh, images.vectors.astype(np.float32, copy=False), allow_pickle=False)
             with writer.path(IMAGE_HAS).open("wb") as fh:
                 np.save(fh, images.has_vector, allow_pickle=False)
-            if int(images.has_vector.sum()) >= config.ann_threshold:
+            kind = choose_index_kind(
+                int(images.has_vector.sum()),
+                config.vector_index,
+                config.ann_threshold,
+                config.compressed_threshold,
+            )
+            if kind == "hnsw-sq8" and config.vector_index == "auto":
+                # Photo vectors are wide (2,173-d lite0): one byte per dimension is still 2 KB a
+                # photo, product-quantised codes are 53 bytes (recall@10 0.99 with exact
+                # re-ranking on image-sized vectors, benchmarks/scale.py).
+                kind = "ivf-pq"
+            settings["image_index"] = kind
+            if kind != "flat":
                 import faiss
 
-                faiss.write_index(build_ann(images.vectors), str(writer.path(IMAGE_ANN)))
+                name = IMAGE_ANN if kind == "hnsw" else IMAGE_COMPRESSED
+                index = build_vector_index(images.vectors, kind)
+                faiss.write_index(index, str(writer.path(name)))
+                del index
             writer.path(IMAGE_REPORT).write_bytes(
                 orjson.dumps({"problems": images.problems}, option=orjson.OPT_INDENT_2)
             )
@@ -473,6 +559,7 @@ def write_snapshot(
                 if images is not None
                 else {}
             ),
+            settings=settings,
         )
         report("write", 4, 4)
     return manifest

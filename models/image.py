@@ -348,6 +348,8 @@ class DescriptorImageEmbedder:
     """
 
     name = "descriptor"
+    #: Its vector is mostly colour (histogram, RGB thumbnail): off when a query names a colour.
+    encodes_colour = True
 
     def __init__(
         self,
@@ -622,6 +624,37 @@ class CombinedImageEmbedder:
                 for e, _ in self.parts
             ]
         )
+
+    def colour_blind(self, vectors: FloatRows) -> FloatRows:
+        """Combined vectors with the parts that mostly encode colour set to zero, renormalised.
+
+        A photo searched with a colour word ("this, in black") asks for the look of the photo
+        in another colour: its inner product with the catalogue's vectors should then weigh
+        shape and kind only. Parts whose embedder sets ``encodes_colour`` (the descriptor's
+        colour histogram and RGB thumbnail) are zeroed; nothing changes when no part does, or
+        when every part does.
+
+        Args:
+            vectors: ``(n, dim)`` rows from :meth:`embed_images` or :meth:`combine`.
+
+        Returns:
+            ``(n, dim)`` float32 unit rows.
+
+        Raises:
+            ValueError: When the rows are not ``dim`` long.
+        """
+        rows = np.asarray(vectors, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.dim:
+            raise ValueError(f"expected rows of {self.dim} floats, got shape {rows.shape}")
+        keep = np.ones(self.dim, dtype=np.float32)
+        start = 0
+        for embedder, _ in self.parts:
+            if getattr(embedder, "encodes_colour", False):
+                keep[start : start + embedder.dim] = 0.0
+            start += embedder.dim
+        if not keep.any() or keep.all():
+            return rows.copy()
+        return _unit_rows(rows * keep)
 
     def combine(self, part_vectors: Sequence[FloatRows]) -> FloatRows:
         """Combine vectors the parts made (what :meth:`embed_images` does after encoding).

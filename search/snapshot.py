@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,11 +33,16 @@ VOCABULARY = "vocabulary.json"
 TERMS = "terms.json"
 TEXT_VECTORS = "text_vectors.npy"
 TEXT_ANN = "text_vectors.hnsw"
+# A compressed faiss index (HNSW-SQ8, IVF-SQ8 or IVF-PQ) over the text vectors, instead of the
+# HNSW graph over floats; the manifest's ``settings["text_index"]`` names the kind (absent in
+# snapshots from before: ``hnsw`` when TEXT_ANN is there, else flat).
+TEXT_COMPRESSED = "text_vectors.compressed.faiss"
 IMPORT_REPORT = "import_report.json"
 COLOURS = "colours.json"
 IMAGE_VECTORS = "image_vectors.npy"
 IMAGE_HAS = "image_has_vector.npy"
 IMAGE_ANN = "image_vectors.hnsw"
+IMAGE_COMPRESSED = "image_vectors.compressed.faiss"
 IMAGE_REPORT = "image_report.json"
 COLOUR_REPORT = "colour_report.json"
 REQUIRED_FILES = (PRODUCTS, LEXICAL, VOCABULARY, TERMS)
@@ -129,7 +135,8 @@ class SnapshotWriter:
     """Writes a snapshot into a temporary folder, then moves it into place atomically.
 
     Use as a context manager: files go to :attr:`work_dir`; :meth:`commit` writes the manifest
-    and renames the folder to ``out_dir``. Leaving the block without committing removes the
+    and renames the folder to ``out_dir`` (exchanging it with an existing snapshot in one step
+    on Linux, see :func:`_publish`). Leaving the block without committing removes the
     temporary folder and leaves any existing ``out_dir`` untouched.
 
     Args:
@@ -193,15 +200,55 @@ class SnapshotWriter:
         manifest_path = self.work_dir / MANIFEST
         manifest_path.write_bytes(orjson.dumps(manifest.to_dict(), option=orjson.OPT_INDENT_2))
         _fsync_dir_files(self.work_dir)
-        old = None
-        if self.out_dir.exists():
-            old = self.out_dir.parent / f".{self.out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.out_dir, old)
-        os.replace(self.work_dir, self.out_dir)
+        old = _publish(self.work_dir, self.out_dir)
         self._committed = True
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return manifest
+
+
+#: ``renameat2`` flag: swap two paths atomically (Linux 3.15+, ext4, xfs, btrfs, tmpfs...).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the system cannot."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # no glibc 2.28+ (e.g. musl)
+        return False
+    done = renameat2(
+        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), ctypes.c_uint(_RENAME_EXCHANGE)
+    )
+    return done == 0  # EINVAL / ENOSYS: the file system or kernel cannot; fall back
+
+
+def _publish(work_dir: Path, out_dir: Path) -> Path | None:
+    """Put the finished ``work_dir`` at ``out_dir``.
+
+    An existing snapshot is swapped out in one atomic exchange, so there is no moment without
+    a complete snapshot at ``out_dir``, even if the process is killed (a SIGKILL between two
+    plain renames would leave none there). Where the exchange is not available, the old one
+    is renamed aside first, which leaves that short window.
+
+    Returns:
+        Where the replaced snapshot now is (to delete), or None when there was none.
+    """
+    if out_dir.exists():
+        if _exchange(work_dir, out_dir):
+            return work_dir
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out_dir, old)
+        os.replace(work_dir, out_dir)
+        return old
+    os.replace(work_dir, out_dir)
+    return None
 
 
 def _fsync_dir_files(folder: Path) -> None:

@@ -255,3 +255,262 @@ class TestKeysCommand:
         )
         assert result.exit_code != 0
         assert "search, admin" in result.output
+
+
+class TestApplyChanges:
+    """``productsearch apply-changes``: offline on a snapshot folder and through a service."""
+
+    @pytest.fixture
+    def served_copy(self, snapshot: Path, tmp_path: Path) -> Path:
+        import shutil
+
+        copy = tmp_path / "snapshot"
+        shutil.copytree(snapshot, copy)
+        return copy
+
+    @staticmethod
+    def lines(path: Path, *rows: Any) -> Path:
+        path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+        return path
+
+    @staticmethod
+    def search_ids(snapshot: Path, query: str) -> list[str]:
+        result = invoke("search", "--index", snapshot, query, "--json")
+        assert result.exit_code == 0, result.output
+        return [hit["id"] for hit in json.loads(result.stdout)["hits"]]
+
+    def test_json_lines_upsert_delete_and_a_bad_row(
+        self, served_copy: Path, tmp_path: Path
+    ) -> None:
+        before = json.loads((served_copy / "manifest.json").read_text())["snapshot_id"]
+        changes = self.lines(
+            tmp_path / "changes.jsonl",
+            {"id": "HAMMOCK-1", "title": "Garden hammock in teal", "price": 59},
+            {"id": "SOFA-1", "title": "Oslo three-seat sofa, velvet edition"},
+            {"delete": "LAMP-1"},
+            {"title": "no id here"},
+            "not json",
+        )
+
+        result = invoke("apply-changes", changes, "--index", served_copy)
+
+        assert result.exit_code == 0, result.output
+        assert "inserted:          1" in result.stdout
+        assert "replaced:          1" in result.stdout
+        assert "deleted:           1" in result.stdout
+        assert "rejected:          2" in result.stdout
+        after = json.loads((served_copy / "manifest.json").read_text())["snapshot_id"]
+        assert after != before
+        assert self.search_ids(served_copy, "hammock") == ["HAMMOCK-1"]
+        assert "SOFA-1" in self.search_ids(served_copy, "velvet")
+        assert "LAMP-1" not in self.search_ids(served_copy, "lamp")
+
+    def test_request_body_format_and_json_output(self, served_copy: Path, tmp_path: Path) -> None:
+        body = tmp_path / "changes.json"
+        body.write_text(
+            json.dumps(
+                {
+                    "upserts": [{"id": "RUG-1", "title": "Wool rug 160 x 230", "price": 120}],
+                    "deletes": ["CUSHION-1", "NOT-THERE"],
+                }
+            )
+        )
+
+        result = invoke("apply-changes", body, "--index", served_copy, "--json")
+
+        assert result.exit_code == 0, result.output
+        outcome = json.loads(result.stdout)
+        assert outcome["inserted"] == ["RUG-1"]
+        assert outcome["deleted"] == ["CUSHION-1"]
+        assert outcome["unknown_deletes"] == ["NOT-THERE"]
+        assert outcome["rejected"] == []
+        assert outcome["snapshot_id"] != outcome["base_snapshot_id"]
+
+    def test_out_leaves_the_source_snapshot_alone(self, served_copy: Path, tmp_path: Path) -> None:
+        manifest = (served_copy / "manifest.json").read_bytes()
+        changes = self.lines(tmp_path / "c.jsonl", {"delete": "SOFA-2"})
+
+        result = invoke("apply-changes", changes, "--index", served_copy, "--out", tmp_path / "new")
+
+        assert result.exit_code == 0, result.output
+        assert (served_copy / "manifest.json").read_bytes() == manifest
+        assert "SOFA-2" in self.search_ids(served_copy, "bergen")
+        assert "SOFA-2" not in self.search_ids(tmp_path / "new", "bergen")
+
+    def test_delete_option_and_stdin(self, served_copy: Path) -> None:
+        result = runner.invoke(
+            app,
+            ["apply-changes", "-", "--index", str(served_copy), "-d", "CHAIR-2", "--json"],
+            input=json.dumps({"id": "STOOL-1", "title": "Bar stool"}) + "\n",
+        )
+
+        assert result.exit_code == 0, result.output
+        outcome = json.loads(result.stdout)
+        assert (outcome["inserted"], outcome["deleted"]) == (["STOOL-1"], ["CHAIR-2"])
+
+    def test_strict_applies_nothing_when_a_row_is_bad(
+        self, served_copy: Path, tmp_path: Path
+    ) -> None:
+        manifest = (served_copy / "manifest.json").read_bytes()
+        changes = self.lines(
+            tmp_path / "c.jsonl",
+            {"id": "OK-1", "title": "Fine product"},
+            {"id": "BAD-1", "title": "Bad price", "price": "cheap"},
+        )
+
+        result = invoke("apply-changes", changes, "--index", served_copy, "--strict")
+
+        assert result.exit_code == 1
+        assert "BAD-1" in result.stderr and "nothing applied" in result.stderr
+        assert (served_copy / "manifest.json").read_bytes() == manifest
+
+    def test_nothing_valid_fails(self, served_copy: Path, tmp_path: Path) -> None:
+        changes = self.lines(tmp_path / "c.jsonl", {"title": "no id"})
+
+        result = invoke("apply-changes", changes, "--index", served_copy)
+
+        assert result.exit_code == 1
+        assert "no valid change" in result.stderr
+
+    def test_id_both_upserted_and_deleted_fails_cleanly(
+        self, served_copy: Path, tmp_path: Path
+    ) -> None:
+        changes = self.lines(tmp_path / "c.jsonl", {"id": "X-1", "title": "X"}, {"delete": "X-1"})
+
+        result = invoke("apply-changes", changes, "--index", served_copy)
+
+        assert result.exit_code == 1
+        assert "X-1" in result.stderr
+        assert "Traceback" not in result.output
+
+    def test_not_a_snapshot_fails_cleanly(self, tmp_path: Path) -> None:
+        changes = self.lines(tmp_path / "c.jsonl", {"delete": "SOFA-1"})
+
+        result = invoke("apply-changes", changes, "--index", tmp_path / "nowhere")
+
+        assert result.exit_code == 1
+        assert "cannot apply changes" in result.stderr
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            pytest.param([], id="neither-index-nor-url"),
+            pytest.param(["--index", "snap", "--url", "http://127.0.0.1:9"], id="both"),
+            pytest.param(["--url", "http://127.0.0.1:9", "--out", "x"], id="out-without-index"),
+        ],
+    )
+    def test_usage_errors(self, tmp_path: Path, args: list[str]) -> None:
+        changes = self.lines(tmp_path / "c.jsonl", {"delete": "SOFA-1"})
+
+        result = runner.invoke(
+            app, ["apply-changes", str(changes), *args], env={"PRODUCTSEARCH_ADMIN_KEY": "k"}
+        )
+
+        assert result.exit_code == 2
+        assert "error:" in result.stderr
+
+    def test_unreadable_or_malformed_changes_are_usage_errors(self, tmp_path: Path) -> None:
+        missing = invoke("apply-changes", tmp_path / "absent.jsonl", "--index", tmp_path)
+        malformed = tmp_path / "bad.json"
+        malformed.write_text(json.dumps({"upserts": {"id": "A"}, "deletes": []}))
+        bad_body = invoke("apply-changes", malformed, "--index", tmp_path)
+
+        assert missing.exit_code == 2 and "cannot read" in missing.stderr
+        assert bad_body.exit_code == 2 and "JSON arrays" in bad_body.stderr
+
+
+@pytest.fixture
+def live_service(tmp_path: Path, snapshot: Path) -> Any:
+    """A real uvicorn server (in a thread) over a copy of the CLI snapshot, with an admin key;
+    yields ``(base_url, admin_token, snapshot_dir)``."""
+    import shutil
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    served = tmp_path / "served"
+    shutil.copytree(snapshot, served)
+    application = create_app(Settings(index_dir=served, text_embedder="none", events_db="none"))
+    _, token = application.state.security.keys.create("ops", "admin")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", token, served
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+class TestApplyChangesOnline:
+    def test_applies_through_the_service(self, live_service: Any, tmp_path: Path) -> None:
+        import httpx
+
+        url, token, _ = live_service
+        changes = TestApplyChanges.lines(
+            tmp_path / "c.jsonl",
+            {"id": "HAMMOCK-1", "title": "Garden hammock in teal"},
+            {"title": "no id"},
+            {"delete": "LAMP-1"},
+        )
+
+        result = runner.invoke(
+            app,
+            ["apply-changes", str(changes), "--url", url, "--json"],
+            env={"PRODUCTSEARCH_ADMIN_KEY": token},
+        )
+
+        assert result.exit_code == 0, result.output
+        outcome = json.loads(result.stdout)
+        assert outcome["inserted"] == ["HAMMOCK-1"] and outcome["deleted"] == ["LAMP-1"]
+        assert [r["row"] for r in outcome["rejected"]] == [2]  # the line number in the file
+        headers = {"Authorization": f"Bearer {token}"}
+        hits = httpx.get(f"{url}/search", params={"q": "hammock"}, headers=headers).json()["hits"]
+        assert [h["id"] for h in hits] == ["HAMMOCK-1"]
+        health = httpx.get(f"{url}/health").json()
+        assert health["snapshot_id"] == outcome["snapshot_id"]
+
+    def test_wrong_key_is_refused(self, live_service: Any, tmp_path: Path) -> None:
+        url, _, served = live_service
+        manifest = (served / "manifest.json").read_bytes()
+        changes = TestApplyChanges.lines(tmp_path / "c.jsonl", {"delete": "LAMP-1"})
+
+        result = invoke("apply-changes", changes, "--url", url, "--admin-key", "ps_nope")
+
+        assert result.exit_code == 1
+        assert "401" in result.stderr
+        assert (served / "manifest.json").read_bytes() == manifest
+
+    def test_needs_a_key(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("PRODUCTSEARCH_ADMIN_KEY", raising=False)
+        changes = TestApplyChanges.lines(tmp_path / "c.jsonl", {"delete": "LAMP-1"})
+
+        result = invoke("apply-changes", changes, "--url", "http://127.0.0.1:9")
+
+        assert result.exit_code == 2
+        assert "admin key" in result.stderr
+
+    def test_unreachable_service_fails_cleanly(self, tmp_path: Path) -> None:
+        from benchmarks.peers import free_port
+
+        changes = TestApplyChanges.lines(tmp_path / "c.jsonl", {"delete": "LAMP-1"})
+        url = f"http://127.0.0.1:{free_port()}"
+
+        result = invoke(
+            "apply-changes", changes, "--url", url, "--admin-key", "k", "--timeout", "5"
+        )
+
+        assert result.exit_code == 1
+        assert "cannot reach" in result.stderr

@@ -57,7 +57,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 10_000
+TIMEOUT_MS = 30_000
 """Longest wait for anything on a page (the 2-core CI machine is shared)."""
 
 COLOURS: dict[str, tuple[int, int, int]] = {

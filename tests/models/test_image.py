@@ -379,3 +379,47 @@ def test_works_without_the_optional_packages() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+class _Shape:
+    """A stand-in embedder of shape only: a fixed unit vector per photo."""
+
+    name = "shape"
+    version = "test"
+    dim = 4
+
+    def warm_up(self) -> None:
+        pass
+
+    def embed_images(
+        self, images: Sequence[Image.Image], batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
+        return np.tile(np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32), (len(images), 1))
+
+
+class TestColourBlind:
+    def test_colour_parts_are_zeroed_and_rows_renormalised(self) -> None:
+        descriptor = DescriptorImageEmbedder(thumbnail=4)
+        combined = CombinedImageEmbedder([(_Shape(), 1.0), (descriptor, 1.0)], name="x")
+        photo = Image.new("RGB", (32, 32), (200, 30, 30))
+        vectors = combined.embed_images([photo, photo])
+        blind = combined.colour_blind(vectors)
+        assert blind.shape == vectors.shape
+        assert np.allclose(blind[:, 4:], 0.0)
+        assert np.allclose(blind[:, :4], [[1.0, 0.0, 0.0, 0.0]] * 2)
+        assert np.allclose(np.linalg.norm(blind, axis=1), 1.0)
+
+    def test_without_colour_parts_nothing_changes(self) -> None:
+        descriptor_only = CombinedImageEmbedder(
+            [(DescriptorImageEmbedder(thumbnail=4), 1.0)], name="d"
+        )
+        shape_only = CombinedImageEmbedder([(_Shape(), 1.0)], name="s")
+        photo = Image.new("RGB", (32, 32), (30, 30, 200))
+        for combined in (descriptor_only, shape_only):
+            vectors = combined.embed_images([photo])
+            assert np.array_equal(combined.colour_blind(vectors), vectors)
+
+    def test_wrong_length_is_refused(self) -> None:
+        combined = CombinedImageEmbedder([(_Shape(), 1.0)], name="s")
+        with pytest.raises(ValueError, match="rows of 4 floats"):
+            combined.colour_blind(np.zeros((1, 3), dtype=np.float32))

@@ -84,12 +84,15 @@ class TestIndexedColours:
     def test_conflict_and_unreadable_photo_are_reported(self, engine: SearchEngine) -> None:
         report = engine.colour_report()
         assert report is not None
-        conflicts = {c["product_id"]: c for c in report["conflicts"]}  # type: ignore[union-attr]
+        listed = report["conflicts"]
+        assert isinstance(listed, list)
+        conflicts = {c["product_id"]: c for c in listed}
         assert set(conflicts) == {"S4"}
         assert conflicts["S4"]["text_colours"] == ["red"]
         assert lookup(str(conflicts["S4"]["photo_colour"])).family.value == "green"  # type: ignore[union-attr]
         errors = report["photo_errors"]
-        assert [e["product_id"] for e in errors] == ["S5"]  # type: ignore[index,union-attr]
+        assert isinstance(errors, list)
+        assert [e["product_id"] for e in errors] == ["S5"]
         # The product with the unreadable photo is still found by its text colour.
         assert engine.colours.of(engine.store.doc_of["S5"])[0].name == "burgundy"
         assert engine.manifest.counts["colour_conflicts"] == 1
@@ -237,3 +240,85 @@ class TestTextColours:
         colours, unknown = text_colours(Product("x", "Shirt", colours=("Mocha Latte Swirl",)))
         assert unknown == ["Mocha Latte Swirl"]
         assert colours == []
+
+
+class TestColourGrades:
+    def colour(self, name: str, source: str = "text") -> ProductColour:
+        c = lookup(name)
+        assert c is not None
+        return ProductColour(c.name, c.family.value, c.hex, c.lab, source, 1.0, 1.0)  # type: ignore[arg-type]
+
+    def test_closer_shades_of_the_family_rank_first(self) -> None:
+        # Scarlet is closer to red than to maroon, though both are far enough for the floor.
+        index = ColourIndex([[self.colour("red")], [self.colour("maroon")], [self.colour("blue")]])
+        match = index.match(lookup("scarlet"))  # type: ignore[arg-type]
+        assert match[0] > match[1] >= FAMILY_GRADE
+        assert match[2] < FAMILY_GRADE
+
+    @pytest.mark.parametrize(
+        ("texts", "expected"),
+        [
+            ((["red"], ["red", "black"], ["black", "red"]), [0, 1, 2]),
+            ((["black", "red"], ["red"]), [1, 0]),
+            (([], ["red"]), [1, 0]),
+        ],
+    )
+    def test_one_text_colour_beats_one_of_several(
+        self, texts: tuple[list[str], ...], expected: list[int]
+    ) -> None:
+        index = ColourIndex([[self.colour(n) for n in names] for names in texts])
+        match = index.match(lookup("red"))  # type: ignore[arg-type]
+        assert list(np.argsort(-match, kind="stable")) == expected
+
+    def test_photo_colours_keep_their_strength(self) -> None:
+        alone = ColourIndex([[self.colour("red", "photo")]]).match(lookup("red"))  # type: ignore[arg-type]
+        beside = ColourIndex([[self.colour("black"), self.colour("red", "photo")]])
+        assert beside.match(lookup("red"))[0] == pytest.approx(alone[0])  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def photo_engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
+    work = tmp_path_factory.mktemp("photo-colour")
+    products = []
+    for kind in ("shirt", "lamp"):
+        for colour, rgb in {"red": (200, 25, 30), "blue": (30, 60, 170)}.items():
+            path = work / f"{kind}-{colour}.png"
+            image = Image.new("RGB", (96, 96), (255, 255, 255))
+            draw = ImageDraw.Draw(image)
+            if kind == "shirt":
+                draw.polygon([(20, 15), (76, 15), (90, 35), (74, 42), (74, 88), (22, 88),
+                              (22, 42), (6, 35)], fill=rgb)  # fmt: skip
+            else:
+                draw.ellipse((30, 10, 66, 46), fill=rgb)
+                draw.rectangle((45, 46, 51, 88), fill=rgb)
+            image.save(path)
+            products.append(
+                Product(f"{kind}-{colour}", f"{colour} {kind}", categories=((kind,),),
+                        images=(str(path),))
+            )  # fmt: skip
+    build_snapshot(
+        products,
+        work / "snap",
+        config=BuildConfig(embedder="none", image_embedder="descriptor"),
+    )
+    return SearchEngine.open(work / "snap", use_semantic=False, ranker="none")
+
+
+class TestPhotoWithColourWord:
+    def test_colour_word_keeps_the_kind_of_product(self, photo_engine: SearchEngine) -> None:
+        found = photo_engine.similar("shirt-red", SearchRequest(text="in blue", k=3))
+        ids = [h.product.id for h in found.hits]
+        assert ids[0] == "shirt-blue"
+        # Products in the asked colour come before look-alikes in another colour.
+        assert ids.index("lamp-blue") < ids.index("lamp-red")
+
+    def test_category_votes_follow_the_nearest_products(self, photo_engine: SearchEngine) -> None:
+        assert photo_engine.images is not None
+        doc = photo_engine.store.doc_of["shirt-red"]
+        sims, docs = photo_engine.images.index.search(photo_engine.images.vectors[doc], 4)
+        votes = photo_engine._category_votes(sims, docs)
+        shirts = [photo_engine.store.doc_of[f"shirt-{c}"] for c in ("red", "blue")]
+        lamps = [photo_engine.store.doc_of[f"lamp-{c}"] for c in ("red", "blue")]
+        assert votes.shape == (len(photo_engine.store),)
+        assert votes[shirts].min() > votes[lamps].max()
+        assert votes[shirts[0]] + votes[lamps[0]] == pytest.approx(1.0)
