@@ -307,7 +307,7 @@ class SearchEngine:
             scorer.warm_up()
             use_vectors = self.vector_index is not None and "semantic" in self.retrievers
             extractor = FeatureExtractor(
-                lexical, self.vector_index.vectors if self.vector_index and use_vectors else None
+                lexical, self.vector_index if self.vector_index and use_vectors else None
             )
             self.ranker = LearnedRanker(extractor, scorer, self.config.ranker_depth)
 
@@ -346,7 +346,7 @@ class SearchEngine:
         path = Path(path)
         manifest = read_manifest(path, verify=verify)
         try:
-            store = ProductStore.load(path / PRODUCTS)
+            store = ProductStore.open(path / PRODUCTS)
             terms = orjson.loads((path / TERMS).read_bytes())
             config = config or EngineConfig()
             lexical = LexicalIndex(LexicalData.load(path / LEXICAL, terms), config.bm25)

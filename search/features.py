@@ -9,6 +9,7 @@ appears in the title, numbers and units, and the retrievers' own scores and rank
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,17 +41,23 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+class RowSource(Protocol):
+    """Vectors of documents, indexed by an array of document numbers."""
+
+    def __getitem__(self, docs: npt.NDArray[np.int64], /) -> npt.NDArray[np.float32]: ...
+
+
 class FeatureExtractor:
     """Computes :data:`FEATURE_NAMES` for a query's candidates.
 
     Args:
         lexical: The lexical index (term contributions, idf, title term sequences).
-        vectors: Product text vectors (unit rows), or None when the snapshot has none.
+        vectors: Product text vectors (unit rows) or anything indexed by an array of document
+            numbers like them (a :class:`search.retrievers.VectorIndex` reads the rows from its
+            file rather than through a memory map), or None when the snapshot has none.
     """
 
-    def __init__(
-        self, lexical: LexicalIndex, vectors: npt.NDArray[np.float32] | None = None
-    ) -> None:
+    def __init__(self, lexical: LexicalIndex, vectors: RowSource | None = None) -> None:
         self.lexical = lexical
         self.vectors = vectors
         title = lexical.data.counts.get("title")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +22,9 @@ from search.types import Availability, FacetValue, Filters, Product
 CATEGORY_SEPARATOR = " > "
 _AVAILABILITY = tuple(Availability)
 BASE_FACETS = ("brand", "category", "availability", "price", "colour")
+# Hot products (result pages, suggestions) decode once; at ~2 KB each this stays a few MB.
+PRODUCT_CACHE_SIZE = 4096
+_SCAN_CHUNK = 1 << 24
 
 
 def category_label(path: Sequence[str]) -> str:
@@ -33,16 +40,111 @@ def parse_category(text: str) -> tuple[str, ...]:
     return (text.strip(),) if text.strip() else ()
 
 
+class LazyProducts(Sequence[Product]):
+    """Products of a JSON Lines file, decoded on access instead of held in memory.
+
+    Only the byte offsets of the lines stay in memory; a product is read with ``os.pread`` (safe
+    from several threads at once) and decoded when asked for, with a small LRU cache for hot ones.
+    Iteration streams the file from the start. The file must not change while this is open.
+
+    Args:
+        path: A file written by :meth:`ProductStore.save`.
+        cache_size: Decoded products kept.
+    """
+
+    def __init__(self, path: Path, cache_size: int = PRODUCT_CACHE_SIZE) -> None:
+        self.path = Path(path)
+        self._file = self.path.open("rb")
+        self.starts, self.ends = _line_offsets(self._file.fileno())
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._read)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Product: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Product]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> Product | Sequence[Product]:
+        if isinstance(index, slice):
+            return tuple(self._cached(i) for i in range(*index.indices(len(self))))
+        i = operator.index(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"product {index} out of range (0..{len(self) - 1})")
+        return self._cached(i)
+
+    def __iter__(self) -> Iterator[Product]:
+        # A full pass (start-up indexes over every title) reads big blocks and skips the cache.
+        # It reads the open file, not the path, which a newer snapshot may have taken over.
+        starts, ends, fd = self.starts, self.ends, self._file.fileno()
+        i = 0
+        while i < len(starts):
+            j = max(int(np.searchsorted(ends, starts[i] + _SCAN_CHUNK, side="right")), i + 1)
+            base = int(starts[i])
+            block = memoryview(os.pread(fd, int(ends[j - 1]) - base, base))
+            for start, end in zip(starts[i:j].tolist(), ends[i:j].tolist(), strict=True):
+                yield Product.from_dict(orjson.loads(block[start - base : end - base]))
+            i = j
+
+    def _read(self, doc: int) -> Product:
+        start, end = int(self.starts[doc]), int(self.ends[doc])
+        data = os.pread(self._file.fileno(), end - start, start)
+        return Product.from_dict(orjson.loads(data))
+
+    def close(self) -> None:
+        """Close the file; later lookups fail."""
+        self._file.close()
+
+    def __del__(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
+
+
+def _line_offsets(fd: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Start and end byte offsets of the non-blank lines of a file."""
+    newlines: list[npt.NDArray[np.int64]] = []
+    offset = 0
+    while chunk := os.pread(fd, _SCAN_CHUNK, offset):
+        found = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == ord("\n"))
+        newlines.append(found.astype(np.int64) + offset)
+        offset += len(chunk)
+    ends = np.concatenate([*newlines, np.zeros(0, dtype=np.int64)])
+    if offset and (len(ends) == 0 or ends[-1] != offset - 1):
+        ends = np.append(ends, offset)  # a last line without a newline
+    starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1] + 1])[: len(ends)]
+    keep = ends - starts > 0
+    if keep.all():
+        return starts, ends
+    # Rare whitespace-only lines: check their bytes like the eager loader does.
+    for i in np.flatnonzero(keep):
+        if (
+            ends[i] - starts[i] < 8
+            and not os.pread(fd, int(ends[i] - starts[i]), int(starts[i])).strip()
+        ):
+            keep[i] = False
+    return starts[keep], ends[keep]
+
+
 class ProductStore:
     """Products in document order with columnar data for filtering, faceting and sorting.
 
     Args:
-        products: The snapshot's products; position is the document number.
+        products: The snapshot's products; position is the document number. A
+            :class:`LazyProducts` is kept as it is (products decoded on access); anything else
+            is copied into a tuple.
     """
 
     def __init__(self, products: Sequence[Product]) -> None:
-        self.products: tuple[Product, ...] = tuple(products)
-        self.doc_of: dict[str, int] = {p.id: i for i, p in enumerate(self.products)}
+        self.products: LazyProducts | tuple[Product, ...] = (
+            products if isinstance(products, LazyProducts) else tuple(products)
+        )
+        # One pass over the products: with a LazyProducts each pass decodes the whole file.
+        self.doc_of: dict[str, int] = {}
         n = len(self.products)
         self.prices = np.full(n, np.nan, dtype=np.float64)
         self.availability = np.zeros(n, dtype=np.int8)
@@ -64,6 +166,7 @@ class ProductStore:
             return col
 
         for doc, product in enumerate(self.products):
+            self.doc_of[product.id] = doc
             if product.effective_price is not None:
                 self.prices[doc] = product.effective_price
             self.availability[doc] = _AVAILABILITY.index(product.availability)
@@ -241,6 +344,23 @@ class ProductStore:
         """Read a store written by :meth:`save`."""
         with path.open("rb") as fh:
             return cls([Product.from_dict(orjson.loads(line)) for line in fh if line.strip()])
+
+    @classmethod
+    def open(cls, path: Path, cache_size: int = PRODUCT_CACHE_SIZE) -> ProductStore:
+        """Open a store written by :meth:`save` without holding its products in memory.
+
+        Columns, filters and facets are built as by :meth:`load`; products are decoded from the
+        file on access (see :class:`LazyProducts`), so the file must stay in place unchanged.
+
+        Args:
+            path: The JSON Lines file.
+            cache_size: Decoded products kept in an LRU cache.
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: a line is not a valid product.
+        """
+        return cls(LazyProducts(path, cache_size))
 
 
 def _top(pairs: Iterable[tuple[str, int]], limit: int) -> tuple[FacetValue, ...]:

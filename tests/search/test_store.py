@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from search.errors import InvalidRequestError, ProductNotFoundError
-from search.store import ProductStore, category_label, parse_category
+from search.store import LazyProducts, ProductStore, category_label, parse_category
 from search.types import Availability, FacetValue, Filters, Product
 
 
@@ -247,3 +247,42 @@ class TestPersistence:
         path = tmp_path / "products.jsonl"
         ProductStore([]).save(path)
         assert len(ProductStore.load(path)) == 0
+
+
+class TestLazyProducts:
+    """A store opened from a snapshot file decodes products on access."""
+
+    def test_open_matches_the_in_memory_store(self, store: ProductStore, tmp_path: Path) -> None:
+        path = tmp_path / "products.jsonl"
+        store.save(path)
+        opened = ProductStore.open(path)
+        assert isinstance(opened.products, LazyProducts)
+        assert len(opened) == len(store)
+        assert list(opened.products) == list(store.products)
+        assert opened.products[-1] == store.products[-1]
+        assert tuple(opened.products[1:3]) == tuple(store.products[1:3])
+        assert opened.doc_of == store.doc_of
+        np.testing.assert_array_equal(opened.prices, store.prices)
+        np.testing.assert_array_equal(opened.brand_ids, store.brand_ids)
+        assert opened.facets(all_docs(opened), ["brand", "category"]) == store.facets(
+            all_docs(store), ["brand", "category"]
+        )
+
+    def test_many_lookups_past_the_cache(self, store: ProductStore, tmp_path: Path) -> None:
+        path = tmp_path / "products.jsonl"
+        store.save(path)
+        opened = ProductStore.open(path, cache_size=2)
+        for _ in range(50):
+            for doc, product in enumerate(store.products):
+                assert opened.products[doc] == product
+                assert opened.get(product.id) == product
+
+    def test_out_of_range_and_blank_lines(self, store: ProductStore, tmp_path: Path) -> None:
+        path = tmp_path / "products.jsonl"
+        store.save(path)
+        path.write_bytes(b"\n" + path.read_bytes() + b"  \n\n")
+        products = LazyProducts(path)
+        assert list(products) == list(store.products)
+        assert len(products) == len(store)
+        with pytest.raises(IndexError):
+            products[len(store)]
