@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep, serve_variants
-from api.routes.search import parse_facets, parse_filters
+from api.routes.search import (
+    ChannelForm,
+    SessionIdForm,
+    UserIdForm,
+    parse_facets,
+    parse_filters,
+)
 from api.schemas import SearchResponse
 from api.security import SearchKeyDep, merge_filters
 from api.uploads import DEFAULT_UPLOAD_MAX_BYTES, UploadError, decode_image_upload
@@ -57,15 +63,9 @@ async def search_by_image(
     colour: Annotated[str | None, Form(max_length=100)] = None,
     facets: Annotated[str, Form()] = "",
     explain: Annotated[bool, Form()] = False,
-    user_id: Annotated[
-        str | None,
-        Form(max_length=200, description="The shopper (personalisation and A/B tests)."),
-    ] = None,
-    session_id: Annotated[
-        str | None,
-        Form(max_length=200, description="The shopper's session (A/B tests while anonymous)."),
-    ] = None,
-    channel: Annotated[Literal["web", "app"] | None, Form()] = None,
+    user_id: UserIdForm = None,
+    session_id: SessionIdForm = None,
+    channel: ChannelForm = None,
 ) -> SearchResponse:
     """Rank the products whose photos look most like the uploaded one; text and a colour
     narrow and re-rank them ("this, in black").

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep, serve_variants
@@ -19,6 +19,19 @@ from api.security import SearchKeyDep, merge_filters
 from search.abtest import Assignment
 from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest, SortOrder
+
+# The shopper, as form fields of the upload searches (photo, voice); GET /search takes the same
+# as query parameters.
+UserIdForm = Annotated[
+    str | None, Form(max_length=200, description="The shopper (personalisation and A/B tests).")
+]
+SessionIdForm = Annotated[
+    str | None,
+    Form(max_length=200, description="The shopper's session (A/B tests while anonymous)."),
+]
+ChannelForm = Annotated[
+    Literal["web", "app"] | None, Form(description="Where the query comes from.")
+]
 
 router = APIRouter(tags=["search"])
 

@@ -38,7 +38,13 @@ from api.audio import (
     pcm16_to_float,
 )
 from api.deps import EngineDep, SettingsDep, serve_variants
-from api.routes.search import parse_facets, parse_filters
+from api.routes.search import (
+    ChannelForm,
+    SessionIdForm,
+    UserIdForm,
+    parse_facets,
+    parse_filters,
+)
 from api.schemas import FacetValuePublic, SearchHitPublic
 from api.security import SearchKeyDep, merge_filters
 from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
@@ -357,15 +363,9 @@ async def search_by_voice(
     price_max: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
     availability: Annotated[list[Availability], Form()] = [],  # noqa: B006
     facets: Annotated[str, Form(description="Comma-separated facets to count.")] = "",
-    user_id: Annotated[
-        str | None,
-        Form(max_length=200, description="The shopper (personalisation and A/B tests)."),
-    ] = None,
-    session_id: Annotated[
-        str | None,
-        Form(max_length=200, description="The shopper's session (A/B tests while anonymous)."),
-    ] = None,
-    channel: Annotated[Literal["web", "app"] | None, Form()] = None,
+    user_id: UserIdForm = None,
+    session_id: SessionIdForm = None,
+    channel: ChannelForm = None,
 ) -> VoiceSearchResponse:
     """Transcribe a recorded query, map it onto catalogue terms and search.
 
