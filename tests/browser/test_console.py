@@ -241,7 +241,17 @@ class TestHistory:
         ).raise_for_status()
         signed_in(page, service)
 
-        page.click("nav.tabs button[data-tab='history']")
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-        page.wait_for_selector("#versions-body tr:has-text('from the history test')")
+        # The tab loads the list when clicked; on a busy machine a click can land while the
+        # console's own post-sign-in loading is still re-rendering, so click again if needed.
+        row = "#versions-body tr:has-text('from the history test')"
+        for _ in range(3):
+            page.click("nav.tabs button[data-tab='history']")
+            try:
+                page.wait_for_selector(row, timeout=10_000)
+                break
+            except PlaywrightTimeoutError:
+                continue
+        page.wait_for_selector(row, timeout=1_000)
         assert "merchandiser" in page.inner_text("#versions-body tr:first-child")
