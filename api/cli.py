@@ -149,6 +149,7 @@ def _build(
     overwrite: bool,
     languages: tuple[str, ...] = ("en",),
     image_embedder: str = "auto",
+    image_adapter: bool = True,
     executor: Executor = Executor.LOCAL,
     ray_address: str | None = None,
     ray_workers: int | None = None,
@@ -166,6 +167,7 @@ def _build(
         overwrite=overwrite,
         image_embedder=image_embedder,
         image_cache=Path("var/image-cache"),
+        image_adapter=image_adapter,
     )
     try:
         with _stage_progress() as bars:
@@ -231,6 +233,14 @@ def index(
             "a colour/layout descriptor), lite0, descriptor, open_clip:<model>:<weights>, none.",
         ),
     ] = "auto",
+    image_adapter: Annotated[
+        bool,
+        typer.Option(
+            "--image-adapter/--no-image-adapter",
+            help="Fit the catalogue's photo projection on its categories and text colours "
+            "(sharper look-alikes; needs enough categorised photos, else skipped).",
+        ),
+    ] = True,
     executor: Annotated[
         Executor,
         typer.Option(
@@ -272,6 +282,7 @@ def index(
         overwrite=True,  # an existing OUT is empty or --force was given
         languages=tuple(code.strip() for code in lang.split(",") if code.strip()),
         image_embedder=image_embedder,
+        image_adapter=image_adapter,
         executor=executor,
         ray_address=ray_address,
         ray_workers=ray_workers,

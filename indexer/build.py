@@ -25,6 +25,7 @@ from search.retrievers import (
 from search.snapshot import (
     COLOUR_REPORT,
     COLOURS,
+    IMAGE_ADAPTER,
     IMAGE_ANN,
     IMAGE_COMPRESSED,
     IMAGE_HAS,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from indexer.catalogue import CatalogueFormat, ImportReport, ImportResult
     from indexer.images import ImageEmbeddings
     from models.image import ImageEmbedder
+    from models.image_adapter import ImageAdapter
 
 Progress = Callable[[str, int, int], None]
 """Progress callback: ``(stage, done, total)``; stages are import, analyse, colours, images, embed, write."""
@@ -78,6 +80,8 @@ class BuildConfig:
             ``descriptor``, ``open_clip:...``) or ``none`` (the library default: no photo
             vectors; the CLI builds them with ``auto``).
         image_cache: Folder where photos fetched over http(s) are cached, or None.
+        image_adapter: Fit the catalogue's photo projection (:mod:`models.image_adapter`) on
+            its products' leaf categories and text colours when there are enough of them.
     """
 
     languages: tuple[str, ...] = ("en",)
@@ -90,6 +94,7 @@ class BuildConfig:
     photo_colours: bool = True
     image_embedder: str = "none"
     image_cache: Path | None = None
+    image_adapter: bool = True
 
 
 def product_fields(product: Product) -> dict[str, str]:
@@ -322,6 +327,32 @@ def _colour_features(
     return out
 
 
+def _image_adapter(
+    products: Sequence[Product],
+    colours: Sequence[Sequence[ProductColour]],
+    images: PhotoVectors,
+) -> ImageAdapter | None:
+    """The catalogue's photo projection, fitted on each product's leaf category and the family
+    of the first colour its text names (None when too few photos are labelled)."""
+    from models.image import load_image_embedder
+    from models.image_adapter import fit_image_adapter, shape_columns
+
+    shape = None
+    try:  # constructing an embedder loads no weights: only which columns encode colour
+        embedder = load_image_embedder(images.name)
+    except (ImportError, ValueError):
+        embedder = None
+    if embedder is not None:
+        shape = shape_columns(embedder)
+        if shape is not None and int(shape.max()) >= images.vectors.shape[1]:
+            shape = None
+    categories = [
+        p.categories[0][-1] if p.categories and p.categories[0] else None for p in products
+    ]
+    families = [next((str(c.family) for c in cs if c.source == "text"), None) for cs in colours]
+    return fit_image_adapter(images.vectors, images.has_vector, categories, families, shape=shape)
+
+
 @dataclass(frozen=True, slots=True)
 class BuildResult:
     """Outcome of :func:`build_from_catalogue`."""
@@ -500,9 +531,21 @@ def write_snapshot(
                 faiss.write_index(index, str(writer.path(name)))
                 del index
                 report("index vectors", 1, 1)
+        image_models: dict[str, str] = {}
         if images is not None:
+            adapter = _image_adapter(products, colours, images) if config.image_adapter else None
+            settings["image_adapter"] = "on" if config.image_adapter else "off"
+            photo_vectors = images.vectors if adapter is None else adapter.apply(images.vectors)
+            image_models = {
+                "image_embedder": images.name,
+                "image_embedder_version": images.version,
+                "image_embedder_dim": str(photo_vectors.shape[1]),
+            }
+            if adapter is not None:
+                adapter.save(writer.path(IMAGE_ADAPTER))
+                image_models["image_adapter"] = adapter.describe()
             with writer.path(IMAGE_VECTORS).open("wb") as fh:
-                np.save(fh, images.vectors.astype(np.float32, copy=False), allow_pickle=False)
+                np.save(fh, photo_vectors.astype(np.float32, copy=False), allow_pickle=False)
             with writer.path(IMAGE_HAS).open("wb") as fh:
                 np.save(fh, images.has_vector, allow_pickle=False)
             kind = choose_index_kind(
@@ -521,7 +564,7 @@ def write_snapshot(
                 import faiss
 
                 name = IMAGE_ANN if kind == "hnsw" else IMAGE_COMPRESSED
-                index = build_vector_index(images.vectors, kind)
+                index = build_vector_index(photo_vectors, kind)
                 faiss.write_index(index, str(writer.path(name)))
                 del index
             writer.path(IMAGE_REPORT).write_bytes(
@@ -549,16 +592,7 @@ def write_snapshot(
                 "image_vectors": int(images.has_vector.sum()) if images else 0,
                 "image_errors": len(images.problems) if images else 0,
             },
-            models=models
-            | (
-                {
-                    "image_embedder": images.name,
-                    "image_embedder_version": images.version,
-                    "image_embedder_dim": str(images.vectors.shape[1]),
-                }
-                if images is not None
-                else {}
-            ),
+            models=models | image_models,
             settings=settings,
         )
         report("write", 4, 4)

@@ -50,6 +50,7 @@ from search.protocols import TextEmbedder
 from search.snapshot import (
     COLOUR_REPORT,
     COLOURS,
+    IMAGE_ADAPTER,
     IMAGE_HAS,
     IMAGE_REPORT,
     IMAGE_VECTORS,
@@ -279,6 +280,7 @@ def _config_of(manifest: Manifest, *, overwrite: bool) -> BuildConfig:
         embedder=manifest.models.get("text_embedder") or "none",
         photo_colours=default.photo_colours if extractor is None else extractor != TEXT_EXTRACTOR,
         image_embedder=manifest.models.get("image_embedder") or "none",
+        image_adapter=manifest.settings.get("image_adapter", "on") != "off",
         overwrite=overwrite,
     )
 
@@ -409,6 +411,12 @@ def _images(
         and base.models.get("image_embedder_version") == embedder.version
     ):
         loaded = np.load(snapshot_dir / IMAGE_VECTORS, mmap_mode="r", allow_pickle=False)
+        if IMAGE_ADAPTER in base.files:
+            # Stored vectors went through the catalogue's photo projection: the build
+            # re-fits it on the raw vectors of the new catalogue.
+            from models.image_adapter import ImageAdapter
+
+            loaded = ImageAdapter.load(snapshot_dir / IMAGE_ADAPTER).raw_part(loaded)
         has = np.load(snapshot_dir / IMAGE_HAS, allow_pickle=False)
         if loaded.ndim == 2 and len(loaded) == len(has) == len(old_products):
             old, old_has = loaded, has

@@ -36,6 +36,7 @@ from search.rules import MatchedRules, RuleSet, explain_lines
 from search.snapshot import (
     COLOUR_REPORT,
     COLOURS,
+    IMAGE_ADAPTER,
     IMAGE_ANN,
     IMAGE_COMPRESSED,
     IMAGE_HAS,
@@ -115,6 +116,24 @@ class ImageVectors:
             raise ValueError(f"{len(vectors)} photo vectors but {len(has_vector)} flags")
         ann = read_vector_index(path, manifest, (IMAGE_ANN, IMAGE_COMPRESSED))
         return cls(vectors, has_vector, VectorIndex(vectors, ann))
+
+
+def _adapted(path: Path, encoder: ImageEncoder) -> ImageEncoder:
+    """The query photo encoder through the snapshot's catalogue photo projection.
+
+    Raises:
+        SnapshotError: the projection cannot be read or does not fit the encoder.
+    """
+    from models.image_adapter import AdaptedImageEmbedder, ImageAdapter
+
+    try:
+        adapted = AdaptedImageEmbedder(encoder, ImageAdapter.load(path / IMAGE_ADAPTER))
+        adapted.warm_up()
+    except (OSError, ValueError, KeyError) as exc:
+        raise SnapshotError(
+            f"{path}: cannot use the photo projection {IMAGE_ADAPTER}: {exc}"
+        ) from exc
+    return adapted
 
 
 def read_vector_index(path: Path, manifest: Manifest, names: Sequence[str]) -> Any:
@@ -396,6 +415,11 @@ class SearchEngine:
                 image_embedder = load_image_embedder(manifest.models["image_embedder"])
             if image_embedder is not None:
                 image_embedder.warm_up()
+                if (
+                    IMAGE_ADAPTER in manifest.files
+                    and image_embedder.dim != images.vectors.shape[1]
+                ):
+                    image_embedder = _adapted(path, image_embedder)
                 if image_embedder.dim != images.vectors.shape[1]:
                     raise SnapshotError(
                         f"{path}: image embedder {image_embedder.name!r} gives "

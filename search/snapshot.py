@@ -8,6 +8,7 @@ format version and each file's size and SHA-256, and refuses anything that does 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -44,6 +45,7 @@ IMAGE_HAS = "image_has_vector.npy"
 IMAGE_ANN = "image_vectors.hnsw"
 IMAGE_COMPRESSED = "image_vectors.compressed.faiss"
 IMAGE_REPORT = "image_report.json"
+IMAGE_ADAPTER = "image_adapter.npz"
 COLOUR_REPORT = "colour_report.json"
 REQUIRED_FILES = (PRODUCTS, LEXICAL, VOCABULARY, TERMS)
 
@@ -139,6 +141,12 @@ class SnapshotWriter:
     on Linux, see :func:`_publish`). Leaving the block without committing removes the
     temporary folder and leaves any existing ``out_dir`` untouched.
 
+    A writer holds an exclusive ``flock`` on a lock file beside its temporary folder
+    (``.<name>.writer-<id>.lock``) until it is done. A build that was killed leaves its folder
+    behind with a lock nobody holds: the next writer of the same snapshot removes such folders
+    (and replaced snapshots a killed publish left, ``.<name>.old-<id>``) before it starts, and
+    leaves alone those of builds still running.
+
     Args:
         out_dir: Final snapshot folder.
         overwrite: Replace an existing snapshot at ``out_dir``.
@@ -154,18 +162,25 @@ class SnapshotWriter:
                 f"{self.out_dir} exists and is not empty (pass overwrite to replace it)"
             )
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.work_dir = (
-            self.out_dir.parent / f".{self.out_dir.name}.building-{uuid.uuid4().hex[:8]}"
-        )
+        token = uuid.uuid4().hex[:8]
+        self.work_dir = self.out_dir.parent / f".{self.out_dir.name}.building-{token}"
+        self._lock_path = _lock_path(self.out_dir, token)
+        self._lock: IO[bytes] | None = None
         self._committed = False
 
     def __enter__(self) -> SnapshotWriter:
+        self._lock = _hold(self._lock_path)  # before the folder exists: never unowned
+        remove_stale_builds(self.out_dir)
         self.work_dir.mkdir(parents=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if not self._committed:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self._lock is not None:
+            self._lock_path.unlink(missing_ok=True)
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def path(self, name: str) -> Path:
         """Where to write one snapshot file."""
@@ -205,6 +220,64 @@ class SnapshotWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return manifest
+
+
+def _lock_path(out_dir: Path, token: str) -> Path:
+    return out_dir.parent / f".{out_dir.name}.writer-{token}.lock"
+
+
+def _hold(path: Path) -> IO[bytes]:
+    """Open (creating) a lock file and hold an exclusive flock on it."""
+    handle = path.open("ab")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def _is_held(path: Path) -> bool:
+    """Whether a live process holds the flock on a lock file (False when it is missing)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def remove_stale_builds(out_dir: Path) -> list[Path]:
+    """Remove what killed writers of ``out_dir`` left beside it: temporary folders whose
+    writer's lock nobody holds, and replaced snapshots a killed publish did not delete.
+
+    Returns:
+        The folders removed.
+    """
+    out_dir = Path(out_dir)
+    removed: list[Path] = []
+    prefix = f".{out_dir.name}."
+    if not out_dir.parent.is_dir():
+        return removed
+    for path in sorted(out_dir.parent.glob(prefix + "*")):
+        kind, _, token = path.name[len(prefix) :].partition("-")
+        if kind == "building" and path.is_dir():
+            if _is_held(_lock_path(out_dir, token)):
+                continue  # a build that is still running
+        elif kind == "old" and path.is_dir():
+            pass  # a replaced snapshot: nothing reads it once the new one is in place
+        elif kind == "writer" and path.suffix == ".lock" and not path.is_dir():
+            stem = path.name[len(prefix) + len("writer-") : -len(".lock")]
+            if not (out_dir.parent / f"{prefix}building-{stem}").exists() and not _is_held(path):
+                path.unlink(missing_ok=True)
+            continue
+        else:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        _lock_path(out_dir, token).unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 #: ``renameat2`` flag: swap two paths atomically (Linux 3.15+, ext4, xfs, btrfs, tmpfs...).

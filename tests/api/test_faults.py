@@ -157,6 +157,7 @@ def test_sigkill_during_a_build_keeps_the_previous_snapshot(
     )
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert read_manifest(out, verify=True).counts["products"] == BIG
+    assert building_folders(out) == []  # the rebuild cleared the killed build's folder
 
 
 _KILLED_MID_PUBLISH = """

@@ -378,16 +378,17 @@ class TestInterruptedBuild:
         finally:
             if proc.poll() is None:
                 proc.kill()
-        # It died with a half-written temporary folder beside the untouched snapshot.
-        assert [p.name.startswith(".base.building-") for p in sorted(base.parent.iterdir())] == [
-            True,
-            False,
-            False,
-        ]
+        # It died with a half-written temporary folder (and its writer's lock file, which
+        # nobody holds now) beside the untouched snapshot.
+        left = sorted(p.name for p in base.parent.iterdir() if p.name.startswith(".base."))
+        assert [name.split("-")[0] for name in left] == [".base.building", ".base.writer"]
         assert read_manifest(base, verify=True) == before
         engine = SearchEngine.open(base, embedder=CountingEmbedder(), ranker="none")
         assert len(engine) == len(PRODUCTS)
         assert engine.get_product(PRODUCTS[0].id).title == PRODUCTS[0].title
+        # The next build of the snapshot clears them away.
+        apply_changes(base, base, upserts=[NEW_LAMP], embedder=CountingEmbedder())
+        assert not [p for p in base.parent.iterdir() if p.name.startswith(".base.")]
 
 
 def catalogue(n: int) -> list[Product]:

@@ -25,6 +25,7 @@ from search.snapshot import (
     Manifest,
     SnapshotWriter,
     read_manifest,
+    remove_stale_builds,
     sha256_file,
 )
 from search.types import Product
@@ -243,6 +244,37 @@ class TestWriter:
     def test_creates_missing_parents(self, tmp_path: Path) -> None:
         publish(tmp_path / "a" / "b" / "snap")
         read_manifest(tmp_path / "a" / "b" / "snap")
+
+    def test_a_killed_writers_leftovers_are_removed_by_the_next(self, tmp_path: Path) -> None:
+        first = publish(tmp_path / "snap")
+        # What a SIGKILL leaves: a half-written folder and a lock file nobody holds, and a
+        # replaced snapshot a killed publish had moved aside.
+        (tmp_path / ".snap.building-dead0001").mkdir()
+        (tmp_path / ".snap.building-dead0001" / PRODUCTS).write_bytes(b"half")
+        (tmp_path / ".snap.writer-dead0001.lock").touch()
+        shutil.copytree(tmp_path / "snap", tmp_path / ".snap.old-dead0002")
+        (tmp_path / ".other.building-keep0001").mkdir()  # another snapshot's: not ours to judge
+        with SnapshotWriter(tmp_path / "snap", overwrite=True) as writer:
+            assert sorted(p.name for p in tmp_path.iterdir()) == [
+                ".other.building-keep0001",
+                writer.work_dir.name,
+                writer._lock_path.name,
+                "snap",
+            ]
+            write_files(writer)
+            writer.commit(catalogue_checksum="", languages=("en",), counts={}, models={})
+        assert read_manifest(tmp_path / "snap") != first
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".other.building-keep0001", "snap"]
+
+    def test_a_running_writers_folder_is_left_alone(self, tmp_path: Path) -> None:
+        with SnapshotWriter(tmp_path / "snap") as running:
+            write_files(running)
+            assert remove_stale_builds(tmp_path / "snap") == []
+            with SnapshotWriter(tmp_path / "snap") as other:
+                assert running.work_dir.is_dir() and other.work_dir.is_dir()
+            assert running.work_dir.is_dir()
+            running.commit(catalogue_checksum="", languages=("en",), counts={}, models={})
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["snap"]
 
 
 class TestBuildSnapshot:
