@@ -18,7 +18,12 @@ from search.snapshot import IMAGE_ADAPTER, IMAGE_VECTORS, read_manifest
 from search.types import Product, SearchRequest
 
 KINDS = ("lamp", "vase", "cushion")
-COLOURS = {"red": (200, 30, 35), "blue": (35, 60, 180), "green": (40, 150, 60), "black": (25, 25, 28)}
+COLOURS = {
+    "red": (200, 30, 35),
+    "blue": (35, 60, 180),
+    "green": (40, 150, 60),
+    "black": (25, 25, 28),
+}
 CONFIG = BuildConfig(embedder="none", photo_colours=False, image_embedder="descriptor")
 
 
@@ -91,7 +96,7 @@ def test_a_shoppers_photo_is_projected_like_the_catalogue(
 def test_the_projection_can_be_turned_off(
     catalogue: tuple[Path, list[Product]], tmp_path: Path
 ) -> None:
-    folder, items = catalogue
+    _, items = catalogue
     off = BuildConfig(
         embedder="none", photo_colours=False, image_embedder="descriptor", image_adapter=False
     )

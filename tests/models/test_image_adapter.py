@@ -58,7 +58,11 @@ def precision_at_5(
     sims = vectors[queries] @ vectors.T
     sims[np.arange(len(queries)), queries] = -np.inf  # never the query itself
     top = np.argsort(-sims, axis=1)[:, :5]
-    return float(np.mean([[labels[j] == labels[q] for j in row] for q, row in zip(queries, top)]))
+    return float(
+        np.mean(
+            [[labels[j] == labels[q] for j in row] for q, row in zip(queries, top, strict=True)]
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +113,9 @@ class TestFit:
         has[::3] = True  # two products in three have no photo: too few left for either fit
         vectors[~has] = 0.0
         assert fit_image_adapter(vectors, has, kinds, colours) is None
-        no_colours = fit_image_adapter(vectors, np.ones(len(vectors), bool), kinds, [None] * len(kinds))
+        no_colours = fit_image_adapter(
+            vectors, np.ones(len(vectors), bool), kinds, [None] * len(kinds)
+        )
         assert no_colours is not None and no_colours.colour is None and no_colours.kind is not None
 
     def test_mismatched_labels_are_refused(self) -> None:
