@@ -71,6 +71,9 @@ MIN_PHOTOS_PER_CLASS: Final = 3
 MIN_CLASSES: Final = 3
 MIN_FIT_PHOTOS: Final = 60
 
+#: Rows adapted at a time (bounds the temporaries of a catalogue-sized :meth:`ImageAdapter.apply`).
+APPLY_BLOCK: Final = 65_536
+
 #: At most this many photos (a seeded sample) are used for a fit: the covariance of a sample
 #: this large is as good as the catalogue's, and the fit stays seconds at a million products.
 MAX_FIT_PHOTOS: Final = 50_000
@@ -169,17 +172,19 @@ class ImageAdapter:
         Raises:
             ValueError: rows of another length than ``raw_dim``.
         """
-        rows = np.asarray(raw, dtype=np.float32)
-        if rows.ndim != 2 or rows.shape[1] != self.raw_dim:
-            raise ValueError(f"expected rows of {self.raw_dim} floats, got shape {rows.shape}")
-        blocks = [_unit(rows) * RAW_WEIGHT]
-        if self.kind is not None:
-            blocks.append(self.kind.project(rows) * KIND_WEIGHT)
-        if self.colour is not None:
-            blocks.append(self.colour.project(rows) * COLOUR_WEIGHT)
-        empty = ~np.any(rows != 0, axis=1)
-        out = _unit(np.concatenate(blocks, axis=1))
-        out[empty] = 0.0
+        if raw.ndim != 2 or raw.shape[1] != self.raw_dim:
+            raise ValueError(f"expected rows of {self.raw_dim} floats, got shape {raw.shape}")
+        out = np.empty((len(raw), self.dim), dtype=np.float32)
+        for start in range(0, len(raw), APPLY_BLOCK):  # a million photos: blocks, not copies
+            rows = np.asarray(raw[start : start + APPLY_BLOCK], dtype=np.float32)
+            blocks = [_unit(rows) * RAW_WEIGHT]
+            if self.kind is not None:
+                blocks.append(self.kind.project(rows) * KIND_WEIGHT)
+            if self.colour is not None:
+                blocks.append(self.colour.project(rows) * COLOUR_WEIGHT)
+            adapted = _unit(np.concatenate(blocks, axis=1))
+            adapted[~np.any(rows != 0, axis=1)] = 0.0
+            out[start : start + len(rows)] = adapted
         return out
 
     def raw_part(self, adapted: npt.NDArray[Any]) -> FloatRows:

@@ -119,13 +119,17 @@ class ImageVectors:
 
 
 def _adapted(path: Path, encoder: ImageEncoder) -> ImageEncoder:
-    """The query photo encoder through the snapshot's catalogue photo projection.
+    """The query photo encoder through the snapshot's catalogue photo projection. An encoder
+    that went through another snapshot's projection (the serving engine's, handed to the
+    engine of a delta) is unwrapped first: each build fits its own.
 
     Raises:
         SnapshotError: the projection cannot be read or does not fit the encoder.
     """
     from models.image_adapter import AdaptedImageEmbedder, ImageAdapter
 
+    if isinstance(encoder, AdaptedImageEmbedder):
+        encoder = encoder.base
     try:
         adapted = AdaptedImageEmbedder(encoder, ImageAdapter.load(path / IMAGE_ADAPTER))
         adapted.warm_up()
@@ -415,10 +419,7 @@ class SearchEngine:
                 image_embedder = load_image_embedder(manifest.models["image_embedder"])
             if image_embedder is not None:
                 image_embedder.warm_up()
-                if (
-                    IMAGE_ADAPTER in manifest.files
-                    and image_embedder.dim != images.vectors.shape[1]
-                ):
+                if IMAGE_ADAPTER in manifest.files:
                     image_embedder = _adapted(path, image_embedder)
                 if image_embedder.dim != images.vectors.shape[1]:
                     raise SnapshotError(

@@ -145,3 +145,29 @@ def test_a_delta_refits_on_the_raw_vectors(
     assert np.allclose(delta_vectors, np.load(full / IMAGE_VECTORS), atol=1e-4)
     found = engine.search_image(draw("lamp", (250, 200, 0), 30), SearchRequest(k=1))
     assert found.hits[0].product.id == "lamp-yellow-30"
+
+
+def test_an_engine_after_a_delta_projects_with_the_new_fit(
+    catalogue: tuple[Path, list[Product]], tmp_path: Path
+) -> None:
+    """The service opens a delta's snapshot with the serving engine's photo encoder: the
+    encoder must take the delta's projection, not keep the old one."""
+    folder, items = catalogue
+    serving = SearchEngine.open(folder / "snap", use_semantic=False, ranker="none")
+    old = ImageAdapter.load(folder / "snap" / IMAGE_ADAPTER)
+    result = apply_changes(folder / "snap", tmp_path / "delta", deletes=[p.id for p in items[:12]])
+    fresh = SearchEngine.open(
+        result.snapshot_dir,
+        use_semantic=False,
+        ranker="none",
+        image_encoder=serving.image_embedder,
+    )
+    assert isinstance(serving.image_embedder, AdaptedImageEmbedder)
+    assert isinstance(fresh.image_embedder, AdaptedImageEmbedder)
+    assert fresh.image_embedder.base is serving.image_embedder.base
+    new = ImageAdapter.load(result.snapshot_dir / IMAGE_ADAPTER)
+    assert new.kind is not None and old.kind is not None
+    assert not np.allclose(new.kind.scalings, old.kind.scalings)
+    photo = draw("vase", (40, 70, 190), 26)
+    raw = serving.image_embedder.base.embed_images([photo])
+    assert np.allclose(fresh.image_embedder.embed_images([photo]), new.apply(raw), atol=1e-6)
