@@ -37,8 +37,12 @@ from api.security import KeyStore, Security, require_admin_key, require_search_k
 from api.settings import Settings
 from search.config_store import ConfigStore, apply_ranking_weights
 from search.engine import EngineConfig, SearchEngine
-from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
-from search.events import EventStoreUnavailableError
+from search.errors import (
+    EventStoreUnavailableError,
+    InvalidRequestError,
+    ProductNotFoundError,
+    SnapshotError,
+)
 from search.protocols import Reranker
 from search.rules import RankingWeights
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
-from indexer.images import ImageLoadError, decode_image
-from search.errors import SearchServiceError
+from indexer.images import decode_image
+from search.errors import ImageLoadError, SearchServiceError
 
 if TYPE_CHECKING:
     from PIL import Image

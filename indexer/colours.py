@@ -67,7 +67,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from search.colour import Colour, Family, ciede2000_many, nearest, vocabulary
-from search.errors import SearchServiceError
+from search.errors import ColourExtractionError
 
 __all__ = [
     "FEATURE_MODEL_PATH",
@@ -142,18 +142,6 @@ _TOWARDS_SWATCH: Final = (1.0, 0.75, 0.5, 0.25, 0.0)
 _CHROMATIC_SWATCH: Final = 6.0
 
 _VOCABULARY: Final[dict[str, Colour]] = {c.name: c for c in vocabulary()}
-
-
-class ColourExtractionError(SearchServiceError, ValueError):
-    """A photo cannot be read: missing, unreadable, truncated or not an image.
-
-    Attributes:
-        path: The file, when the photo came from one.
-    """
-
-    def __init__(self, message: str, path: Path | None = None) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)

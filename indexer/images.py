@@ -30,14 +30,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search.errors import SearchServiceError
+from search.errors import ImageLoadError
 
 if TYPE_CHECKING:
     from models.image import ImageEmbedder
@@ -60,25 +60,6 @@ DEFAULT_MAX_PIXELS: Final = 50_000_000
 #: Longer side photos are shrunk to after decoding: every embedder works on far smaller inputs,
 #: and a batch of full-size phone photos would hold gigabytes.
 DEFAULT_MAX_SIDE: Final = 1024
-
-ProblemKind = Literal["missing", "corrupt", "unsupported", "too-large", "http"]
-
-
-class ImageLoadError(SearchServiceError, ValueError):
-    """A photo cannot be read.
-
-    Attributes:
-        kind: ``missing`` (no such file), ``corrupt`` (truncated or damaged data),
-            ``unsupported`` (not an image, or a format this install cannot read),
-            ``too-large`` (past the byte or pixel limit) or ``http`` (download failed).
-        location: The photo's path or URL, when known.
-    """
-
-    def __init__(self, kind: ProblemKind, message: str, location: str = "") -> None:
-        super().__init__(message)
-        self.kind: ProblemKind = kind
-        self.location = location
-        self.message = message
 
 
 class ImageProblem(NamedTuple):

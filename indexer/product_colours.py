@@ -185,7 +185,7 @@ def index_colours(
     Returns:
         Per product its colours (main first) and the report.
     """
-    from indexer.colours import ColourExtractionError
+    from search.errors import ColourExtractionError
 
     report = ProgressReporter(progress, len(products))
     out: list[list[ProductColour]] = []

@@ -34,13 +34,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from search.events import (
-    EventStore,
-    EventStoreUnavailableError,
-    EventType,
-    StoredEvent,
-    normalise_query,
-)
+from search.errors import EventStoreUnavailableError
+from search.events import EventStore, EventType, StoredEvent, normalise_query
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 
@@ -638,7 +633,7 @@ class SignalsRefresher:
             Number of events folded.
 
         Raises:
-            search.events.EventStoreUnavailableError: The store cannot be reached (the
+            search.errors.EventStoreUnavailableError: The store cannot be reached (the
                 snapshots stay as they were).
         """
         with self._lock:
@@ -713,7 +708,7 @@ class SignalsRefresher:
             Events deleted.
 
         Raises:
-            search.events.EventStoreUnavailableError: The store cannot be reached (nothing
+            search.errors.EventStoreUnavailableError: The store cannot be reached (nothing
                 was erased).
         """
         with self._lock:

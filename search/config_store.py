@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from search.abtest import Experiment, experiment_from_dict
 from search.behaviour import BehaviourReranker
 from search.engine import EngineConfig, SearchEngine
-from search.errors import SearchServiceError
+from search.errors import ConfigConflictError, ConfigNotFoundError
 from search.personal import PersonalisationReranker
 from search.protocols import Reranker
 from search.rules import RankingWeights, Rule, RuleSet, rule_from_dict, rule_to_dict
@@ -46,24 +46,6 @@ AUDIT_ACTIONS = (
     "key.create",
     "key.revoke",
 )
-
-
-class ConfigNotFoundError(SearchServiceError, LookupError):
-    """No rule, experiment or version with that id (answered 404)."""
-
-    def __init__(self, kind: str, key: str | int) -> None:
-        super().__init__(f"no {kind} {key!r}")
-        self.kind = kind
-        self.key = key
-
-
-class ConfigConflictError(SearchServiceError):
-    """The configuration changed since the version the caller edited (answered 409)."""
-
-    def __init__(self, expected: int, current: int) -> None:
-        super().__init__(f"configuration is at version {current}, not {expected}: reload and retry")
-        self.expected = expected
-        self.current = current
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,11 @@ import orjson
 
 from search.abtest import ID_PATTERN, UNITS, Unit, VariantCounts, tally
 from search.analysis import fold
-from search.errors import SearchServiceError
+from search.errors import (
+    EventStoreUnavailableError,
+    FieldError,
+    InvalidEventError,
+)
 
 MAX_ID_LENGTH = 200
 MAX_QUERY_LENGTH = 1000
@@ -154,37 +158,6 @@ class Erasure:
     seq: int
     user_id: str
     timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One problem with one field of an event.
-
-    Attributes:
-        field: The field's name, as the caller wrote it (``"*"`` for the event as a whole).
-        message: What is wrong and what is valid.
-    """
-
-    field: str
-    message: str
-
-
-class EventStoreUnavailableError(SearchServiceError, RuntimeError):
-    """The event store cannot be reached or used right now (server down, connection lost,
-    database locked beyond its timeout, store closed). Nothing of the failed call is
-    acknowledged: retrying it later is safe (appends are idempotent by ``event_id``)."""
-
-
-class InvalidEventError(SearchServiceError, ValueError):
-    """An event failed validation.
-
-    Attributes:
-        errors: Every problem found, one per field.
-    """
-
-    def __init__(self, errors: Sequence[FieldError]) -> None:
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
-        self.errors = tuple(errors)
 
 
 _FIELDS = frozenset(

@@ -17,7 +17,7 @@ share one hash tag (``{<prefix>}``), so they live in one slot:
   deletes the events and appends the entry in one script.
 
 Redis that cannot be reached (after the client's retries), or that answers as a read-only
-replica, raises :class:`search.events.EventStoreUnavailableError`.
+replica, raises :class:`search.errors.EventStoreUnavailableError`.
 
 One Redis primary holds them (Redis Cluster is not supported: the scripts name the session and
 user keys themselves).
@@ -58,15 +58,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from search.events import (
-    Erasure,
-    Event,
-    EventStoreUnavailableError,
-    EventType,
-    StoredEvent,
-    event_to_dict,
-    parse_event,
-)
+from search.errors import EventStoreUnavailableError
+from search.events import Erasure, Event, EventType, StoredEvent, event_to_dict, parse_event
 
 logger = logging.getLogger("productsearch.events.redis")
 
@@ -240,7 +233,7 @@ class RedisEventStore:
     Raises:
         ImportError: The ``redis`` package is not installed.
         ValueError: The prefix is empty or holds braces (they would break the hash tag).
-        search.events.EventStoreUnavailableError: Redis cannot be reached.
+        search.errors.EventStoreUnavailableError: Redis cannot be reached.
     """
 
     def __init__(

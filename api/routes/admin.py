@@ -30,16 +30,9 @@ from pydantic import BaseModel, Field
 from api.deps import EngineDep, serving_weights
 from api.security import AdminKeyDep, SecurityDep, require_admin_key
 from search.abtest import VariantCounts, experiment_from_dict, report
-from search.config_store import (
-    ConfigConflictError,
-    ConfigNotFoundError,
-    ConfigStore,
-    ConfigVersion,
-    apply_ranking_weights,
-    compare_rankings,
-)
+from search.config_store import ConfigStore, ConfigVersion, apply_ranking_weights, compare_rankings
 from search.engine import SearchEngine
-from search.errors import InvalidRequestError
+from search.errors import ConfigConflictError, ConfigNotFoundError, InvalidRequestError
 from search.rules import (
     RankingWeights,
     Rule,

@@ -44,14 +44,8 @@ from pydantic import BaseModel, Field
 from search.abtest import Unit, VariantCounts
 from search.analytics import QueryOrder, query_stats
 from search.behaviour import SignalsRefresher
-from search.events import (
-    EventStore,
-    EventStoreUnavailableError,
-    SQLiteSynchronous,
-    experiment_counts,
-    ingest,
-    open_event_store,
-)
+from search.errors import EventStoreUnavailableError
+from search.events import EventStore, SQLiteSynchronous, experiment_counts, ingest, open_event_store
 
 router = APIRouter(tags=["events"])
 logger = logging.getLogger("productsearch.api.events")
@@ -114,7 +108,7 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 
 
 async def store_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Answer :class:`search.events.EventStoreUnavailableError` with 503 and ``Retry-After``
+    """Answer :class:`search.errors.EventStoreUnavailableError` with 503 and ``Retry-After``
     (installed by :func:`api.app.create_app`); the cause goes to the log, not to the client.
 
     Args:

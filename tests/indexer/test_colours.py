@@ -15,7 +15,6 @@ from indexer import colours as colours_module
 from indexer.colours import (
     FEATURE_MODEL_PATH,
     MODEL_PATH,
-    ColourExtractionError,
     ColourModel,
     FeatureColourModel,
     HistogramLayout,
@@ -28,6 +27,7 @@ from indexer.colours import (
     measure,
 )
 from search.colour import ciede2000, lookup, nearest, srgb_to_lab
+from search.errors import ColourExtractionError
 
 RED = (200, 30, 40)
 NAVY = (20, 30, 90)

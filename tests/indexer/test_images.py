@@ -16,14 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.images import (
-    ImageLoader,
-    ImageLoadError,
-    ImageProblem,
-    decode_image,
-    embed_product_images,
-)
+from indexer.images import ImageLoader, ImageProblem, decode_image, embed_product_images
 from models.image import DescriptorImageEmbedder
+from search.errors import ImageLoadError
 
 
 def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (60, 80)) -> bytes:

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 
 from search.abtest import Experiment, Variant
-from search.config_store import (
-    ConfigConflictError,
-    ConfigNotFoundError,
-    ConfigStore,
-    apply_weights,
-    compare_rankings,
-)
+from search.config_store import ConfigStore, apply_weights, compare_rankings
 from search.engine import EngineConfig
+from search.errors import ConfigConflictError, ConfigNotFoundError
 from search.rules import Pin, RankingWeights, Redirect, Rule
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

@@ -19,13 +19,12 @@ import pytest
 
 from search.abtest import VariantCounts, tally
 from search.analytics import query_stats, summarise, top_queries, zero_result_queries
+from search.errors import EventStoreUnavailableError, InvalidEventError
 from search.events import (
     Erasure,
     Event,
     EventStore,
-    EventStoreUnavailableError,
     EventType,
-    InvalidEventError,
     SQLiteEventStore,
     event_to_dict,
     experiment_counts,

@@ -1,6 +1,6 @@
 """The Redis event store: the EventStore contract (the same tests as SQLite and PostgreSQL, the
 erasure log included), atomic numbering under concurrent writers, forward compatibility, Redis
-stopped (:class:`~search.events.EventStoreUnavailableError`, then recovery), and durability of
+stopped (:class:`~search.errors.EventStoreUnavailableError`, then recovery), and durability of
 acknowledged events when Redis itself is killed (AOF with ``appendfsync always``).
 
 A real ``redis-server`` runs on a free loopback port with its files in a temporary folder; the
@@ -26,15 +26,8 @@ from typing import Any
 
 import pytest
 
-from search.events import (
-    Event,
-    EventStore,
-    EventStoreUnavailableError,
-    EventType,
-    ingest,
-    open_event_store,
-    parse_event,
-)
+from search.errors import EventStoreUnavailableError
+from search.events import Event, EventStore, EventType, ingest, open_event_store, parse_event
 from tests.search import test_events as contract
 
 REPO = Path(__file__).resolve().parents[2]
