@@ -9,7 +9,7 @@ grades every product against a query colour in one vectorised CIEDE2000 pass.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,20 +69,13 @@ FIRST_OF_SEVERAL = 0.9
 LATER_OF_SEVERAL = 0.75
 
 
-def _text_order_factors(colours: Sequence[Sequence[ProductColour]]) -> npt.NDArray[np.float64]:
-    """Per flat colour entry, the factor on its strength for its place among the text colours
-    of its product (1 for photo colours and for a product's only text colour)."""
-    factors: list[float] = []
-    for cs in colours:
-        several = sum(c.source == "text" for c in cs) > 1
-        seen = 0
-        for c in cs:
-            if c.source != "text" or not several:
-                factors.append(1.0)
-                continue
-            factors.append(FIRST_OF_SEVERAL if seen == 0 else LATER_OF_SEVERAL)
-            seen += 1
-    return np.asarray(factors, dtype=np.float64)
+#: Colour families in code order (an entry's family is its position here).
+_FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
+_FAMILY_CODE = {family: code for code, family in enumerate(_FAMILIES)}
+
+
+def _lab_tuple(values: npt.NDArray[np.float64]) -> tuple[float, float, float]:
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 def family_swatch(family: str) -> str:
@@ -99,34 +92,80 @@ _FAMILY_SWATCHES = {"metallic": "#c0c0c0", "multi": "#808080", "beige": "#d8c8a8
 class ColourIndex:
     """Every product's colours as flat arrays, graded against query colours.
 
+    Nothing is kept per product as Python objects (a million products' colours would take a
+    gigabyte that way): each colour entry is a row of small arrays (its document, Lab as an index
+    into the distinct coordinates, strength, family, source, share, confidence, name and swatch
+    as indexes into tables of distinct strings), and :meth:`of` builds a document's
+    :class:`~search.types.ProductColour` values when asked.
+
     Args:
         colours: Per document (position = document number), its colours, main first.
     """
 
-    def __init__(self, colours: Sequence[Sequence[ProductColour]]) -> None:
-        self.colours: tuple[tuple[ProductColour, ...], ...] = tuple(tuple(c) for c in colours)
-        n_docs = len(self.colours)
-        flat = [(doc, c) for doc, cs in enumerate(self.colours) for c in cs]
+    def __init__(self, colours: Iterable[Iterable[ProductColour]]) -> None:
+        docs: list[int] = []
+        labs: list[tuple[float, float, float]] = []
+        strength: list[float] = []
+        family: list[int] = []
+        photo: list[bool] = []
+        share: list[float] = []
+        confidence: list[float] = []
+        name: list[int] = []
+        swatch: list[int] = []
+        names: dict[str, int] = {}
+        swatches: dict[str, int] = {}
+        n_docs = 0
+        for doc, product_colours in enumerate(colours):
+            n_docs = doc + 1
+            entries = tuple(product_colours)
+            texts = sum(c.source == "text" for c in entries)
+            seen_text = 0
+            for c in entries:
+                factor = 1.0
+                if c.source == "text" and texts > 1:
+                    factor = FIRST_OF_SEVERAL if seen_text == 0 else LATER_OF_SEVERAL
+                    seen_text += 1
+                docs.append(doc)
+                labs.append(c.lab)
+                strength.append(c.strength * factor)
+                family.append(_FAMILY_CODE[c.family])
+                photo.append(c.source == "photo")
+                share.append(c.share)
+                confidence.append(c.confidence)
+                name.append(names.setdefault(c.name, len(names)))
+                swatch.append(swatches.setdefault(c.hex, len(swatches)))
         self.n_docs = n_docs
-        self._docs = np.fromiter((d for d, _ in flat), dtype=np.int64, count=len(flat))
-        self._labs = np.array([c.lab for _, c in flat], dtype=np.float64).reshape(-1, 3)
-        self._strength = np.fromiter(
-            (c.strength for _, c in flat), dtype=np.float64, count=len(flat)
-        ) * _text_order_factors(self.colours)
-        self._families = np.array([c.family for _, c in flat], dtype=object)
+        self._docs = np.asarray(docs, dtype=np.int64)
+        self._strength = np.asarray(strength, dtype=np.float64)
+        self._family = np.asarray(family, dtype=np.int8)
+        self._photo = np.asarray(photo, dtype=bool)
+        self._share = np.asarray(share, dtype=np.float64)
+        self._confidence = np.asarray(confidence, dtype=np.float64)
+        self._name = np.asarray(name, dtype=np.int32)
+        self._swatch = np.asarray(swatch, dtype=np.int32)
+        self._names = tuple(names)
+        self._swatches = tuple(swatches)
         self._facet = self._strength >= FACET_STRENGTH
         self.has_colour = np.zeros(n_docs, dtype=bool)
         self.has_colour[self._docs] = True
         # Text colours repeat a few hundred named coordinates: grade each distinct one once.
-        if len(self._labs):
-            self._unique_labs, inverse = np.unique(self._labs, axis=0, return_inverse=True)
-            self._inverse = inverse.ravel()
+        if docs:
+            unique, inverse = np.unique(
+                np.asarray(labs, dtype=np.float64).reshape(-1, 3), axis=0, return_inverse=True
+            )
+            self._unique_labs = unique
+            self._inverse = inverse.ravel().astype(np.int32)
             self._starts = np.flatnonzero(np.r_[True, self._docs[1:] != self._docs[:-1]])
         else:
             self._unique_labs = np.zeros((0, 3))
-            self._inverse = np.zeros(0, dtype=np.int64)
+            self._inverse = np.zeros(0, dtype=np.int32)
             self._starts = np.zeros(0, dtype=np.int64)
-        self._multi = self._families == Family.MULTI.value
+        # Where each document's entries start and end (a document without colours: empty).
+        self._bounds = np.zeros(n_docs + 1, dtype=np.int64)
+        if docs:
+            np.add.at(self._bounds, self._docs + 1, 1)
+            np.cumsum(self._bounds, out=self._bounds)
+        self._multi = self._family == _FAMILY_CODE[Family.MULTI.value]
         self._cache: dict[tuple[str, tuple[float, float, float]], npt.NDArray[np.float32]] = {}
 
     def __len__(self) -> int:
@@ -134,20 +173,38 @@ class ColourIndex:
 
     def of(self, doc: int) -> tuple[ProductColour, ...]:
         """A document's colours, main first."""
-        return self.colours[doc]
+        if not 0 <= doc < self.n_docs:
+            raise IndexError(f"document {doc} out of range (0..{self.n_docs - 1})")
+        return tuple(
+            ProductColour(
+                name=self._names[int(self._name[i])],
+                family=_FAMILIES[int(self._family[i])],
+                hex=self._swatches[int(self._swatch[i])],
+                lab=_lab_tuple(self._unique_labs[int(self._inverse[i])]),
+                source="photo" if self._photo[i] else "text",
+                share=float(self._share[i]),
+                confidence=float(self._confidence[i]),
+            )
+            for i in range(int(self._bounds[doc]), int(self._bounds[doc + 1]))
+        )
+
+    @property
+    def colours(self) -> tuple[tuple[ProductColour, ...], ...]:
+        """Every document's colours (builds them all: for offline use, such as a delta build)."""
+        return tuple(self.of(doc) for doc in range(self.n_docs))
 
     def grades(self, query: Colour) -> npt.NDArray[np.float64]:
         """Closeness of each of the flat colour entries to ``query`` (before strength)."""
-        if len(self._labs) == 0:
+        if len(self._docs) == 0:
             return np.zeros(0)
         if query.family is Family.MULTI:
-            return np.where(self._families == Family.MULTI.value, 1.0, 0.0)
+            return np.where(self._multi, 1.0, 0.0)
         unique = np.asarray(
             delta_e_grade(ciede2000_many(np.array(query.lab), self._unique_labs)),
             dtype=np.float64,
         )
         grades = unique[self._inverse]
-        same = self._families == query.family.value
+        same = self._family == _FAMILY_CODE[query.family.value]
         # A shade of the family the shopper named beats a look-alike from another family
         # (violet: purples before blues that happen to lie as close in CIEDE2000); within the
         # family closer shades still rank first (scarlet: red before maroon), so the family's
@@ -167,7 +224,7 @@ class ColourIndex:
         if cached is not None:
             return cached
         out = np.zeros(self.n_docs, dtype=np.float32)
-        if len(self._labs):
+        if len(self._docs):
             weighted = self.grades(query) * self._strength
             out[self._docs[self._starts]] = np.maximum.reduceat(weighted, self._starts)
         out.flags.writeable = False
@@ -188,7 +245,7 @@ class ColourIndex:
     def best_colour(self, doc: int, query: Colour) -> tuple[ProductColour, float] | None:
         """The colour of ``doc`` that best answers ``query`` and its weighted grade (explain)."""
         best: tuple[ProductColour, float] | None = None
-        for colour in self.colours[doc]:
+        for colour in self.of(doc):
             single = ColourIndex([[colour]])
             grade = float(single.match(query)[0])
             if best is None or grade > best[1]:
@@ -198,7 +255,10 @@ class ColourIndex:
     def family_mask(self, family: str) -> npt.NDArray[np.bool_]:
         """Products with a colour of ``family`` strong enough for the colour facet."""
         mask = np.zeros(self.n_docs, dtype=bool)
-        keep = self._facet & (self._families == family)
+        code = _FAMILY_CODE.get(family)
+        if code is None:
+            return mask
+        keep = self._facet & (self._family == code)
         mask[self._docs[keep]] = True
         return mask
 
@@ -214,36 +274,37 @@ class ColourIndex:
 
     def family_counts(self, docs: npt.NDArray[np.int64]) -> dict[str, int]:
         """Products among ``docs`` per colour family (each product once per family)."""
-        if len(self._labs) == 0 or len(docs) == 0:
+        if len(self._docs) == 0 or len(docs) == 0:
             return {}
         wanted = np.zeros(self.n_docs, dtype=bool)
         wanted[docs] = True
         keep = self._facet & wanted[self._docs]
-        pairs = {
-            (int(d), str(f)) for d, f in zip(self._docs[keep], self._families[keep], strict=True)
-        }
-        counts: dict[str, int] = {}
-        for _, family in pairs:
-            counts[family] = counts.get(family, 0) + 1
-        return counts
+        # Each (document, family) pair once: a product with two blues counts once for blue.
+        pairs = np.unique(self._docs[keep] * len(_FAMILIES) + self._family[keep].astype(np.int64))
+        codes, counts = np.unique(pairs % len(_FAMILIES), return_counts=True)
+        return {_FAMILIES[int(c)]: int(n) for c, n in zip(codes, counts, strict=True)}
 
     # --- persistence ------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
         """Write the colours as JSON (one list per document)."""
-        path.write_bytes(orjson.dumps([[c.to_dict() for c in cs] for cs in self.colours]))
+        path.write_bytes(
+            orjson.dumps([[c.to_dict() for c in self.of(d)] for d in range(self.n_docs)])
+        )
 
     @classmethod
     def load(cls, path: Path) -> ColourIndex:
         """Read :meth:`save` output.
 
         Raises:
-            ValueError: the file is not a list of colour lists.
+            ValueError: the file is not a list of colour lists, or a colour is malformed.
         """
         data = orjson.loads(path.read_bytes())
         if not isinstance(data, list):
             raise ValueError(f"{path.name}: expected a list of colour lists")
-        return cls([[ProductColour.from_dict(c) for c in cs] for cs in data])
+        # Each document's colours are parsed (and checked) as the index reads them, so only one
+        # document's ProductColour objects exist at a time.
+        return cls((ProductColour.from_dict(c) for c in cs) for cs in data)
 
 
 def _product_colour(colour: Colour, where: str, share: float) -> ProductColour:
