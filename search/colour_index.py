@@ -69,6 +69,9 @@ FIRST_OF_SEVERAL = 0.9
 LATER_OF_SEVERAL = 0.75
 
 
+#: Memory the per-colour match arrays cached by :meth:`ColourIndex.match` may take.
+MATCH_CACHE_BYTES = 32 * 1024 * 1024
+
 #: Colour families in code order (an entry's family is its position here).
 _FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
 _FAMILY_CODE = {family: code for code, family in enumerate(_FAMILIES)}
@@ -228,7 +231,10 @@ class ColourIndex:
             weighted = self.grades(query) * self._strength
             out[self._docs[self._starts]] = np.maximum.reduceat(weighted, self._starts)
         out.flags.writeable = False
-        if len(self._cache) >= 64:
+        # Most distinct query colours kept: up to 64, and at most MATCH_CACHE_BYTES of them
+        # (a million products: 8 colours of 4 MB each, not 64).
+        most = max(4, min(64, MATCH_CACHE_BYTES // max(1, out.nbytes)))
+        while len(self._cache) >= most:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = out
         return out
