@@ -533,6 +533,7 @@ def start_service(
     semantic: bool = False,
     startup_timeout_s: float = 300.0,
     env: Mapping[str, str] | None = None,
+    link: bool = False,
 ) -> Service:
     """Copy ``snapshot`` into ``work_dir`` and serve the copy with ``productsearch serve``.
 
@@ -545,6 +546,8 @@ def start_service(
         semantic: Serve with query embeddings (the snapshot must have text vectors).
         startup_timeout_s: How long to wait for ``/ready``.
         env: Extra environment variables for the server.
+        link: Hard-link the snapshot's files instead of copying them (same file system; only
+            for runs that never swap snapshots: a delta would write through the links).
 
     Returns:
         The running service.
@@ -556,7 +559,7 @@ def start_service(
     from benchmarks.peers import free_port
 
     served = work_dir / "snapshot"
-    shutil.copytree(snapshot, served)
+    shutil.copytree(snapshot, served, copy_function=os.link if link else shutil.copy2)
     keys_db = work_dir / "keys.sqlite3"
     keys = KeyStore(keys_db)
     _, admin = keys.create("load-admin", "admin", rate_per_minute=1_000_000, burst=100_000)

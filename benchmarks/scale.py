@@ -524,17 +524,104 @@ def _latency(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _rss_split() -> dict[str, int]:
-    """``RssAnon`` / ``RssFile`` of this process (bytes), where ``/proc`` tells."""
+def _rss_split(pid: int | None = None) -> dict[str, int]:
+    """``RssAnon`` / ``RssFile`` of a process (this one by default, bytes), where ``/proc``
+    tells."""
     out: dict[str, int] = {}
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        status = Path(f"/proc/{pid if pid is not None else 'self'}/status")
+        for line in status.read_text().splitlines():
             if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
                 key, value = line.split(":", 1)
                 out[key] = int(value.split()[0]) * 1024
     except OSError:
         pass
     return out
+
+
+def service_probe(snapshot: Path, queries: int, seed: int, semantic: bool) -> dict[str, Any]:
+    """Serve a snapshot with ``productsearch serve`` as a shop runs it (events, behaviour and
+    personalisation on, the suggester built at start-up) and measure the server process: RSS
+    after start-up, after shoppers' events and after ``4 x queries`` searches over HTTP (one
+    keep-alive client, each search in a shopper's session), and client-side latency.
+
+    Returns:
+        Start-up seconds, the server's RSS (with its anonymous / file-backed split) at each
+        step, and p50/p99 per query set.
+    """
+    import tempfile
+
+    import httpx
+
+    from benchmarks.load import start_service
+
+    with tempfile.TemporaryDirectory(prefix="scale-service-", dir=snapshot.parent) as tmp:
+        started = time.perf_counter()
+        service = start_service(
+            snapshot, Path(tmp), semantic=semantic, startup_timeout_s=1800, link=True
+        )
+        try:
+            assert service.proc is not None
+            pid = service.proc.pid
+            out: dict[str, Any] = {
+                "startup_s": round(time.perf_counter() - started, 1),
+                "rss_ready_bytes": rss_bytes(pid),
+                "rss_ready_split": _rss_split(pid),
+            }
+            bench = make_queries(_products_in(snapshot), seed, queries)
+            headers = {"Authorization": f"Bearer {service.search_token}"}
+            with httpx.Client(base_url=service.base_url, timeout=120, headers=headers) as http:
+                # Shoppers who clicked: their profiles and the products' signals are built.
+                first = http.get("/search", params={"q": bench[0].text, "k": 10}).json()
+                clicked = [h["id"] for h in first["hits"]] or ["none"]
+                events = [
+                    {
+                        "type": "click",
+                        "session_id": f"s{i % 50}",
+                        "product_id": clicked[i % len(clicked)],
+                        "query": bench[i].text,
+                        "position": 1,
+                    }
+                    for i in range(200)
+                ]
+                http.post("/events", json={"events": events}).raise_for_status()
+                time.sleep(2)
+                out["rss_after_events_bytes"] = rss_bytes(pid)
+                latencies: dict[str, list[float]] = {}
+                for i, query in enumerate(bench):
+                    params = _http_params(query) | {"session_id": f"s{i % 50}"}
+                    t0 = time.perf_counter()
+                    http.get("/search", params=params).raise_for_status()
+                    latencies.setdefault(query.kind, []).append((time.perf_counter() - t0) * 1000)
+            out["rss_after_queries_bytes"] = rss_bytes(pid)
+            out["rss_after_queries_split"] = _rss_split(pid)
+            all_ms = [v for values in latencies.values() for v in values]
+            out["latency_ms"] = {
+                kind: _latency(values) for kind, values in [*latencies.items(), ("all", all_ms)]
+            }
+            return {"products": _products_in(snapshot), "semantic": semantic} | out
+        finally:
+            service.stop()
+
+
+def _products_in(snapshot: Path) -> int:
+    from search.snapshot import read_manifest
+
+    return int(read_manifest(snapshot, verify=False).counts["products"])
+
+
+def _http_params(query: BenchQuery) -> dict[str, Any]:
+    """``GET /search`` parameters of a benchmark query."""
+    params: dict[str, Any] = {"q": query.text, "k": 10}
+    if query.brand:
+        params["brand"] = query.brand
+    if query.category:
+        params["category"] = query.category
+    if query.price_max is not None:
+        params["price_max"] = query.price_max
+    if query.in_stock:
+        params["availability"] = "in_stock"
+    return params
 
 
 def run_probe(snapshot: Path, queries: int, seed: int, semantic: bool) -> dict[str, Any]:
@@ -918,6 +1005,13 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="build, serve and measure")
     p_image = sub.add_parser("image", help="compressed ANN over image-sized vectors")
     p_probe = sub.add_parser("serve-probe", help="(internal) load a snapshot and measure")
+    p_service = sub.add_parser(
+        "service-probe", help="serve a snapshot with `productsearch serve`: RSS and latency"
+    )
+    p_service.add_argument("--snapshot", type=Path, required=True)
+    p_service.add_argument("--queries", type=int, default=500, help="queries per set (4 sets)")
+    p_service.add_argument("--seed", type=int, default=0)
+    p_service.add_argument("--lexical", action="store_true", help="no query embeddings")
     p_vec = sub.add_parser("vectors", help="text vectors + compressed index at n: memory, recall")
     p_mem = sub.add_parser("memory-probe", help="(internal) RSS of store, vectors, embedder")
     p_att = sub.add_parser("attach", help="lexical snapshot + the vectors step's files")
@@ -954,6 +1048,11 @@ def main(argv: list[str] | None = None) -> int:
         vectors_at_scale(args.n, args.seed, args.kind, args.recall_queries)
     elif args.step == "attach":
         print(attach_prebuilt(args.n, args.seed, args.kind))
+    elif args.step == "service-probe":
+        result = service_probe(args.snapshot, args.queries, args.seed, not args.lexical)
+        out = results_dir() / f"scale-service-{result['products']}.json"
+        out.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result))
     elif args.step == "memory-probe":
         print(json.dumps(memory_probe(args.n, args.seed, args.index_file, args.vectors_file)))
     else:
