@@ -226,9 +226,7 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
     # (apply_merchandising) set their strengths at run time and leave out those at 0.
     rerankers: list[Reranker] = list(engine.rerankers)
     rerankers.append(
-        BehaviourReranker(
-            behaviour, [p.id for p in engine.store.products], weight=settings.behaviour_weight
-        )
+        BehaviourReranker(behaviour, engine.store.ids, weight=settings.behaviour_weight)
     )
     rerankers.append(
         PersonalisationReranker(profiles, catalogue, strength=settings.personalisation_strength)

@@ -14,13 +14,15 @@ words in the title) that ranked above it.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -84,9 +86,16 @@ class ItemFeatures:
     title_words: frozenset[str]
 
 
-def price_band_edges(prices: Sequence[float], bands: int = PRICE_BANDS) -> tuple[float, ...]:
-    """Quantile edges splitting known prices into ``bands`` bands (``bands - 1`` edges)."""
-    known = np.asarray([p for p in prices if p is not None and math.isfinite(p)], dtype=float)
+def price_band_edges(
+    prices: Sequence[float | None] | npt.NDArray[np.float64], bands: int = PRICE_BANDS
+) -> tuple[float, ...]:
+    """Quantile edges splitting known prices into ``bands`` bands (``bands - 1`` edges); None
+    and non-finite prices are left out."""
+    if isinstance(prices, np.ndarray):
+        values = prices.astype(float, copy=False)
+    else:
+        values = np.array([np.nan if p is None else p for p in prices], dtype=float)
+    known = values[np.isfinite(values)]
     if len(known) == 0:
         return ()
     return tuple(float(x) for x in np.quantile(known, np.linspace(0, 1, bands + 1)[1:-1]))
@@ -117,37 +126,101 @@ def item_features(product: Product, edges: Sequence[float]) -> ItemFeatures:
     )
 
 
+#: Item features kept decoded by a :class:`Catalogue` (the rest are computed when asked for).
+FEATURE_CACHE_SIZE = 65_536
+
+
+class _LazyFeatures(Sequence[ItemFeatures]):
+    """Item features by document number, computed from the product on first use and kept in
+    an LRU cache: a million products' features are never all in memory."""
+
+    def __init__(
+        self,
+        products: Sequence[Product],
+        edges: Sequence[float],
+        brand_of: Mapping[str, str] | None,
+        cache_size: int,
+    ) -> None:
+        self._products = products
+        self._edges = edges
+        self._brand_of = brand_of
+        self._get = functools.lru_cache(maxsize=cache_size)(self._compute)
+
+    def __len__(self) -> int:
+        return len(self._products)
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> ItemFeatures: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ItemFeatures]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> ItemFeatures | Sequence[ItemFeatures]:
+        if isinstance(index, slice):
+            return tuple(self._get(i) for i in range(*index.indices(len(self))))
+        i = operator.index(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"document {index} out of range (0..{len(self) - 1})")
+        return self._get(i)
+
+    def _compute(self, doc: int) -> ItemFeatures:
+        product = self._products[doc]
+        f = item_features(product, self._edges)
+        if f.brand is None and self._brand_of and product.id in self._brand_of:
+            f = ItemFeatures(
+                fold(self._brand_of[product.id]),
+                f.categories,
+                f.colours,
+                f.price_band,
+                f.title_words,
+            )
+        return f
+
+
 class Catalogue:
     """Item features of every product, by id and by document number.
+
+    Features are computed from a product when first needed and cached
+    (:data:`FEATURE_CACHE_SIZE`), so the catalogue costs little memory at any size.
 
     Args:
         products: Products in document order.
         brand_of: Optional brand guess for products without one (e.g. the first title word
             of a catalogue that puts the brand there); None leaves them brandless.
+        prices: Each product's effective price (NaN for none), when already known (a product
+            store's column); None reads them from the products.
+        doc_of: Product id -> document number, when already known; None builds it.
+        cache_size: Item features kept computed.
     """
 
     def __init__(
         self,
         products: Sequence[Product],
         brand_of: Mapping[str, str] | None = None,
+        *,
+        prices: npt.NDArray[np.float64] | None = None,
+        doc_of: Mapping[str, int] | None = None,
+        cache_size: int = FEATURE_CACHE_SIZE,
     ) -> None:
-        edges = price_band_edges([p.effective_price for p in products])  # type: ignore[misc]
-        features = []
-        for p in products:
-            f = item_features(p, edges)
-            if f.brand is None and brand_of and p.id in brand_of:
-                f = ItemFeatures(
-                    fold(brand_of[p.id]), f.categories, f.colours, f.price_band, f.title_words
-                )
-            features.append(f)
-        self.by_doc: tuple[ItemFeatures, ...] = tuple(features)
-        self.doc_of: dict[str, int] = {p.id: i for i, p in enumerate(products)}
+        if prices is None:
+            prices = np.array(
+                [np.nan if p.effective_price is None else p.effective_price for p in products],
+                dtype=np.float64,
+            )
+        edges = price_band_edges(prices)
+        self.by_doc: Sequence[ItemFeatures] = _LazyFeatures(products, edges, brand_of, cache_size)
+        self.doc_of: Mapping[str, int] = (
+            doc_of if doc_of is not None else {p.id: i for i, p in enumerate(products)}
+        )
         self.price_edges = edges
 
     @classmethod
     def from_store(cls, store: ProductStore) -> Catalogue:
-        """The catalogue of a product store."""
-        return cls(store.products)
+        """The catalogue of a product store (its prices and id index, no pass over the
+        products)."""
+        return cls(store.products, prices=store.prices, doc_of=store.doc_of)
 
     def get(self, product_id: str) -> ItemFeatures | None:
         """Features of a product by id, or None when unknown."""

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from search.errors import InvalidRequestError, ProductNotFoundError
-from search.store import LazyProducts, ProductStore, category_label, parse_category
+from search.store import (
+    IdIndex,
+    LazyProducts,
+    ProductIds,
+    ProductStore,
+    category_label,
+    parse_category,
+)
 from search.types import Availability, FacetValue, Filters, Product
 
 
@@ -87,6 +95,32 @@ class TestLookup:
         assert store.prices[store.doc_of["SOFA-1"]] == 999.0  # sale price
         assert store.prices[store.doc_of["CHAIR-1"]] == 89.0
         assert np.isnan(store.prices[store.doc_of["WARDROBE-1"]])
+
+
+class TestIdIndex:
+    def test_ids_map_to_their_documents(self) -> None:
+        ids = ["SKU-1", "zażółć-2", "", "x" * 300, "SKU-10"]
+        index = IdIndex(ids)
+        assert [index[i] for i in ids] == list(range(len(ids)))
+        assert list(index) == ids and len(index) == len(ids)
+        assert index.get("SKU-2") is None and "SKU-2" not in index and 42 not in index
+        with pytest.raises(KeyError):
+            index["nope"]
+        assert ProductIds(index)[1] == "zażółć-2" and ProductIds(index)[-1] == "SKU-10"
+        assert list(ProductIds(index)[1:3]) == ["zażółć-2", ""]
+
+    def test_ids_with_the_same_hash_are_told_apart(self) -> None:
+        assert zlib.crc32(b"plumless") == zlib.crc32(b"buckeroo")  # a known CRC-32 collision
+        index = IdIndex(["a", "plumless", "b", "buckeroo"])
+        assert index["plumless"] == 1 and index["buckeroo"] == 3
+        assert index.get("buckeroo2") is None
+
+    def test_the_store_looks_ids_up_through_it(
+        self, store: ProductStore, core_products: tuple[Product, ...]
+    ) -> None:
+        assert isinstance(store.doc_of, IdIndex)
+        for doc, product in enumerate(core_products):
+            assert store.doc_of[product.id] == doc and store.ids[doc] == product.id
 
 
 class TestFilters:
