@@ -35,6 +35,7 @@ from api.routes import (
 )
 from api.security import KeyStore, Security, require_admin_key, require_search_key
 from api.settings import Settings
+from models.runtime import release_free_memory
 from search.config_store import ConfigStore, apply_ranking_weights
 from search.engine import EngineConfig, SearchEngine
 from search.errors import (
@@ -197,6 +198,10 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
     settings: Settings = app.state.settings
     if isinstance(engine, SearchEngine):
         _ = engine.suggester  # built now (seconds on a large catalogue), not on a first keystroke
+        # The passes over every title filled caches and freed much more than they kept: on a
+        # million products this returns ~0.3 GB of RSS (benchmarks/scale.py service-probe).
+        engine.analyzer.clear_cache()
+        release_free_memory()
     if settings.events_db.strip().lower() in ("", "none"):
         app.state.base_engine = engine
         apply_merchandising(app)

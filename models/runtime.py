@@ -38,3 +38,30 @@ def limit_cpu_threads(threads: int) -> None:
     except ImportError:
         pass
     logger.debug("model runtimes limited to %d CPU thread(s)", threads)
+
+
+def release_free_memory() -> bool:
+    """Hand memory that start-up work freed back to the operating system.
+
+    Building a serving engine (reading a million products, collecting suggestion phrases)
+    frees far more than it keeps, but the C allocator holds freed blocks for reuse, so the
+    process's RSS stays at its start-up peak. On glibc ``malloc_trim(0)`` returns free pages
+    (0.08-0.1 GB at a million products); elsewhere nothing happens.
+
+    Returns:
+        Whether the allocator was asked to release memory.
+    """
+    import gc
+
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    trim(0)
+    return True

@@ -406,6 +406,13 @@ class Analyzer:
         self._stopwords = frozenset().union(*(lang.stopwords for lang in self._languages.values()))
         self._term_cache: dict[tuple[str, str], str] = {}
 
+    def clear_cache(self) -> None:
+        """Forget the stems of words seen so far (and the module's folding cache): after a
+        start-up pass over every title they hold hundreds of thousands of entries queries may
+        never need."""
+        self._term_cache.clear()
+        fold.cache_clear()
+
     @property
     def default_language(self) -> str:
         """The catalogue's default language code."""

@@ -142,6 +142,13 @@ def bilingual() -> Analyzer:
 
 
 class TestAnalyzer:
+    def test_clearing_the_caches_keeps_the_terms(self, english: Analyzer) -> None:
+        before = english.document_terms("Running shoes for Łódź gardens")
+        assert english._term_cache and fold.cache_info().currsize
+        english.clear_cache()
+        assert not english._term_cache and fold.cache_info().currsize == 0
+        assert english.document_terms("Running shoes for Łódź gardens") == before
+
     @pytest.mark.parametrize(
         ("text", "terms"),
         [
