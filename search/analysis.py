@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
+#: Stems an :class:`Analyzer` remembers (one entry is ~280 bytes: at most ~56 MB).
+TERM_CACHE_SIZE = 200_000
+
 # Letters that NFD does not decompose into base + combining mark.
 _FOLD_EXTRA = str.maketrans(
     {"ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "đ": "d", "ß": "ss", "æ": "ae", "œ": "oe", "ı": "i"}
@@ -431,7 +434,7 @@ class Analyzer:
         if cached is None:
             language = self._languages.get(lang) or self._languages[self.default_language]
             cached = fold(language.stem(token.surface))
-            if len(self._term_cache) < 500_000:
+            if len(self._term_cache) < TERM_CACHE_SIZE:
                 self._term_cache[key] = cached
         return cached
 
