@@ -245,19 +245,8 @@ def run_backend(
         vectors = embedder.combine(parts)
         ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
         for (part, _), part_vectors in zip(embedder.parts, parts, strict=True):
-            p_type, p_both, recall = evaluate(part_vectors, query, index, photos)
             rows.append(
-                Row(
-                    f"{spec}/{part.name}",
-                    part.version,
-                    part.dim,
-                    p_type,
-                    p_both,
-                    recall,
-                    None,
-                    None,
-                    None,
-                )
+                untimed_row(f"{spec}/{part.name}", part.version, part_vectors, query, index, photos)
             )
         if sweep:
             sweep_weights(embedder, parts, query, index, photos)
@@ -270,22 +259,24 @@ def run_backend(
     )
     adapter = fit_on_index(vectors, index, photos, shape_columns(embedder))
     if adapter is not None:
-        adapted = adapter.apply(vectors)
-        p_type, p_both, recall = evaluate(adapted, query, index, photos)
+        version = f"{embedder.version} + {adapter.describe()}"
         rows.append(
-            Row(
-                f"{spec}+adapter",
-                f"{embedder.version} + {adapter.describe()}",
-                adapter.dim,
-                p_type,
-                p_both,
-                recall,
-                None,
-                None,
-                None,
-            )
+            untimed_row(f"{spec}+adapter", version, adapter.apply(vectors), query, index, photos)
         )
     return rows
+
+
+def untimed_row(
+    name: str,
+    version: str,
+    vectors: npt.NDArray[np.float32],
+    query: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    photos: Sequence[Photo],
+) -> Row:
+    """The scores of vectors derived from a backend's run (a part, a projection): no timings."""
+    p_type, p_both, recall = evaluate(vectors, query, index, photos)
+    return Row(name, version, vectors.shape[1], p_type, p_both, recall, None, None, None)
 
 
 def fit_on_index(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from search.behaviour import (
     normalised_scores,
 )
 from search.events import Event, EventType, StoredEvent
-from search.store import ProductStore, category_label
+from search.store import ProductStore, category_label, item_or_slice
 from search.types import Hit, Product
 from search.understand import AnalyzedQuery, MatchKind
 
@@ -156,14 +155,7 @@ class _LazyFeatures(Sequence[ItemFeatures]):
     def __getitem__(self, index: slice) -> Sequence[ItemFeatures]: ...
 
     def __getitem__(self, index: SupportsIndex | slice) -> ItemFeatures | Sequence[ItemFeatures]:
-        if isinstance(index, slice):
-            return tuple(self._get(i) for i in range(*index.indices(len(self))))
-        i = operator.index(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"document {index} out of range (0..{len(self) - 1})")
-        return self._get(i)
+        return item_or_slice(index, len(self), self._get)
 
     def _compute(self, doc: int) -> ItemFeatures:
         product = self._products[doc]

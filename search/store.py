@@ -7,9 +7,9 @@ import operator
 import os
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, SupportsIndex, overload
+from typing import Any, SupportsIndex, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,8 @@ CATEGORY_SEPARATOR = " > "
 _AVAILABILITY = tuple(Availability)
 BASE_FACETS = ("brand", "category", "availability", "price", "colour")
 # Hot products (result pages, suggestions) decode once; at ~2 KB each this stays a few MB.
+T = TypeVar("T")
+
 PRODUCT_CACHE_SIZE = 4096
 _SCAN_CHUNK = 1 << 24
 
@@ -39,6 +41,21 @@ def parse_category(text: str) -> tuple[str, ...]:
         if sep in text:
             return tuple(part.strip() for part in text.split(sep) if part.strip())
     return (text.strip(),) if text.strip() else ()
+
+
+def item_or_slice(
+    index: SupportsIndex | slice, length: int, get: Callable[[int], T], what: str = "document"
+) -> T | tuple[T, ...]:
+    """``sequence[index]`` for a sequence of ``length`` whose items ``get`` reads: a slice
+    gives a tuple, a negative index counts from the end, anything outside is an IndexError."""
+    if isinstance(index, slice):
+        return tuple(get(i) for i in range(*index.indices(length)))
+    i = operator.index(index)
+    if i < 0:
+        i += length
+    if not 0 <= i < length:
+        raise IndexError(f"{what} {index} out of range (0..{length - 1})")
+    return get(i)
 
 
 class LazyProducts(Sequence[Product]):
@@ -69,14 +86,7 @@ class LazyProducts(Sequence[Product]):
     def __getitem__(self, index: slice) -> Sequence[Product]: ...
 
     def __getitem__(self, index: SupportsIndex | slice) -> Product | Sequence[Product]:
-        if isinstance(index, slice):
-            return tuple(self._cached(i) for i in range(*index.indices(len(self))))
-        i = operator.index(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"product {index} out of range (0..{len(self) - 1})")
-        return self._cached(i)
+        return item_or_slice(index, len(self), self._cached, "product")
 
     def __iter__(self) -> Iterator[Product]:
         # A full pass (start-up indexes over every title) reads big blocks and skips the cache.
@@ -203,14 +213,7 @@ class ProductIds(Sequence[str]):
     def __getitem__(self, index: slice) -> Sequence[str]: ...
 
     def __getitem__(self, index: SupportsIndex | slice) -> str | Sequence[str]:
-        if isinstance(index, slice):
-            return tuple(self._index.id_at(i) for i in range(*index.indices(len(self))))
-        i = operator.index(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"document {index} out of range (0..{len(self) - 1})")
-        return self._index.id_at(i)
+        return item_or_slice(index, len(self), self._index.id_at)
 
 
 class ProductStore:
