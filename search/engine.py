@@ -1114,11 +1114,7 @@ class SearchEngine:
         )
 
     def _doc_term_ids(self, doc: int) -> set[int]:
-        terms: set[int] = set()
-        for counts in self.lexical.data.counts.values():
-            start, end = counts.indptr[doc], counts.indptr[doc + 1]
-            terms.update(int(t) for t in counts.indices[start:end])
-        return terms
+        return self.lexical.data.doc_terms(doc)
 
 
 def replace_weights(config: EngineConfig, **weights: float) -> EngineConfig:

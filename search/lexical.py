@@ -9,9 +9,14 @@ that matches exactly always beats its corrections.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import mmap
+import os
+import struct
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -48,8 +53,162 @@ class Bm25Params:
 
 
 @dataclass(frozen=True, slots=True)
+class _Member:
+    """Where a 1-D array of an uncompressed ``.npz`` lies in the file."""
+
+    offset: int
+    dtype: np.dtype[np.generic]
+    count: int
+
+
+def _stored_members(fh: BinaryIO) -> dict[str, _Member] | None:
+    """The arrays of an ``.npz`` (by name, without ``.npy``) and where their data lies, or None
+    when one of them cannot be read in place (compressed, not 1-D, objects): the caller then
+    reads the file with :func:`numpy.load`."""
+    out: dict[str, _Member] = {}
+    with zipfile.ZipFile(fh) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                return None
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                return None
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                return None
+            if len(shape) != 1 or fortran or dtype.hasobject:
+                return None
+            out[info.filename[: -len(".npy")]] = _Member(fh.tell(), dtype, int(shape[0]))
+    return out
+
+
+#: Reads from this size on get an anonymous memory map of their own (see :func:`_read_array`).
+_OWN_MAP_BYTES = 1 << 20
+# Private (copied on fork, like any memory), not mmap's default of shared; None off Unix.
+_PRIVATE_ANONYMOUS = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if hasattr(mmap, "MAP_ANONYMOUS") else None
+)
+
+
+def _read_array(
+    fh: BinaryIO, member: _Member, start: int = 0, stop: int | None = None
+) -> npt.NDArray[np.generic]:
+    """Elements ``start:stop`` of an array of an ``.npz``, read with ``os.preadv`` (safe from
+    several threads at once: no shared file position)."""
+    stop = member.count if stop is None else min(stop, member.count)
+    count = max(stop - start, 0)
+    nbytes = count * member.dtype.itemsize
+    if nbytes >= _OWN_MAP_BYTES and _PRIVATE_ANONYMOUS is not None:
+        # Big reads (whole count arrays, to compile) get pages of their own that go back to
+        # the system when the array is dropped; from malloc they could stay in the process.
+        pages = mmap.mmap(-1, nbytes, flags=_PRIVATE_ANONYMOUS)
+        out = np.frombuffer(pages, dtype=member.dtype, count=count)
+    else:
+        out = np.empty(count, dtype=member.dtype)
+    buffer = out.data.cast("B")
+    offset = member.offset + start * member.dtype.itemsize
+    done = 0
+    while done < len(buffer):
+        n = os.preadv(fh.fileno(), [buffer[done:]], offset + done)
+        if n <= 0:
+            raise OSError(f"{fh.name}: ends inside an array")
+        done += n
+    return out
+
+
+class StoredCounts(Mapping[str, sparse.csr_matrix]):
+    """Per-field count matrices of an uncompressed ``.npz``, read from the file when asked
+    rather than held in memory.
+
+    Queries score with the compiled BM25F contributions; the counts are read in full only to
+    compile (at load) and, a document's row at a time, to explain a hit. Held in memory they
+    took some 400 MB at a million products. Only the row pointers (4 bytes a document and
+    field) stay in memory. Reads use ``os.pread`` on the file opened at load, so the snapshot
+    may be renamed or removed while this serves; a file rewritten in place is refused with an
+    error (a memory map would crash the process on a truncated file).
+
+    Args:
+        fh: The open ``.npz`` file (kept).
+        members: Its arrays, from :func:`_stored_members`.
+        shapes: Field -> matrix shape.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+
+    def __init__(
+        self, fh: BinaryIO, members: Mapping[str, _Member], shapes: Mapping[str, tuple[int, int]]
+    ) -> None:
+        self._file = fh
+        self._members = dict(members)
+        self._shapes = dict(shapes)
+        stat = os.fstat(fh.fileno())
+        self._identity = (stat.st_size, stat.st_mtime_ns)
+        self._indptr: dict[str, npt.NDArray[np.integer]] = {}
+        for name in self._shapes:
+            indptr = self.read(f"{name}.indptr")
+            fits = len(indptr) == 0 or int(indptr[-1]) <= np.iinfo(np.int32).max
+            self._indptr[name] = indptr.astype(np.int32 if fits else np.int64)
+
+    @property
+    def n_docs(self) -> int:
+        """Number of documents (rows)."""
+        return next(iter(self._shapes.values()))[0] if self._shapes else 0
+
+    def read(self, key: str, start: int = 0, stop: int | None = None) -> npt.NDArray[np.generic]:
+        """Elements ``start:stop`` of one of the file's arrays (``"title.data"``), read now.
+
+        Raises:
+            KeyError: no such array.
+            OSError: the file was rewritten since it was opened, or cannot be read.
+        """
+        stat = os.fstat(self._file.fileno())
+        if (stat.st_size, stat.st_mtime_ns) != self._identity:
+            raise OSError(f"{self._file.name}: rewritten since it was loaded")
+        return _read_array(self._file, self._members[key], start, stop)
+
+    def row(self, name: str, doc: int) -> npt.NDArray[np.int32]:
+        """The term ids of one document in one field (its row's columns).
+
+        Raises:
+            KeyError: an unknown field.
+        """
+        indptr = self._indptr[name]
+        return self.read(f"{name}.indices", int(indptr[doc]), int(indptr[doc + 1])).astype(
+            np.int32, copy=False
+        )
+
+    def __getitem__(self, name: str) -> sparse.csr_matrix:
+        return sparse.csr_matrix(
+            (self.read(f"{name}.data"), self.read(f"{name}.indices"), self._indptr[name]),
+            shape=self._shapes[name],
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def close(self) -> None:
+        """Close the file; matrices already read stay valid, later reads fail."""
+        self._file.close()
+
+
+@dataclass(frozen=True, slots=True)
 class LexicalData:
-    """The stored part of the lexical index: per-field term counts (documents x terms)."""
+    """The stored part of the lexical index: per-field term counts (documents x terms).
+
+    Loaded from an uncompressed ``.npz`` (as :meth:`save` writes) the counts are a
+    :class:`StoredCounts`, read from the file when asked.
+    """
 
     terms: tuple[str, ...]
     counts: Mapping[str, sparse.csr_matrix]
@@ -62,9 +221,30 @@ class LexicalData:
             return np.zeros(0, dtype=np.int32)
         return self.title_ids[self.title_ptr[doc] : self.title_ptr[doc + 1]]
 
+    def doc_terms(self, doc: int) -> set[int]:
+        """The ids of the terms a document holds in any field (explanations).
+
+        Raises:
+            IndexError: ``doc`` is out of range.
+        """
+        if not 0 <= doc < self.n_docs:
+            raise IndexError(f"document {doc} out of range (0..{self.n_docs - 1})")
+        terms: set[int] = set()
+        counts = self.counts
+        for name in counts:
+            if isinstance(counts, StoredCounts):
+                row = counts.row(name, doc)
+            else:
+                matrix = counts[name]
+                row = matrix.indices[matrix.indptr[doc] : matrix.indptr[doc + 1]]
+            terms.update(row.tolist())
+        return terms
+
     @property
     def n_docs(self) -> int:
         """Number of documents."""
+        if isinstance(self.counts, StoredCounts):
+            return self.counts.n_docs
         return int(next(iter(self.counts.values())).shape[0]) if self.counts else 0
 
     def save(self, path: Path) -> None:
@@ -83,29 +263,75 @@ class LexicalData:
 
     @classmethod
     def load(cls, path: Path, terms: Sequence[str]) -> LexicalData:
-        """Read counts written by :meth:`save`.
+        """Read counts written by :meth:`save`; the count matrices stay in the file (see
+        :class:`StoredCounts`) unless it is compressed.
 
         Raises:
             ValueError: the file's shapes do not match ``terms``.
+            OSError: the file cannot be read.
         """
+        fh = Path(path).open("rb")  # noqa: SIM115 (kept open by the counts)
+        try:
+            members = _stored_members(fh)
+            if members is None:
+                fh.close()
+                return cls._read(path, terms)
+            shapes = {
+                key[: -len(".shape")]: _shape(_read_array(fh, member))
+                for key, member in sorted(members.items())
+                if key.endswith(".shape") and not key.startswith("_")
+            }
+            _check_terms(shapes, terms)
+            counts = StoredCounts(fh, members, shapes)
+            ids: npt.NDArray[np.generic] = np.zeros(0, dtype=np.int32)
+            ptr: npt.NDArray[np.generic] = np.zeros(1, dtype=np.int64)
+            if "_title_sequence.ids" in members:
+                # Read on every query for the candidates' titles: kept in memory.
+                ids = _read_array(fh, members["_title_sequence.ids"])
+                ptr = _read_array(fh, members["_title_sequence.ptr"])
+        except BaseException:
+            fh.close()
+            raise
+        return cls(
+            terms=tuple(terms),
+            counts=counts,
+            title_ids=ids.astype(np.int32, copy=False),
+            title_ptr=ptr.astype(np.int64, copy=False),
+        )
+
+    @classmethod
+    def _read(cls, path: Path, terms: Sequence[str]) -> LexicalData:
+        """:meth:`load` for files whose arrays cannot be read in place (compressed): all in
+        memory."""
         with np.load(path, allow_pickle=False) as npz:
             names = sorted({key.split(".")[0] for key in npz.files if not key.startswith("_")})
-            counts = {}
-            for name in names:
-                shape = tuple(int(x) for x in npz[f"{name}.shape"])
-                if shape[1] != len(terms):
-                    raise ValueError(
-                        f"field {name!r} has {shape[1]} term columns but the vocabulary has {len(terms)}"
-                    )
-                counts[name] = sparse.csr_matrix(
+            shapes = {name: _shape(npz[f"{name}.shape"]) for name in names}
+            _check_terms(shapes, terms)
+            counts = {
+                name: sparse.csr_matrix(
                     (npz[f"{name}.data"], npz[f"{name}.indices"], npz[f"{name}.indptr"]),
                     shape=shape,
                 )
+                for name, shape in shapes.items()
+            }
             if "_title_sequence.ids" in npz.files:
                 ids, ptr = npz["_title_sequence.ids"], npz["_title_sequence.ptr"]
             else:
                 ids, ptr = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
         return cls(terms=tuple(terms), counts=counts, title_ids=ids, title_ptr=ptr)
+
+
+def _shape(values: npt.NDArray[np.generic]) -> tuple[int, int]:
+    rows, cols = (int(x) for x in values)
+    return rows, cols
+
+
+def _check_terms(shapes: Mapping[str, tuple[int, int]], terms: Sequence[str]) -> None:
+    for name, (_, columns) in shapes.items():
+        if columns != len(terms):
+            raise ValueError(
+                f"field {name!r} has {columns} term columns but the vocabulary has {len(terms)}"
+            )
 
 
 class LexicalDataBuilder:
