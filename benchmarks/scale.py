@@ -664,6 +664,30 @@ def exact_top(
     return best_i
 
 
+def recall_report(
+    stored: npt.NDArray[np.float32],
+    ann: Any,
+    probe: npt.NDArray[np.float32],
+    n: int,
+    real_n: int,
+    filter_fractions: Sequence[float],
+) -> dict[str, Any]:
+    """recall@10 rows unfiltered and under random filters keeping ``filter_fractions`` of the
+    products (32 probes), with how many of the ``n`` vectors are real MiniLM ones."""
+    rows = ann_recall(stored, ann, probe)
+    for fraction in filter_fractions:
+        rows += ann_recall(stored, ann, probe, nprobes=(32,), filter_fraction=fraction)
+    return {
+        "queries": len(probe),
+        "note": (
+            "real MiniLM vectors"
+            if real_n == n
+            else f"first {real_n} real MiniLM vectors, the other {n - real_n} SYNTHETIC"
+        ),
+        "rows": rows,
+    }
+
+
 def ann_recall(
     vectors: npt.NDArray[np.float32],
     ann: Any,
@@ -868,19 +892,9 @@ def run(n: int, seed: int, kind: str, queries: int, recall_queries: int) -> dict
     stored = np.load(full_dir / "text_vectors.npy", mmap_mode="r")
     name = TEXT_ANN if kind == "hnsw" else TEXT_COMPRESSED
     ann = faiss.read_index(str(full_dir / name)) if kind != "flat" else None
-    probe = query_vectors(n, seed, recall_queries)
-    recall = ann_recall(stored, ann, probe)
-    recall += ann_recall(stored, ann, probe, nprobes=(32,), filter_fraction=0.1)
-    recall += ann_recall(stored, ann, probe, nprobes=(32,), filter_fraction=0.03)
-    result["text_recall"] = {
-        "queries": len(probe),
-        "note": (
-            "real MiniLM vectors"
-            if real_n == n
-            else f"first {real_n} real MiniLM vectors, the other {n - real_n} SYNTHETIC"
-        ),
-        "rows": recall,
-    }
+    result["text_recall"] = recall_report(
+        stored, ann, query_vectors(n, seed, recall_queries), n, real_n, (0.1, 0.03)
+    )
     out = results_dir() / f"scale-{n}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({"text_recall": result["text_recall"]}), flush=True)
@@ -979,18 +993,9 @@ def vectors_at_scale(n: int, seed: int, kind: str, recall_queries: int) -> dict[
     print(json.dumps({"memory": result["memory"]}), flush=True)
     stored = np.load(vectors_file, mmap_mode="r")
     ann = faiss.read_index(str(index_file))
-    probe = query_vectors(n, seed, recall_queries)
-    rows = ann_recall(stored, ann, probe)
-    rows += ann_recall(stored, ann, probe, nprobes=(32,), filter_fraction=0.1)
-    result["recall"] = {
-        "queries": len(probe),
-        "note": (
-            "real MiniLM vectors"
-            if real_n == n
-            else f"first {real_n} real MiniLM vectors, the other {n - real_n} SYNTHETIC"
-        ),
-        "rows": rows,
-    }
+    result["recall"] = recall_report(
+        stored, ann, query_vectors(n, seed, recall_queries), n, real_n, (0.1,)
+    )
     out = results_dir() / f"scale-vectors-{n}-{kind}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({"recall": result["recall"]}), flush=True)
