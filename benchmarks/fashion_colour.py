@@ -24,7 +24,8 @@ photos as a check of the packaged files; that line is not a held-out figure.
 
 Run ``python -m benchmarks.fashion_colour [--limit N]``; JSON goes to
 ``benchmarks/results/fashion_colour.json``. ``--fit indexer/colour_model.json`` also refits the
-naming model on every photo (:func:`fit_model` with :func:`every_photo`) and writes it there.
+naming model on every photo (:func:`fit_model` with :func:`every_photo`) and writes it there; it
+needs ``--features lite0 --fit-features``, since the CNN-aware prior names the same names.
 
 ``--features lite0`` also scores the extractor given each photo's EfficientNet-Lite0 vector
 (:class:`models.image.EfficientNetLite0Embedder`, computed here once per photo and cached with
@@ -644,6 +645,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--limit must be at least 1")
     if args.fit_features is not None and args.features == "none":
         parser.error("--fit-features needs --features lite0")
+    if args.fit is not None and args.fit_features is None:
+        # The CNN-aware prior is a posterior over the naming model's names, in its order.
+        parser.error(
+            "--fit changes the names the CNN-aware prior serves: also pass --features "
+            "lite0 --fit-features PATH"
+        )
 
     photos = load_photos()
     if args.limit is not None and args.limit < len(photos):
