@@ -691,8 +691,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             **summarise([o for o in feature_outcomes if o.held_out]),
             "embed_ms_per_photo": round(embed_ms, 3),
             "embedder": embedder,
-            "shipped_all": summarise(run(photos, PhotoColourExtractor(), vectors)),
-            "model": PhotoColourExtractor().feature_model.about,
+            "shipped_all": summarise(run(photos, shipped, vectors)),
+            "model": shipped.feature_model.about,
         }
     summary: dict[str, object] = {
         "split": (
