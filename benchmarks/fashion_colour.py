@@ -730,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     fitted_on = f"all {len(photos)} labelled photos of shared/data/fashion"
     if args.fit is not None:
         start = time.perf_counter()
-        model, covariances = fit_model(
+        fitted_model, covariances = fit_model(
             photos,
             measurements,
             use=every_photo,
@@ -741,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"top-2 {held_out['family_top2']:.3f}, exact top-1 {held_out['exact_top1']:.3f}"
             ),
         )
-        data = model.to_dict(covariances)
+        data = fitted_model.to_dict(covariances)
         args.fit.write_text(json.dumps(data, separators=(",", ":")) + "\n", encoding="utf-8")
         print(
             f"wrote the model fitted on every photo ({time.perf_counter() - start:.1f} s) to {args.fit}"
@@ -752,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             photos,
             measurements,
             vectors,
-            model if args.fit is not None else shipped.model,
+            fitted_model if args.fit is not None else shipped.model,
             embedder=embedder,
             use=every_photo,
             about=(
