@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from api import __version__
-from api.settings import Settings
+from api.settings import DEFAULT_KEYS_DB, Settings
 from search.errors import CatalogueError, InvalidRequestError, SnapshotError
 from search.snapshot import MANIFEST
 from search.types import SearchRequest
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from indexer.build import BuildResult
     from search.types import Explanation
 
-DEFAULT_KEYS_DB = Path("var/keys.sqlite3")
-"""Where ``serve`` and ``keys create`` keep API keys unless PRODUCTSEARCH_KEYS_DB says otherwise."""
 
 app = typer.Typer(
     name="productsearch",
@@ -449,22 +447,26 @@ def serve(
         raise _fail(f"invalid settings: {exc}", code=2) from exc
     if settings.index_dir is None:
         raise _fail("no snapshot: pass --index DIR or --demo (or set PRODUCTSEARCH_INDEX_DIR)", 2)
-    # A served instance keeps its keys and merchandising in files unless told otherwise
-    # (the library default, for tests and embedding, is in memory).
-    if settings.keys_db is None:
-        settings.keys_db = DEFAULT_KEYS_DB
-    if settings.merch_db is None:
+    # A served instance keeps its merchandising in a file unless told otherwise (the library
+    # default, for tests and embedding, is in memory); the keys' file is a setting of its own
+    # (PRODUCTSEARCH_KEYS_DB, default var/keys.sqlite3), shared with `productsearch keys`.
+    if "merch_db" not in settings.model_fields_set:
         settings.merch_db = Path("var/merch.sqlite3")
-    for path in (settings.keys_db, settings.merch_db):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if demo and "open_mode" not in settings.model_fields_set:
+        # The demo is for trying the service on one machine: its search answers without a
+        # key unless PRODUCTSEARCH_OPEN_MODE says otherwise (admin routes stay closed).
+        settings.open_mode = True
+
+    from api.security import install_log_redaction, uvicorn_log_config
 
     level = settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
     if settings.log_format == "json":
         from api.metrics import configure_json_logging
 
-        configure_json_logging(level)
+        install_log_redaction(configure_json_logging(level))
     else:
         logging.basicConfig(level=level, format="%(levelname)-9s %(name)s: %(message)s")
+        install_log_redaction(*logging.getLogger().handlers)
     try:
         engine = open_engine(settings)
     except SnapshotError as exc:
@@ -478,7 +480,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        # Both set-ups drop API keys (a WebSocket's ?api_key=) from uvicorn's log lines.
+        log_config=uvicorn_log_config(text=settings.log_format != "json"),
     )
 
 
@@ -530,18 +533,45 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 
 
+KeysDbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys-db",
+        help="The key database; default: PRODUCTSEARCH_KEYS_DB as the service reads it "
+        f"(its settings: environment, PRODUCTSEARCH_CONFIG, .env), else {DEFAULT_KEYS_DB} "
+        "under the working directory.",
+    ),
+]
+
+
+def _keys_settings(keys_db: Path | None) -> tuple[Path, str | None]:
+    """The key database (absolute) and server secret, read as the service reads them; warns
+    on standard error while no server secret is set."""
+    from api.security import SECRET_WARNING
+
+    try:
+        settings = Settings(keys_db=keys_db) if keys_db is not None else Settings()
+    except ValueError as exc:
+        raise _fail(f"invalid settings: {exc}", code=2) from exc
+    if settings.keys_db is None:
+        raise _fail(
+            "PRODUCTSEARCH_KEYS_DB is 'none' (keys in memory): name a key database file "
+            "(--keys-db or PRODUCTSEARCH_KEYS_DB) that the service uses too",
+            code=2,
+        )
+    secret = settings.keys_secret.get_secret_value() if settings.keys_secret else None
+    if not secret:
+        err_console.print(f"[bold yellow]warning:[/] {escape(SECRET_WARNING)}")
+    return settings.keys_db, secret
+
+
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Option("--name", help="Who or what the key is for.")],
     scope: Annotated[
         str, typer.Option("--scope", help="search (storefronts, apps) or admin (merchandisers).")
     ] = "search",
-    keys_db: Annotated[
-        Path,
-        typer.Option(
-            "--keys-db", envvar="PRODUCTSEARCH_KEYS_DB", help="The service's key database."
-        ),
-    ] = DEFAULT_KEYS_DB,
+    keys_db: KeysDbOption = None,
     filters: Annotated[
         str | None,
         typer.Option(
@@ -554,24 +584,62 @@ def create_key(
     ] = None,
 ) -> None:
     """Create an API key and print its token once (only a hash is stored)."""
-    import os
-
     from api.security import create_key_cli
-    from search.errors import InvalidRequestError
 
-    keys_db.parent.mkdir(parents=True, exist_ok=True)
+    path, secret = _keys_settings(keys_db)
     try:
         create_key_cli(
-            keys_db,
+            path,
             name,
             scope=scope,
             filters_json=filters,
             rate_per_minute=rate_per_minute,
-            secret=os.environ.get("PRODUCTSEARCH_KEYS_SECRET"),
+            secret=secret,
             echo=typer.echo,
         )
     except InvalidRequestError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(f"{exc} (key database {path})") from exc
+
+
+@keys_app.command("list")
+def list_keys(keys_db: KeysDbOption = None) -> None:
+    """List the keys of the key database (ids, names, scopes; never tokens)."""
+    from api.security import KeyStore
+
+    path, secret = _keys_settings(keys_db)
+    if not path.is_file():
+        raise _fail(f"no key database at {path}: create a key first (productsearch keys create)")
+    store = KeyStore(path, secret=secret)
+    try:
+        keys = store.list()
+    finally:
+        store.close()
+    typer.echo(f"{len(keys)} key(s) in {path}")
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        filters = " filters" if key.filters is not None else ""
+        typer.echo(f"{key.id}  {key.scope:<6}  {state:<18}  {key.name}{filters}")
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (the token's middle part).")],
+    keys_db: KeysDbOption = None,
+) -> None:
+    """Revoke a key: requests with it get 401 from then on (it stays listed, for the record)."""
+    from api.security import KeyStore
+
+    path, secret = _keys_settings(keys_db)
+    if not path.is_file():
+        raise _fail(f"no key database at {path}")
+    store = KeyStore(path, secret=secret)
+    try:
+        key = store.revoke(key_id)
+    finally:
+        store.close()
+    if key is None:
+        raise _fail(f"no key {key_id!r} in {path}")
+    typer.echo(f"revoked {key.scope} key {key.id} ({key.name}) in {path}")
 
 
 #: Most upserts plus deletes sent to a service in one request (its limit, ``MAX_CHANGES``).

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from api.security import ApiKey, merge_filters
 from api.settings import Settings
 from search.abtest import NO_ASSIGNMENT, Assignment, Experiment, assign
+from search.analysis import tokenize
 from search.config_store import ConfigStore, ConfigVersion, apply_ranking_weights
 from search.engine import SearchEngine
+from search.errors import ProductNotFoundError
 from search.rules import RankingWeights
+from search.suggest import Suggester
+from search.types import Filters
+
+if TYPE_CHECKING:
+    from search.store import ProductStore
+    from search.types import Product
 
 
 def get_engine(request: Request) -> SearchEngine:
@@ -187,3 +199,105 @@ def serve_variants(
 
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+# --------------------------------------------------------------------------------------------
+# What a key may see: its fixed filters hold on every route that reveals a product.
+
+
+class _KeyView:
+    """The products one filtered key may see in one store: a mask, and (built on first use)
+    a suggester over their titles only with the set of their title words."""
+
+    __slots__ = ("lock", "mask", "suggester", "words")
+
+    def __init__(self, mask: npt.NDArray[np.bool_]) -> None:
+        self.mask = mask
+        self.lock = threading.Lock()
+        self.suggester: Suggester | None = None
+        self.words: frozenset[str] = frozenset()
+
+
+# Per store (weakly: a swapped-out snapshot's views go with it), per key id. A key's filters
+# never change (keys are created and revoked, not edited).
+_VIEWS: weakref.WeakKeyDictionary[ProductStore, dict[str, _KeyView]] = weakref.WeakKeyDictionary()
+_VIEWS_LOCK = threading.Lock()
+
+
+def _fixed_filters(key: ApiKey | None) -> Filters | None:
+    if key is None or key.filters is None or key.filters.is_empty:
+        return None
+    return key.filters
+
+
+def _view(engine: SearchEngine, key: ApiKey) -> _KeyView:
+    store = engine.store
+    with _VIEWS_LOCK:
+        views = _VIEWS.setdefault(store, {})
+        view = views.get(key.id)
+    if view is None:
+        # The same narrowing the search routes apply (merge_filters), so a product is visible
+        # here exactly when a search with this key can return it.
+        mask = store.mask(merge_filters(Filters(), key.filters))
+        view = _KeyView(np.ones(len(store), dtype=bool) if mask is None else mask)
+        with _VIEWS_LOCK:
+            view = _VIEWS.setdefault(store, {}).setdefault(key.id, view)
+    return view
+
+
+def visible_product(engine: SearchEngine, key: ApiKey | None, product_id: str) -> Product:
+    """A product the key may see.
+
+    A product outside the key's fixed filters is answered exactly as an unknown id, so a
+    filtered key cannot learn whether it exists.
+
+    Args:
+        engine: The serving engine.
+        key: The request's key (None in open mode: no filters).
+        product_id: The product asked for.
+
+    Raises:
+        ProductNotFoundError: unknown id, or a product the key's filters leave out (404).
+    """
+    product = engine.get_product(product_id)
+    if _fixed_filters(key) is None:
+        return product
+    assert key is not None
+    if not _view(engine, key).mask[engine.store.doc_of[product.id]]:
+        raise ProductNotFoundError(product_id)
+    return product
+
+
+def visible_suggestions(
+    engine: SearchEngine, key: ApiKey | None, popular: dict[str, int] | None
+) -> tuple[Suggester, dict[str, int] | None]:
+    """The suggester and popular queries a key's suggestions come from.
+
+    For a key with fixed filters: a suggester over the titles of the products it may see (built
+    once per key and snapshot), and only the popular queries whose every word is a word of one
+    of those titles, so no suggestion names a product the key cannot see. Otherwise the
+    engine's own suggester and every popular query.
+
+    Args:
+        engine: The serving engine.
+        key: The request's key.
+        popular: Past queries -> searches (see ``api.routes.suggest.popular_queries``).
+    """
+    if _fixed_filters(key) is None:
+        return engine.suggester, popular
+    assert key is not None
+    view = _view(engine, key)
+    with view.lock:
+        if view.suggester is None:
+            store = engine.store
+            titles = [store.products[int(doc)].title for doc in np.flatnonzero(view.mask)]
+            view.words = frozenset(t.folded for title in titles for t in tokenize(title))
+            view.suggester = Suggester.from_titles(titles, engine.vocabulary, engine.analyzer)
+        suggester, words = view.suggester, view.words
+    if popular:
+        popular = {
+            query: n
+            for query, n in popular.items()
+            if all(t.folded in words for t in tokenize(query))
+        }
+    return suggester, popular

@@ -1,33 +1,40 @@
-"""Scoped API keys: creation, hashed storage, per-key rate limits and FastAPI dependencies.
+"""Scoped API keys: creation, hashed storage, rate limits, FastAPI dependencies and log redaction.
 
 **Keys.** A key is a token ``ps_<id>_<secret>`` (``id``: 12 hex characters, public, used to look
 the key up; ``secret``: 256 random bits). The token is shown once, when created; the store keeps
 only ``HMAC-SHA256(server secret, token)`` (plain SHA-256 when no server secret is configured:
 the token's entropy makes a dictionary attack hopeless either way, the server secret adds a
-pepper against a stolen database). Comparison is constant-time (:func:`hmac.compare_digest`).
+pepper against a stolen database, so the service warns loudly without one). Comparison is
+constant-time (:func:`hmac.compare_digest`). The key database is created with mode 0600.
 
-**Scopes.** ``"search"`` keys are for storefronts and apps: they reach the search routes only
-and may embed fixed filters (``{"attr": {"country": ["PL"]}}``) that every search made with
-the key is narrowed by (:func:`merge_filters`). ``"admin"`` keys reach the admin routes
-(catalogue, rules, weights, analytics) and the search routes too.
+**Scopes.** ``"search"`` keys are for storefronts and apps: they reach the search routes
+(search, suggest, photo, voice, products, events) and may embed fixed filters
+(``{"attr": {"country": ["PL"]}}``) that every route revealing a product narrows by
+(:func:`merge_filters`; :func:`api.deps.visible_product`). ``"admin"`` keys reach everything:
+the admin routes (catalogue, rules, weights, keys), shopper data (erasure) and analytics, and
+the search routes. Public routes (health, readiness, the pages, metrics, the docs) need no key.
 
-**No keys at all (a fresh dev install).** While the key store holds no active key, search routes
-are open (the service logs a warning at start-up, :meth:`Security.startup_warning`) and admin
-routes are refused with 403 and a hint to create the first admin key with the CLI
-(:func:`create_key_cli`). As soon as one key exists, every route needs a key. An admin route is
-never open.
+**Open mode** (``PRODUCTSEARCH_OPEN_MODE``, off by default) lets the search routes answer
+without a key, whether or not keys exist (creating the first admin key does not close the
+storefront). Admin routes, shopper data and analytics always need an admin key. With open mode
+off, a request without a key gets 401 naming how to create a key or turn open mode on.
 
-**Rate limits.** Each key has a token bucket (``rate_per_minute`` refill, ``burst`` capacity),
-kept in process memory per replica; a request over the limit is answered 429 with
+**Rate limits.** Token buckets (``rate_per_minute`` refill, ``burst`` capacity), in process
+memory per replica: one per key, and, under a search key or in open mode, one per client of
+that key (its address; ``X-Forwarded-For`` is read only from configured trusted proxies), so
+one client cannot spend the budget of a storefront's whole audience. Over a limit: 429 with
 ``Retry-After`` (whole seconds).
 
-**Headers.** ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+**Headers.** ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (declared in the OpenAPI
+schema as the ``BearerKey`` and ``ApiKeyHeader`` schemes); a WebSocket may pass ``?api_key=``,
+which :class:`RedactSecretsFilter` removes from log lines.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -36,17 +43,20 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Depends, HTTPException, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from api.settings import Settings
 from search.analysis import fold
 from search.errors import InvalidRequestError
+from search.private_files import prepare_private_db
 from search.rules import filters_from_dict, filters_to_dict
 from search.types import Filters
 
@@ -59,6 +69,21 @@ _TOKEN = re.compile(r"^ps_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 
 #: Default limits per scope: (requests per minute, burst).
 DEFAULT_LIMITS: dict[str, tuple[int, int]] = {"search": (600, 60), "admin": (120, 30)}
+
+#: Default limit per client under a search key or in open mode: (requests per minute, burst).
+#: A shopper typing and paging makes a few requests a second at most.
+DEFAULT_CLIENT_LIMIT: tuple[int, int] = (120, 40)
+
+OPEN_MODE_ENV = "PRODUCTSEARCH_OPEN_MODE"
+KEYS_DB_ENV = "PRODUCTSEARCH_KEYS_DB"
+KEYS_SECRET_ENV = "PRODUCTSEARCH_KEYS_SECRET"
+
+SECRET_WARNING = (
+    f"{KEYS_SECRET_ENV} is not set: API keys are stored as plain SHA-256 hashes, without a "
+    "server secret (pepper) against a stolen key database. Set it to a long random value "
+    "(openssl rand -hex 32) before creating keys; changing it later invalidates every key."
+)
+"""Logged at start-up and by the ``keys`` commands while no server secret is configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +159,9 @@ class KeyStore:
     """
 
     def __init__(self, path: Path | str, *, secret: str | bytes | None = None) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Created with mode 0600 (and its folder) before SQLite opens it: key hashes are private.
+        prepare_private_db(path)
+        self.location = str(path)
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -293,22 +319,35 @@ class KeyStore:
 
 
 class RateLimiter:
-    """Token buckets per key, in memory.
+    """Token buckets by name (a key id, or a key id and a client), in memory.
+
+    Once more than ``max_buckets`` exist, buckets that have refilled completely are dropped (a
+    full bucket is what a new one would be), then the least recently used ones down to 90% of
+    the bound, so a stream of distinct clients can neither grow the table without bound nor
+    make every request scan it (a scan per 10% of the bound).
 
     Args:
         clock: Monotonic seconds (tests pass a fake clock).
+        max_buckets: Buckets kept before full ones are dropped.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, max_buckets: int = 100_000
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._max_buckets = max_buckets
+        # name -> (tokens, last update, time the bucket is full again)
+        self._buckets: dict[str, tuple[float, float, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def acquire(self, key: str, rate_per_minute: float, burst: int) -> float | None:
-        """Take one token from a key's bucket.
+        """Take one token from a bucket.
 
         Args:
-            key: Bucket name (the key id).
+            key: Bucket name.
             rate_per_minute: Refill rate.
             burst: Capacity; a new bucket starts full.
 
@@ -318,35 +357,176 @@ class RateLimiter:
         rate = rate_per_minute / 60.0
         now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.get(key, (float(burst), now))
+            # Popped and put back: the dict's order is then least recently used first.
+            tokens, last, _ = self._buckets.pop(key, (float(burst), now, now))
             tokens = min(float(burst), tokens + (now - last) * rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                return None
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / rate
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            self._buckets[key] = (tokens, now, now + (burst - tokens) / rate)
+            if len(self._buckets) > self._max_buckets:
+                self._prune(now)
+        return None if allowed else (1.0 - tokens) / rate
+
+    def _prune(self, now: float) -> None:
+        full = [name for name, (_, _, full_at) in self._buckets.items() if full_at <= now]
+        for name in full:
+            del self._buckets[name]
+        excess = len(self._buckets) - int(self._max_buckets * 0.9)
+        if excess > 0:
+            # Forgetting a partly spent bucket gives that client a fresh one: lenient, bounded.
+            for name in list(self._buckets)[:excess]:
+                del self._buckets[name]
+
+
+def _networks(
+    values: Iterable[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise InvalidRequestError(
+                "trusted_proxies", f"{value!r} is not an IP address or network (CIDR)"
+            ) from None
+    return tuple(out)
 
 
 class Security:
-    """What the dependencies need: the key store and the rate limiter.
+    """What the dependencies need: the key store, the rate limiter and the access policy.
 
     Args:
         keys: The key store.
         limiter: Rate limiter (a fresh one by default).
+        open_mode: Let the search routes answer requests without a key.
+        client_limit: (requests per minute, burst) per client under a search key or in open
+            mode; None turns per-client limits off.
+        trusted_proxies: Addresses or networks of reverse proxies whose ``X-Forwarded-For``
+            names the client; from any other peer the header is ignored.
+        secret_configured: Whether the key store hashes with a server secret (a warning at
+            start-up otherwise).
+
+    Raises:
+        InvalidRequestError: a trusted proxy that is not an address or network.
     """
 
-    def __init__(self, keys: KeyStore, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        limiter: RateLimiter | None = None,
+        *,
+        open_mode: bool = False,
+        client_limit: tuple[int, int] | None = DEFAULT_CLIENT_LIMIT,
+        trusted_proxies: Sequence[str] = (),
+        secret_configured: bool = True,
+    ) -> None:
         self.keys = keys
-        self.limiter = limiter or RateLimiter()
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self.open_mode = open_mode
+        self.client_limit = client_limit
+        self.trusted_proxies = _networks(trusted_proxies)
+        self.secret_configured = secret_configured
 
     def startup_warning(self) -> str | None:
-        """A warning to log at start-up when no key exists (search open, admin refused)."""
+        """What to log at start-up about access: open mode, or no key at all, else None."""
+        if self.open_mode:
+            return (
+                f"open mode ({OPEN_MODE_ENV}=true): search routes answer without an API key; "
+                "admin routes, shopper data and analytics still need an admin key"
+            )
         if self.keys.count_active() == 0:
             return (
-                "no API keys configured: search is open to anyone and admin routes are refused; "
-                "create an admin key with `productsearch keys create --scope admin --name <who>`"
+                f"no API keys in {self.keys.location} and open mode is off: every route but "
+                f"the public ones answers 401. {_HOW_TO_GET_A_KEY}"
             )
         return None
+
+    def startup_report(self) -> list[tuple[int, str]]:
+        """Log lines for start-up, with their levels: where the keys are, what is open, and a
+        loud warning without a server secret."""
+        lines = [
+            (
+                logging.INFO,
+                f"API keys from {self.keys.location}: {self.keys.count_active('admin')} admin, "
+                f"{self.keys.count_active('search')} search; open mode "
+                f"{'on' if self.open_mode else 'off'}",
+            )
+        ]
+        warning = self.startup_warning()
+        if warning:
+            lines.append((logging.WARNING, warning))
+        if not self.secret_configured:
+            lines.append((logging.WARNING, SECRET_WARNING))
+        return lines
+
+    def client_of(self, request: HTTPConnection) -> str:
+        """The client a request comes from: the peer address, or, when the peer is a trusted
+        proxy, the right-most address in ``X-Forwarded-For`` that is not a trusted proxy."""
+        peer = request.client.host if request.client else ""
+        if not self.trusted_proxies or not self._trusted(peer):
+            return _client_id(peer)
+        forwarded = [
+            part.strip()
+            for header in request.headers.getlist("x-forwarded-for")
+            for part in header.split(",")
+            if part.strip()
+        ]
+        for address in reversed(forwarded):
+            if not self._trusted(address):
+                return _client_id(address)
+        return _client_id(forwarded[0] if forwarded else peer)
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxies)
+
+
+def _client_id(address: str) -> str:
+    """The rate-limited identity of an address: itself, or its /64 for IPv6 (one subscriber
+    gets a whole /64 and could otherwise take a fresh address per request)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+_HOW_TO_GET_A_KEY = (
+    "Create a key with `productsearch keys create --scope search --name <who>` (admin: "
+    "`--scope admin`) using the service's PRODUCTSEARCH_KEYS_DB, or set "
+    f"{OPEN_MODE_ENV}=true to let search routes answer without a key."
+)
+
+
+def build_security(settings: Settings) -> Security:
+    """The :class:`Security` the settings describe (key database, secret, open mode, client
+    limits, trusted proxies).
+
+    Raises:
+        InvalidRequestError: a trusted proxy that is not an address or network.
+    """
+    secret = settings.keys_secret.get_secret_value() if settings.keys_secret else None
+    keys = KeyStore(settings.keys_db if settings.keys_db is not None else ":memory:", secret=secret)
+    client_limit = (
+        (settings.client_rate_per_minute, settings.client_burst)
+        if settings.client_rate_per_minute
+        else None
+    )
+    return Security(
+        keys,
+        open_mode=settings.open_mode,
+        client_limit=client_limit,
+        trusted_proxies=settings.trusted_proxies,
+        secret_configured=bool(secret),
+    )
 
 
 def merge_filters(requested: Filters, fixed: Filters | None) -> Filters:
@@ -455,62 +635,115 @@ def _unauthorised(message: str) -> HTTPException:
     )
 
 
+def _limit(security: Security, bucket: str, rate: int, burst: int, what: str) -> None:
+    wait = security.limiter.acquire(bucket, rate, burst)
+    if wait is not None:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"rate limit of {rate} requests per minute {what} exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def _limit_client(request: HTTPConnection, security: Security, owner: str) -> None:
+    """The per-client bucket under a shared search key (``owner``: the key id, or open mode)."""
+    if security.client_limit is None:
+        return
+    rate, burst = security.client_limit
+    client = security.client_of(request)
+    _limit(security, f"{owner}|{client}", rate, burst, "per client")
+
+
+def _missing_key(security: Security, scope: Scope) -> HTTPException:
+    if security.keys.count_active() == 0:
+        hint = (
+            f"no API keys exist yet and open mode is off. {_HOW_TO_GET_A_KEY}"
+            if scope == "search"
+            else "this route needs an admin key and none exists yet: create one with "
+            "`productsearch keys create --scope admin --name <who>` using the service's "
+            "PRODUCTSEARCH_KEYS_DB"
+        )
+        return _unauthorised(hint)
+    needed = "an admin API key" if scope == "admin" else "an API key"
+    return _unauthorised(f"{needed} is required (Authorization: Bearer <key> or X-API-Key)")
+
+
 def _authenticate(request: HTTPConnection, security: Security, scope: Scope) -> ApiKey | None:
     token = presented_token(request)
     if token is None:
-        if security.keys.count_active() == 0:
-            if scope == "search":
-                return None  # a fresh install: search is open until the first key exists
-            raise HTTPException(
-                status_code=status.HTTP_403_FORBIDDEN,
-                detail="no API keys configured: admin routes stay closed until an admin key is "
-                "created (`productsearch keys create --scope admin --name <who>`)",
-            )
-        raise _unauthorised("an API key is required (Authorization: Bearer <key> or X-API-Key)")
+        if scope == "search" and security.open_mode:
+            _limit_client(request, security, "open")
+            return None
+        raise _missing_key(security, scope)
     key = security.keys.authenticate(token)
     if key is None:
-        raise _unauthorised("unknown or revoked API key")
+        raise _unauthorised("unknown, malformed or revoked API key")
     if scope == "admin" and key.scope != "admin":
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail=f"this key's scope is {key.scope!r}; this route needs an admin key",
         )
-    wait = security.limiter.acquire(key.id, key.rate_per_minute, key.burst)
-    if wait is not None:
-        raise HTTPException(
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"rate limit of {key.rate_per_minute} requests per minute exceeded",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
+    if key.scope == "search":
+        # First, so one client over its share does not spend the shared key's tokens.
+        _limit_client(request, security, key.id)
+    _limit(security, key.id, key.rate_per_minute, key.burst, "for this key")
     request.state.api_key = key
     return key
 
 
 SecurityDep = Annotated[Security, Depends(get_security)]
 
+# Declared for the OpenAPI schema (the Authorize button of /docs and each operation's
+# security); the token itself is read by presented_token, which also serves WebSockets.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="BearerKey",
+    description="An API key (`ps_...`) as `Authorization: Bearer <key>`. Search keys reach "
+    "the search routes; admin keys reach every route.",
+)
+api_key_header_scheme = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="ApiKeyHeader",
+    description="An API key (`ps_...`) in the `X-API-Key` header (same keys as BearerKey).",
+)
+_BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+_HeaderDep = Annotated[str | None, Depends(api_key_header_scheme)]
 
-def require_search_key(request: HTTPConnection, security: SecurityDep) -> ApiKey | None:
+
+def require_search_key(
+    request: HTTPConnection,
+    security: SecurityDep,
+    _bearer: _BearerDep = None,
+    _header: _HeaderDep = None,
+) -> ApiKey | None:
     """Dependency of the search routes: a search or admin key, rate-limited.
 
     Returns:
-        The key (use ``merge_filters(request_filters, key.filters)``), or None while no key
-        exists at all (open dev install).
+        The key (use ``merge_filters(request_filters, key.filters)``), or None for a request
+        without a key in open mode.
 
     Raises:
-        HTTPException: 401 without a valid key, 429 over the key's rate limit.
+        HTTPException: 401 without a valid key (open mode off), 429 over the key's or the
+            client's rate limit.
     """
     return _authenticate(request, security, "search")
 
 
-def require_admin_key(request: HTTPConnection, security: SecurityDep) -> ApiKey:
-    """Dependency of the admin routes: an admin key, rate-limited.
+def require_admin_key(
+    request: HTTPConnection,
+    security: SecurityDep,
+    _bearer: _BearerDep = None,
+    _header: _HeaderDep = None,
+) -> ApiKey:
+    """Dependency of the admin routes, shopper data and analytics: an admin key, rate-limited.
 
     Returns:
         The admin key (its :attr:`ApiKey.actor` goes into the audit log).
 
     Raises:
-        HTTPException: 401 without a valid key, 403 for a search key or while no key exists,
-            429 over the key's rate limit.
+        HTTPException: 401 without a valid key (open mode or not), 403 for a search key, 429
+            over the key's rate limit.
     """
     key = _authenticate(request, security, "admin")
     assert key is not None  # admin routes are never open
@@ -519,6 +752,95 @@ def require_admin_key(request: HTTPConnection, security: SecurityDep) -> ApiKey:
 
 SearchKeyDep = Annotated[ApiKey | None, Depends(require_search_key)]
 AdminKeyDep = Annotated[ApiKey, Depends(require_admin_key)]
+
+
+# --------------------------------------------------------------------------------------------
+# Logs
+
+_SECRET_PARAM = re.compile(r"((?:^|[?&;\s])api_key=)[^&\s\"';]*", re.IGNORECASE)
+_BEARER = re.compile(r"(\bBearer\s+)ps_[0-9a-f]{12}_[A-Za-z0-9_-]+")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with ``api_key=`` query values and bearer tokens replaced by ``[redacted]``."""
+    if "api_key=" not in text.lower() and "ps_" not in text:
+        return text
+    return _BEARER.sub(r"\1" + REDACTED, _SECRET_PARAM.sub(r"\1" + REDACTED, text))
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Removes API keys from log records (uvicorn writes a WebSocket's path with its query
+    string, ``?api_key=...`` included, and its access log every request's query string).
+
+    The record's message and string arguments are redacted in place, so formatters that
+    unpack the arguments (uvicorn's access formatter) still work.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record; never drops it."""
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_arg(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _redact_arg(v) for k, v in record.args.items()}
+        return True
+
+
+def _redact_arg(value: object) -> object:
+    # Numbers stay numbers (formatters use %d); other objects (an httpx.URL) are replaced by
+    # their redacted text only when they held a key.
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    cleaned = redact(text)
+    return value if cleaned == text and not isinstance(value, str) else cleaned
+
+
+#: Loggers that write request paths (uvicorn's server and access logs).
+REDACTED_LOGGERS = ("uvicorn.error", "uvicorn.access")
+
+
+def install_log_redaction(*handlers: logging.Handler) -> RedactSecretsFilter:
+    """Attach :class:`RedactSecretsFilter` to uvicorn's loggers and to ``handlers``.
+
+    A filter on a logger sees only records logged on that logger; one on a handler sees
+    everything the handler writes, propagated records included. Idempotent.
+
+    Returns:
+        The filter.
+    """
+    redactor = RedactSecretsFilter()
+    for target in [*(logging.getLogger(n) for n in REDACTED_LOGGERS), *handlers]:
+        if not any(isinstance(f, RedactSecretsFilter) for f in target.filters):
+            target.addFilter(redactor)
+    return redactor
+
+
+def uvicorn_log_config(text: bool) -> dict[str, Any] | None:
+    """The ``log_config`` to run uvicorn with: its default text set-up plus
+    :class:`RedactSecretsFilter` on its loggers and handlers, or None for JSON logs (set up
+    by :func:`api.metrics.configure_json_logging`, then :func:`install_log_redaction`).
+
+    Args:
+        text: Text logs (uvicorn's format) rather than JSON.
+    """
+    if not text:
+        return None
+    import copy
+
+    import uvicorn.config
+
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecretsFilter}
+    for handler in config.get("handlers", {}).values():
+        handler.setdefault("filters", []).append("redact_secrets")
+    for name in REDACTED_LOGGERS:
+        config.setdefault("loggers", {}).setdefault(name, {}).setdefault("filters", []).append(
+            "redact_secrets"
+        )
+    return config
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,8 +859,11 @@ def create_key_cli(
 ) -> str:
     """Create a key from the command line (the first admin key of a fresh install).
 
+    The message names the key database used, so a key created in another database than the
+    service's is noticed at once.
+
     Args:
-        keys_db: The key database (``PRODUCTSEARCH_KEYS_DB``).
+        keys_db: The key database (``PRODUCTSEARCH_KEYS_DB``), as the service resolves it.
         name: What the key is for.
         scope: ``"search"`` or ``"admin"``.
         filters_json: Fixed filters of a search key as JSON (``'{"attr": {"country": ["PL"]}}'``).
@@ -568,25 +893,36 @@ def create_key_cli(
     finally:
         store.close()
     echo(
-        f"created {key.scope} key {key.id} ({key.name}); store this token now, it is not shown again:"
+        f"created {key.scope} key {key.id} ({key.name}) in {keys_db}; store this token now, "
+        "it is not shown again:"
     )
     echo(token)
     return token
 
 
 __all__ = [
+    "DEFAULT_CLIENT_LIMIT",
+    "REDACTED",
     "SCOPES",
+    "SECRET_WARNING",
     "AdminKeyDep",
     "ApiKey",
     "KeyStore",
     "RateLimiter",
+    "RedactSecretsFilter",
     "Scope",
     "SearchKeyDep",
     "Security",
+    "api_key_header_scheme",
+    "bearer_scheme",
+    "build_security",
     "create_key_cli",
     "get_security",
+    "install_log_redaction",
     "merge_filters",
     "presented_token",
+    "redact",
     "require_admin_key",
     "require_search_key",
+    "uvicorn_log_config",
 ]

@@ -242,7 +242,15 @@ def measure_http(
         log_path = Path(tmp) / "serve.log"
         with log_path.open("wb") as log:
             started = time.perf_counter()
-            env = {**os.environ, "PRODUCTSEARCH_TEXT_EMBEDDER": "auto" if semantic else "none"}
+            env = {
+                **os.environ,
+                "PRODUCTSEARCH_TEXT_EMBEDDER": "auto" if semantic else "none",
+                # Requests carry no key, from one client; no keys or rules of ./var are read.
+                "PRODUCTSEARCH_OPEN_MODE": "true",
+                "PRODUCTSEARCH_CLIENT_RATE_PER_MINUTE": "0",
+                "PRODUCTSEARCH_KEYS_DB": "none",
+                "PRODUCTSEARCH_MERCH_DB": "none",
+            }
             proc = subprocess.Popen(
                 serve_command(index_dir, host, port), stdout=log, stderr=subprocess.STDOUT, env=env
             )

@@ -572,6 +572,8 @@ def start_service(
         "PRODUCTSEARCH_EVENTS_DB": str(work_dir / "events.sqlite3"),
         "PRODUCTSEARCH_MERCH_DB": str(work_dir / "merch.sqlite3"),
         "PRODUCTSEARCH_TEXT_EMBEDDER": "auto" if semantic else "none",
+        # One load generator plays many shoppers from one address: no per-client limit.
+        "PRODUCTSEARCH_CLIENT_RATE_PER_MINUTE": "0",
         **(env or {}),
     }
     service = Service(

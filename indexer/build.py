@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -82,6 +82,12 @@ class BuildConfig:
         image_cache: Folder where photos fetched over http(s) are cached, or None.
         image_adapter: Fit the catalogue's photo projection (:mod:`models.image_adapter`) on
             its products' leaf categories and text colours when there are enough of them.
+        image_roots: Absolute folders the service may serve the products' local photos from,
+            recorded in the manifest (``settings["image_roots"]``);
+            :func:`build_from_catalogue` defaults it to the catalogue file's folder. Empty:
+            none recorded (the service then serves only its configured roots).
+        fetch_private_images: Let the build fetch photo URLs on loopback, private and other
+            non-global addresses; None reads ``PRODUCTSEARCH_IMAGE_FETCH_ALLOW_PRIVATE``.
     """
 
     languages: tuple[str, ...] = ("en",)
@@ -95,6 +101,8 @@ class BuildConfig:
     image_embedder: str = "none"
     image_cache: Path | None = None
     image_adapter: bool = True
+    image_roots: tuple[str, ...] = ()
+    fetch_private_images: bool | None = None
 
 
 def product_fields(product: Product) -> dict[str, str]:
@@ -299,7 +307,9 @@ def _embed_images(
     if embedder is None:
         return None
     total = len(products)
-    with ImageLoader(cache_dir=config.image_cache) as loader:
+    with ImageLoader(
+        cache_dir=config.image_cache, allow_private=config.fetch_private_images
+    ) as loader:
         found = embed_product_images(
             [p.images for p in products],
             embedder,
@@ -421,6 +431,7 @@ def build_from_catalogue(
         SnapshotError: ``out_dir`` exists and overwrite is off.
     """
     result = import_catalogue(path, fmt=fmt, strict=strict, progress=progress)
+    config = with_catalogue_roots(config or BuildConfig(), Path(path))
     manifest = build_snapshot(
         result.products,
         Path(out_dir),
@@ -430,6 +441,24 @@ def build_from_catalogue(
         progress=progress,
     )
     return BuildResult(manifest=manifest, report=result.report, snapshot_dir=Path(out_dir))
+
+
+def with_catalogue_roots(config: BuildConfig, catalogue: Path) -> BuildConfig:
+    """``config`` with the catalogue file's folder as its image root unless it names roots.
+
+    Relative photo paths in a catalogue are relative to its folder, so that folder is where a
+    shop keeps its photos; the service serves local photos from under it only.
+
+    Args:
+        config: Build settings.
+        catalogue: The catalogue file.
+
+    Returns:
+        The settings to build with.
+    """
+    if config.image_roots:
+        return config
+    return replace(config, image_roots=(str(catalogue.resolve().parent),))
 
 
 def write_snapshot(
@@ -507,7 +536,9 @@ def write_snapshot(
         writer.path(COLOUR_REPORT).write_bytes(
             orjson.dumps(colour_report, option=orjson.OPT_INDENT_2)
         )
-        settings: dict[str, str] = {}
+        settings: dict[str, Any] = {}
+        if config.image_roots:
+            settings["image_roots"] = [str(Path(root).resolve()) for root in config.image_roots]
         if vectors is not None:
             with writer.path(TEXT_VECTORS).open("wb") as fh:
                 np.save(fh, vectors.astype(np.float32, copy=False), allow_pickle=False)

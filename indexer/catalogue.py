@@ -9,7 +9,9 @@ Formats (``docs/catalogue.md`` has the field mapping of each):
 
 Each may be gzip-compressed (``.gz`` appended; compressed files are recognised by content too).
 A bad row never stops an import: it becomes a :class:`RowError` in the :class:`ImportReport` and
-the good rows are kept, unless ``strict=True`` asks for the import to fail instead.
+the good rows are kept, unless ``strict=True`` asks for the import to fail instead. A row or
+field over its size limit (:class:`FieldLimits`: 1 MiB a row, 64 KiB a description, 1 KiB a
+title by default) is such a bad row, found without the row being read whole.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ import io
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, get_args
 
 from indexer.formats.delimited import read_csv
-from indexer.formats.fields import IGNORED, RawRow, build_product
+from indexer.formats.fields import (
+    DEFAULT_LIMITS,
+    IGNORED,
+    FieldLimits,
+    RawRow,
+    build_product,
+)
 from indexer.formats.jsonl import read_jsonl
 from indexer.formats.merchant import read_merchant_tsv, read_merchant_xml
 from search.errors import CatalogueError
@@ -34,9 +43,11 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "FORMAT_EXTENSIONS",
     "PROGRESS_EVERY",
     "CatalogueFormat",
+    "FieldLimits",
     "ImportReport",
     "ImportResult",
     "detect_format",
@@ -219,7 +230,10 @@ class _HashingReader(io.RawIOBase):
 
 
 def _collect(
-    rows: Iterable[RawRow], base_dir: str, progress: Callable[[int], None] | None
+    rows: Iterable[RawRow],
+    base_dir: str,
+    progress: Callable[[int], None] | None,
+    limits: FieldLimits,
 ) -> tuple[list[Product], list[RowError], int]:
     products: list[Product] = []
     errors: list[RowError] = []
@@ -233,7 +247,7 @@ def _collect(
             if raw.error is not None:
                 errors.append(raw.error)
             continue
-        outcome = build_product(raw.row, raw.data, base_dir)
+        outcome = build_product(raw.row, raw.data, base_dir, limits)
         product_id = outcome.product_id
         if product_id is not None:
             first = first_row.setdefault(product_id, raw.row)
@@ -265,6 +279,7 @@ def read_catalogue(
     *,
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
+    limits: FieldLimits = DEFAULT_LIMITS,
 ) -> ImportResult:
     """Import a catalogue file: read, validate, de-duplicate.
 
@@ -281,6 +296,9 @@ def read_catalogue(
             warnings included.
         progress: Called with the number of rows read so far every
             :data:`PROGRESS_EVERY` rows and once at the end.
+        limits: Size limits per row and field: a row over one is a row error (see
+            :class:`~indexer.formats.fields.FieldLimits`); a JSON, CSV or TSV line, or an XML
+            text, over the row limit is skipped in bounded pieces, never held whole.
 
     Returns:
         The products, the import report, the file's checksum and its format.
@@ -288,7 +306,8 @@ def read_catalogue(
     Raises:
         CatalogueError: ``fmt`` is not a known format; the format cannot be detected; the file
             is missing or unreadable, not valid gzip, not UTF-8, not well-formed XML, has a
-            CSV/TSV header without ``id`` and ``title``, or declares an XML DOCTYPE; or
+            CSV/TSV header without ``id`` and ``title``, or declares an XML DOCTYPE or
+            entities (in any encoding); or
             ``strict`` is set and a row has an error (the message quotes the first few and
             gives the count).
     """
@@ -308,7 +327,15 @@ def read_catalogue(
             stream: BinaryIO = buffered
             if buffered.peek(2)[:2] == _GZIP_MAGIC:
                 stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
-            products, errors, count = _collect(_READERS[fmt](stream), base_dir, progress)
+            reader = _READERS[fmt]
+            if fmt == "jsonl":
+                reader = partial(read_jsonl, max_row_bytes=limits.row_bytes)
+            elif fmt in ("csv", "merchant-tsv"):
+                delimited = read_csv if fmt == "csv" else read_merchant_tsv
+                reader = partial(delimited, max_line_chars=limits.row_bytes)
+            elif fmt == "merchant-xml":
+                reader = partial(read_merchant_xml, max_text_chars=limits.row_bytes)
+            products, errors, count = _collect(reader(stream), base_dir, progress, limits)
             while buffered.read(1 << 20):
                 pass  # the checksum covers the whole file, also bytes after the data
         except CatalogueError as exc:

@@ -5,10 +5,14 @@ image, too large or behind a failing URL becomes an :class:`ImageProblem` for it
 the build goes on; nothing is decoded past the size and pixel limits (decompression bombs).
 
 * Local photos: absolute paths, ``file://`` URLs, or paths relative to ``base_dir``.
-* Remote photos: ``http(s)://`` URLs fetched with httpx: a timeout per request, retries with
-  exponential backoff on connection errors, timeouts, 429 and 5xx answers, a size cap while
-  streaming, and an on-disk cache (one file per URL, named by its SHA-256) so that a rebuild
-  downloads nothing it already has. Several URLs are fetched at once (``workers``).
+* Remote photos: ``http(s)://`` URLs fetched with httpx: a timeout per request and a deadline
+  per photo, retries with exponential backoff on connection errors, timeouts, 429 and 5xx
+  answers, a size cap while streaming, at most ``max_redirects`` redirects, and an on-disk
+  cache (one file per URL, named by its SHA-256) so that a rebuild downloads nothing it already
+  has. Several URLs are fetched at once (``workers``). The host is resolved once and the
+  connection made to the address that was checked (no DNS rebinding); loopback, private,
+  link-local, multicast, reserved and other non-global addresses are refused, for every
+  redirect too, unless ``allow_private`` (``PRODUCTSEARCH_IMAGE_FETCH_ALLOW_PRIVATE=1``).
 * HEIC/HEIF photos are read when ``pillow-heif`` is installed; EXIF orientation is applied.
 
 Typical use::
@@ -22,7 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import os
+import socket
+import ssl
 import threading
 import time
 import warnings
@@ -31,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 import numpy as np
 import numpy.typing as npt
@@ -43,12 +50,15 @@ if TYPE_CHECKING:
     from models.image import ImageEmbedder
 
 __all__ = [
+    "ALLOW_PRIVATE_ENV",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DECODED_PIXELS",
     "DEFAULT_MAX_PIXELS",
     "ImageEmbeddings",
     "ImageLoadError",
     "ImageLoader",
     "ImageProblem",
+    "blocked_address_reason",
     "decode_image",
     "embed_product_images",
 ]
@@ -57,9 +67,16 @@ __all__ = [
 DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
 #: Most pixels decoded (a 50 MP photo passes; a decompression bomb does not).
 DEFAULT_MAX_PIXELS: Final = 50_000_000
+#: Most pixels really decoded per photo (after JPEG's reduced decoding): ~100 MB of pixels, so
+#: ``workers`` photos decoded at once stay bounded; PNG/WebP/HEIC photos over it are reported.
+DEFAULT_MAX_DECODED_PIXELS: Final = 25_000_000
 #: Longer side photos are shrunk to after decoding: every embedder works on far smaller inputs,
 #: and a batch of full-size phone photos would hold gigabytes.
 DEFAULT_MAX_SIDE: Final = 1024
+#: Environment variable that lets builds fetch photos from non-global addresses (a shop's own
+#: intranet image server, a test server on 127.0.0.1); read when ``allow_private`` is None.
+ALLOW_PRIVATE_ENV: Final = "PRODUCTSEARCH_IMAGE_FETCH_ALLOW_PRIVATE"
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 class ImageProblem(NamedTuple):
@@ -117,20 +134,25 @@ def decode_image(
     max_side: int | None = DEFAULT_MAX_SIDE,
     formats: Sequence[str] | None = None,
     location: str = "",
+    max_decoded_pixels: int | None = None,
 ) -> Image.Image:
-    """Decode an image file's bytes: EXIF orientation applied, pixel limit enforced.
+    """Decode an image file's bytes: EXIF orientation applied, pixel limits enforced.
 
     The header is read first and the pixel count checked before any pixel is decoded, so a
     decompression bomb (a small file declaring a huge image) costs nothing. Large JPEGs are
-    decoded at reduced scale when ``max_side`` allows it (DCT scaling).
+    decoded at reduced scale when ``max_side`` allows it (DCT scaling, 1/2 to 1/8), and the
+    pixels that will really be decoded are checked against ``max_decoded_pixels``: a format
+    that cannot be decoded reduced (PNG, WebP, HEIC) must fit it whole.
 
     Args:
         data: The file's bytes.
-        max_pixels: Most pixels (width x height) accepted.
+        max_pixels: Most pixels (width x height) the header may declare.
         max_side: Longer side the result is shrunk to (aspect kept), or None to keep the size.
         formats: Pillow format names accepted (``"JPEG"``, ``"PNG"``, ``"WEBP"``, ``"HEIF"``...);
             None accepts any format Pillow can read.
         location: The photo's path or URL, for messages.
+        max_decoded_pixels: Most pixels decoded (after JPEG's reduced decoding), which bounds
+            the memory one decode takes (about 4 bytes a pixel); None: ``max_pixels``.
 
     Returns:
         The decoded image (mode as stored; the first frame of an animation).
@@ -138,7 +160,7 @@ def decode_image(
     Raises:
         ImageLoadError: ``unsupported`` (not an image, a format outside ``formats``, HEIC without
             pillow-heif), ``corrupt`` (truncated or damaged) or ``too-large`` (past
-            ``max_pixels``).
+            ``max_pixels`` or ``max_decoded_pixels``).
     """
     where = f" ({location})" if location else ""
     if not data:
@@ -183,9 +205,22 @@ def decode_image(
             f"{max_pixels / 1e6:g} megapixel limit{where}",
             location,
         )
+    if max_side is not None and fmt == "JPEG":
+        # Lazy: only tells the decoder to scale the DCT down; ``size`` becomes what will be
+        # decoded (at least max_side on the shorter request, at most 1/8 reduction).
+        image.draft("RGB", (max_side, max_side))
+    decoded_width, decoded_height = image.size
+    decoded_limit = max_pixels if max_decoded_pixels is None else max_decoded_pixels
+    if decoded_width * decoded_height > decoded_limit:
+        reducible = " (only JPEGs are decoded at a reduced size)" if fmt != "JPEG" else ""
+        raise ImageLoadError(
+            "too-large",
+            f"image is {width}x{height}: decoding it takes {decoded_width}x{decoded_height} = "
+            f"{decoded_width * decoded_height / 1e6:.1f} megapixels, more than the "
+            f"{decoded_limit / 1e6:g} megapixel decoding limit{reducible}{where}",
+            location,
+        )
     try:
-        if max_side is not None and fmt == "JPEG":
-            image.draft("RGB", (max_side, max_side))
         image.load()
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(
@@ -197,13 +232,83 @@ def decode_image(
         raise ImageLoadError(
             "corrupt", f"image data is truncated or damaged ({exc}){where}", location
         ) from exc
+    if max_side is not None and max(image.size) > max_side:
+        # Shrink in place before turning upright: the full-size pixels are freed here, and the
+        # rotation (or copy) below touches the small image only.
+        image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     try:
         upright: Image.Image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageLoadError("corrupt", f"damaged EXIF data: {exc}{where}", location) from exc
-    if max_side is not None and max(upright.size) > max_side:
-        upright.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return upright
+
+
+# --------------------------------------------------------------------------------------------
+# Addresses
+
+
+def blocked_address_reason(address: str) -> str | None:
+    """Why a build must not fetch from an IP address, or None when it is a global one.
+
+    Refused: loopback, private (RFC 1918, IPv6 unique local), link-local (cloud metadata at
+    169.254.169.254), shared (carrier-grade NAT), multicast, reserved, unspecified
+    (``0.0.0.0``, ``::``) and every other address that is not globally routable; an IPv6
+    address that embeds an IPv4 one (IPv4-mapped ``::ffff:127.0.0.1``, 6to4, Teredo) is judged
+    by the IPv4 address.
+
+    Args:
+        address: An IPv4 or IPv6 address (no brackets; a zone ``%eth0`` is ignored).
+
+    Returns:
+        A short reason (``"a loopback address"``), or None.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return "not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            reason = blocked_address_reason(str(embedded))
+            return None if reason is None else f"{reason} ({embedded} inside {ip})"
+    checks = (
+        (ip.is_unspecified, "an unspecified address"),
+        (ip.is_loopback, "a loopback address"),
+        (ip.is_link_local, "a link-local address"),
+        (ip.is_multicast, "a multicast address"),
+        (ip.is_private, "a private address"),
+        (ip.is_reserved, "a reserved address"),
+        (not ip.is_global, "not a globally routable address"),
+    )
+    return next((reason for hit, reason in checks if hit), None)
+
+
+def _pinned_address(host: str, port: int, allow_private: bool, url: str) -> str:
+    """Resolve ``host`` once and return the address to connect to (the first one allowed).
+
+    Raises:
+        ImageLoadError: ``http`` when the host does not resolve or only to refused addresses.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ImageLoadError("http", f"cannot resolve {host!r}: {exc} ({url})", url) from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise ImageLoadError("http", f"{host!r} resolves to no address ({url})", url)
+    if allow_private:
+        return addresses[0]
+    reasons = {a: blocked_address_reason(a) for a in addresses}
+    allowed = [a for a, reason in reasons.items() if reason is None]
+    if not allowed:
+        first = addresses[0]
+        raise ImageLoadError(
+            "http",
+            f"refused to fetch {url}: {host} is {first}, {reasons[first]}; photos are fetched "
+            f"from public addresses only (set {ALLOW_PRIVATE_ENV}=1 to allow private ones)",
+            url,
+        )
+    return allowed[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,11 +325,21 @@ class ImageLoader:
         retries: Extra attempts after a failed download (connection error, timeout, 429, 5xx).
         backoff: Seconds before the first retry; doubled for each later one.
         max_bytes: Largest file read or downloaded.
-        max_pixels: Most pixels decoded.
+        max_pixels: Most pixels a photo's header may declare.
+        max_decoded_pixels: Most pixels decoded per photo (JPEGs decode reduced to fit).
         max_side: Longer side photos are shrunk to, or None to keep their size.
         workers: Photos read at the same time (downloads overlap; decoding holds the GIL less
             than it seems, Pillow releases it).
         user_agent: HTTP ``User-Agent`` header.
+        allow_private: Fetch from loopback, private, link-local and other non-global
+            addresses too; None reads ``PRODUCTSEARCH_IMAGE_FETCH_ALLOW_PRIVATE`` (off unless
+            ``1``, ``true``, ``yes`` or ``on``).
+        max_redirects: Redirects followed per download (each target checked like the first).
+        deadline: Seconds one download may take in all (redirects and a slow body included),
+            so a server that drips a byte just inside ``timeout`` cannot hold a worker.
+        verify: TLS certificate check: True (the system's and certifi's CAs), a CA bundle
+            path or an ``ssl.SSLContext`` (a shop's own CA). Certificates are checked against
+            the URL's host name although the connection goes to the checked address.
 
     Raises:
         ValueError: When an argument is out of range.
@@ -242,7 +357,12 @@ class ImageLoader:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_side: int | None = DEFAULT_MAX_SIDE,
         workers: int = 8,
+        max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
         user_agent: str = "productsearch-indexer/1.0",
+        allow_private: bool | None = None,
+        max_redirects: int = 5,
+        deadline: float = 60.0,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout}")
@@ -258,6 +378,15 @@ class ImageLoader:
             raise ValueError(f"max_side must be >= 16 or None, got {max_side}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if max_decoded_pixels < 1:
+            raise ValueError(f"max_decoded_pixels must be >= 1, got {max_decoded_pixels}")
+        if max_redirects < 0:
+            raise ValueError(f"max_redirects must be >= 0, got {max_redirects}")
+        if deadline <= 0:
+            raise ValueError(f"deadline must be > 0, got {deadline}")
+        if allow_private is None:
+            flag = os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower()
+            allow_private = flag in ("1", "true", "yes", "on")
         self.base_dir = base_dir
         self.cache_dir = cache_dir
         self.timeout = timeout
@@ -266,8 +395,13 @@ class ImageLoader:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.max_side = max_side
+        self.max_decoded_pixels = max_decoded_pixels
         self.workers = workers
         self.user_agent = user_agent
+        self.allow_private = allow_private
+        self.max_redirects = max_redirects
+        self.deadline = deadline
+        self.verify = verify
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -288,7 +422,11 @@ class ImageLoader:
         """
         data = self.read_bytes(location)
         return decode_image(
-            data, max_pixels=self.max_pixels, max_side=self.max_side, location=location
+            data,
+            max_pixels=self.max_pixels,
+            max_side=self.max_side,
+            location=location,
+            max_decoded_pixels=self.max_decoded_pixels,
         )
 
     def read_bytes(self, location: str) -> bytes:
@@ -392,7 +530,11 @@ class ImageLoader:
 
                 self._client = httpx.Client(
                     timeout=self.timeout,
-                    follow_redirects=True,
+                    # Redirects are followed by hand, each target checked; proxies from the
+                    # environment would connect elsewhere than the checked address.
+                    follow_redirects=False,
+                    trust_env=False,
+                    verify=self.verify,
                     headers={"User-Agent": self.user_agent},
                 )
             return self._client
@@ -425,42 +567,99 @@ class ImageLoader:
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                with client.stream("GET", url) as response:
-                    status = response.status_code
-                    if status == 429 or status >= 500:
-                        last = f"HTTP {status}"
-                        continue
-                    if status >= 400:
-                        raise ImageLoadError("http", f"HTTP {status} for {url}", url)
-                    declared = response.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > self.max_bytes:
-                        raise ImageLoadError(
-                            "too-large",
-                            f"download is {declared} bytes, more than the {self.max_bytes} byte "
-                            f"limit ({url})",
-                            url,
-                        )
-                    chunks: list[bytes] = []
-                    received = 0
-                    for chunk in response.iter_bytes():
-                        received += len(chunk)
-                        if received > self.max_bytes:
-                            raise ImageLoadError(
-                                "too-large",
-                                f"download is more than the {self.max_bytes} byte limit ({url})",
-                                url,
-                            )
-                        chunks.append(chunk)
-                    return b"".join(chunks)
+                data = self._get(client, url, time.monotonic() + self.deadline)
             except httpx.TimeoutException:
                 last = f"timed out after {self.timeout:g} s"
+                continue
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
+                continue
             except httpx.HTTPError as exc:  # invalid URL and the like: retrying will not help
                 raise ImageLoadError("http", f"{exc} ({url})", url) from exc
+            if isinstance(data, bytes):
+                return data
+            last = data
         raise ImageLoadError(
             "http", f"download failed after {self.retries + 1} attempts: {last} ({url})", url
         )
+
+    def _get(self, client: Any, url: str, deadline: float) -> bytes | str:
+        """One attempt: follow redirects by hand, connecting to checked addresses only.
+
+        Returns:
+            The body, or why a retry may help (``"HTTP 503"``).
+
+        Raises:
+            ImageLoadError: a refused address, a 4xx, too many redirects, past the size limit or
+                the deadline.
+        """
+        import httpx
+
+        current = url
+        for hop in range(self.max_redirects + 1):
+            if time.monotonic() > deadline:
+                raise ImageLoadError(
+                    "http", f"download took more than {self.deadline:g} s ({url})", url
+                )
+            target = httpx.URL(current)
+            if target.scheme not in ("http", "https") or not target.host:
+                raise ImageLoadError(
+                    "http", f"redirected to {current!r}, not an http(s) URL ({url})", url
+                )
+            port = target.port or (443 if target.scheme == "https" else 80)
+            address = _pinned_address(target.host, port, self.allow_private, current)
+            # Connect to the address just checked (a second lookup could answer another one),
+            # while the Host header and TLS (SNI, certificate) still name the host.
+            request = client.build_request(
+                "GET",
+                target.copy_with(host=address),
+                headers={"Host": target.netloc.decode("ascii")},
+                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+            )
+            response = client.send(request, stream=True)
+            try:
+                status = response.status_code
+                if status in _REDIRECTS and "location" in response.headers:
+                    if hop == self.max_redirects:
+                        raise ImageLoadError(
+                            "http", f"more than {self.max_redirects} redirects ({url})", url
+                        )
+                    current = urljoin(current, response.headers["location"])
+                    continue
+                if status == 429 or status >= 500:
+                    return f"HTTP {status}"
+                if status >= 400:
+                    raise ImageLoadError("http", f"HTTP {status} for {current}", url)
+                return self._body(response, url, deadline)
+            finally:
+                response.close()
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _body(self, response: Any, url: str, deadline: float) -> bytes:
+        """Read a streamed body, aborting past ``max_bytes`` or the deadline."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise ImageLoadError(
+                "too-large",
+                f"download is {declared} bytes, more than the {self.max_bytes} byte limit ({url})",
+                url,
+            )
+        chunks: list[bytes] = []
+        received = 0
+        for chunk in response.iter_bytes():
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise ImageLoadError(
+                    "too-large",
+                    f"download is more than the {self.max_bytes} byte limit ({url})",
+                    url,
+                )
+            if time.monotonic() > deadline:
+                raise ImageLoadError(
+                    "http", f"download took more than {self.deadline:g} s ({url})", url
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 # --------------------------------------------------------------------------------------------

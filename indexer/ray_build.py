@@ -44,6 +44,7 @@ from indexer.build import (
     embedding_batches,
     embedding_text,
     import_catalogue,
+    with_catalogue_roots,
     write_snapshot,
 )
 from search.analysis import Analyzer
@@ -568,7 +569,7 @@ def build_from_catalogue_on_ray(
     manifest = build_snapshot_on_ray(
         result.products,
         Path(out_dir),
-        config=config,
+        config=with_catalogue_roots(config or BuildConfig(), Path(path)),
         embedder_factory=embedder_factory,
         catalogue_checksum=result.checksum,
         import_report=result.report.to_dict(),

@@ -9,15 +9,24 @@ paging through results or searching twice counts once.
 * add-to-cart rate and conversion: share with an add-to-cart / a purchase attributed to the
   query (the event's ``query`` field);
 * zero-result searches: search events reporting an empty ``results`` list.
+
+Search events are the service's own records of what it answered (every ``GET /search`` with
+query text, stored under its ``query_id`` by :mod:`search.impressions`, zero-result searches
+sent straight to the API included) and the searches clients report. A client that searches
+through this service need not post ``search`` events; one that does should send the answer's
+``query_id`` on them, and they are then recognised as the service's record (not counted twice).
+Search-as-you-type asks the service at every keystroke: a recorded search that the same
+session's next one extends within seconds ("sof" then "sofa") is a keystroke and is not counted
+(:func:`without_keystrokes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from search.events import Event, EventStore, EventType
+from search.events import Event, EventStore, EventType, superseded
 
 QueryOrder = Literal["searches", "zero_results", "clicks", "purchases"]
 
@@ -63,6 +72,29 @@ class _Counts:
     clicks: int = 0
     carts: int = 0
     purchases: int = 0
+
+
+def without_keystrokes(events: Iterable[Event]) -> Iterator[Event]:
+    """The events less the recorded searches that were only keystrokes on the way to the same
+    session's next search (:func:`search.events.superseded`).
+
+    Args:
+        events: Events in arrival order.
+
+    Yields:
+        The other events (a session's last search is held back until its next one arrives,
+        so the order changes; :func:`summarise` does not depend on it).
+    """
+    held: dict[str, Event] = {}
+    for event in events:
+        if event.type is not EventType.SEARCH or event.query_id is None:
+            yield event
+            continue
+        earlier = held.pop(event.session_id, None)
+        if earlier is not None and not superseded(earlier, event):
+            yield earlier
+        held[event.session_id] = event
+    yield from held.values()
 
 
 def summarise(events: Iterable[Event]) -> dict[str, QueryStats]:
@@ -171,7 +203,7 @@ def query_stats(
         raise ValueError("limit must be 1 or more")
     if start is not None and end is not None and start > end:
         raise ValueError("start must not be after end")
-    return _ordered(summarise(store.scan(start, end, _TYPES)), order, limit)
+    return _ordered(summarise(without_keystrokes(store.scan(start, end, _TYPES))), order, limit)
 
 
 def top_queries(

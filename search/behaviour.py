@@ -10,6 +10,20 @@
   weighted by the position bias), smoothed the same way, and a **utility** that weighs the three.
 * **Time-decayed popularity** per product (views, clicks, carts, purchases with a half-life).
 
+**Evidence from several shoppers, bounded per shopper** (a forged or accidental event must not
+move what everybody sees). A shopper is a user id, else a session. Each shopper counts at most
+once per (query, product) for each of impression, click, add-to-cart and purchase, once per
+(query, result page) for impressions, once per query for searches (and a search-as-you-type
+keystroke that the shopper's next search extends within seconds not at all), for at most
+``max_choices_per_query`` products of one query, and once per (product, event type) for
+popularity. Shared signals then need several distinct shoppers (``min_shoppers``): a product
+is lifted for a query only when that many chose it, a product counts as popular only when that
+many interacted with it, and a query counts as searched (suggestions) only when that many
+searched it. An impression without a click is never a verdict on its own: the click model
+treats skips as evidence (position-bias corrected and smoothed towards the prior), and a
+product is moved *down* only when at least ``demote_min_shoppers`` distinct shoppers were shown
+it. A shopper's own history still personalises their own results (:mod:`search.personal`).
+
 Every count is weighted by ``2 ** ((t - t_ref) / half_life)``: old events fade without a pass
 over the aggregates, and rates (ratios) are unaffected by the common scale.
 
@@ -22,6 +36,7 @@ shoppers chose for the normalised query; :class:`BehaviourReranker` re-orders a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -35,13 +50,29 @@ import numpy as np
 import numpy.typing as npt
 
 from search.errors import EventStoreUnavailableError
-from search.events import EventStore, EventType, StoredEvent, normalise_query
+from search.events import (
+    Event,
+    EventStore,
+    EventType,
+    StoredEvent,
+    normalise_query,
+    superseded,
+)
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 
 logger = logging.getLogger("productsearch.behaviour")
 
 DAY_S = 86_400.0
+
+CHOICES = frozenset({EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE})
+"""Events that say a shopper chose a product (a view says only that they looked)."""
+
+
+def shopper_of(event: Event) -> str:
+    """Who an event counts for in the per-shopper caps: ``u:<user_id>``, else
+    ``s:<session_id>``."""
+    return f"u:{event.user_id}" if event.user_id else f"s:{event.session_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +244,12 @@ class BehaviourConfig:
         cart_weight: Weight of the add-to-cart rate in the utility.
         purchase_weight: Weight of the purchase rate in the utility.
         popularity_weights: Weight of each event type in popularity.
+        min_shoppers: Distinct shoppers (users, else sessions) needed before a product is
+            lifted for a query, counts as popular, or a query counts as searched.
+        demote_min_shoppers: Distinct shoppers who must have been shown a product for a query
+            before their skips can move it down.
+        max_choices_per_query: Products of one query a shopper's clicks, carts and purchases
+            count for (the first ones they chose).
     """
 
     half_life_days: float = 14.0
@@ -225,6 +262,9 @@ class BehaviourConfig:
     popularity_weights: Mapping[str, float] = field(
         default_factory=lambda: {"view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
     )
+    min_shoppers: int = 3
+    demote_min_shoppers: int = 10
+    max_choices_per_query: int = 5
 
     def __post_init__(self) -> None:
         if not self.half_life_days > 0:
@@ -233,11 +273,16 @@ class BehaviourConfig:
             raise ValueError("max_position must be 1 or more")
         if self.prior_strength < 0:
             raise ValueError("prior_strength must be 0 or more")
+        if self.min_shoppers < 1 or self.demote_min_shoppers < 1:
+            raise ValueError("min_shoppers and demote_min_shoppers must be 1 or more")
+        if self.max_choices_per_query < 1:
+            raise ValueError("max_choices_per_query must be 1 or more")
 
 
 @dataclass(frozen=True, slots=True)
 class ProductSignals:
-    """What shoppers did with one product for one query (time-decayed, bias-corrected).
+    """What shoppers did with one product for one query (time-decayed, bias-corrected; each
+    shopper counted at most once for each kind of event).
 
     Attributes:
         impressions: Times shown.
@@ -249,6 +294,8 @@ class ProductSignals:
         cart_rate: Smoothed add-to-carts per examination.
         purchase_rate: Smoothed purchases per examination.
         utility: Weighted sum of the three rates.
+        shoppers: Distinct shoppers who clicked, carted or bought it for the query.
+        viewers: Distinct shoppers who were shown it for the query.
     """
 
     impressions: float
@@ -260,6 +307,8 @@ class ProductSignals:
     cart_rate: float
     purchase_rate: float
     utility: float
+    shoppers: int = 0
+    viewers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +318,15 @@ class QuerySignals:
     Attributes:
         products: Product id -> signals, for every product shown or chosen for the query.
         prior_utility: Utility of a product without evidence (the global means).
-        searches: Time-decayed number of searches.
+        searches: Time-decayed searches by distinct shoppers (each counted once), and 0 until
+            ``min_shoppers`` of them searched it: what suggestions may call popular.
+        shoppers: Distinct shoppers who searched it.
     """
 
     products: Mapping[str, ProductSignals]
     prior_utility: float
     searches: float
+    shoppers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +340,10 @@ class BehaviourSnapshot:
             (index 0 = position 1).
         last_seq: Last event sequence number folded in.
         built_at: When the snapshot was built.
+        min_shoppers: Distinct shoppers who must have chosen a product before it is lifted
+            (the aggregator's setting; 0 in a hand-built snapshot: all evidence counts).
+        demote_min_shoppers: Distinct shoppers who must have been shown a product before it
+            is moved down (likewise).
     """
 
     queries: Mapping[str, QuerySignals] = field(default_factory=dict)
@@ -295,6 +351,19 @@ class BehaviourSnapshot:
     position_bias: tuple[float, ...] = ()
     last_seq: int = 0
     built_at: float = 0.0
+    min_shoppers: int = 0
+    demote_min_shoppers: int = 0
+
+    def credible_lift(self, signals: QuerySignals, product: ProductSignals) -> float:
+        """How far a (query, product)'s utility is above (+) or below (-) the prior, relative
+        to it and clipped to -1..4; 0 without enough distinct shoppers for that direction."""
+        prior = max(signals.prior_utility, 1e-6)
+        lift = float(np.clip((product.utility - prior) / prior, -1.0, 4.0))
+        if lift > 0 and product.shoppers < self.min_shoppers:
+            return 0.0
+        if lift < 0 and product.viewers < self.demote_min_shoppers:
+            return 0.0
+        return lift
 
     @property
     def max_popularity(self) -> float:
@@ -367,6 +436,60 @@ def fit_position_based_model(
     return theta, alpha, prior
 
 
+class RecentKeys:
+    """Counts per key over a sliding span of event time, in bounded memory: what each shopper
+    already contributed, for the per-shopper caps.
+
+    Keys are stored as their 64-bit hashes (a collision merely drops one contribution) in two
+    generations of ``window_s`` of event time each; when a new generation starts, the oldest
+    is dropped. So a shopper's contribution is capped within at least one window (by then
+    their earlier events have faded by the decay), and the memory holds two windows of
+    traffic, not all of it.
+
+    Args:
+        window_s: Event-time span of one generation.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        if not window_s > 0:
+            raise ValueError("window_s must be positive")
+        self.window_s = window_s
+        self._current: dict[int, int] = {}
+        self._previous: dict[int, int] = {}
+        self._started: float | None = None
+
+    def advance(self, t: float) -> bool:
+        """Move to event time ``t``; True when a new generation started."""
+        if self._started is None:
+            self._started = t
+        elif t - self._started >= self.window_s:
+            self._previous, self._current = self._current, {}
+            self._started = t
+            return True
+        return False
+
+    def count(self, key: object) -> int:
+        """How often ``key`` was added in the two generations."""
+        h = hash(key)
+        return self._current.get(h, 0) + self._previous.get(h, 0)
+
+    def add(self, key: object) -> bool:
+        """Count ``key`` once more; True when it was not there."""
+        h = hash(key)
+        new = h not in self._current and h not in self._previous
+        self._current[h] = self._current.get(h, 0) + 1
+        return new
+
+    def discard(self, key: object) -> None:
+        """Forget ``key``."""
+        h = hash(key)
+        self._current.pop(h, None)
+        self._previous.pop(h, None)
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
+
+
 class BehaviourAggregator:
     """Folds events into click-model cells, per-pair outcomes and popularity (mutable, owned
     by the refresher) and publishes :class:`BehaviourSnapshot` objects.
@@ -406,8 +529,21 @@ class BehaviourAggregator:
         self._pair_clicks: list[float] = []
         self._pair_carts: list[float] = []
         self._pair_purchases: list[float] = []
+        self._pair_shoppers: list[int] = []
+        self._pair_viewers: list[int] = []
         self._searches: dict[str, float] = {}
+        self._query_shoppers: dict[str, int] = {}
         self._popularity: dict[str, float] = {}
+        self._product_shoppers: dict[str, int] = {}
+        # What each shopper already contributed (the caps), over one half-life at least:
+        # ("search", shopper, query), ("page", shopper, query, first position),
+        # ("chose", shopper, pair, type), ("pair", shopper, pair), ("choices", shopper, query)
+        # counting the products chosen, ("used", shopper, product, type), ("product", ...).
+        self._seen = RecentKeys(self.config.half_life_days * DAY_S)
+        # Session -> its last recorded search (without its results), its weight and whether
+        # it counted as the shopper's first search of its query (taken back if it was only a
+        # keystroke); cleared with each new generation of the caps.
+        self._last_search: dict[str, tuple[Event, float, bool]] = {}
         self._last_seq = 0
 
     def _pair(self, query: str, product_id: str) -> int:
@@ -420,6 +556,8 @@ class BehaviourAggregator:
             self._pair_clicks.append(0.0)
             self._pair_carts.append(0.0)
             self._pair_purchases.append(0.0)
+            self._pair_shoppers.append(0)
+            self._pair_viewers.append(0)
         return index
 
     def _cell(self, pair: int, position: int) -> int:
@@ -434,45 +572,90 @@ class BehaviourAggregator:
         return index
 
     def fold(self, events: Sequence[StoredEvent]) -> None:
-        """See :meth:`Aggregator.fold`."""
-        max_position = self.config.max_position
-        popularity_weights = self.config.popularity_weights
+        """See :meth:`Aggregator.fold`: each shopper's events count within the caps of the
+        module docstring; what goes beyond them is left out."""
         for stored in events:
-            event = stored.event
             self._last_seq = max(self._last_seq, stored.seq)
-            w = self.clock.weight(event.timestamp)
-            query = event.normalised_query
-            if event.type is EventType.SEARCH:
-                if not query:
-                    continue
-                self._searches[query] = self._searches.get(query, 0.0) + w
-                self._dirty.add(query)
-                for position, shown_id in enumerate((event.results or ())[:max_position]):
-                    cell = self._cell(self._pair(query, shown_id), position)
-                    self._cell_impressions[cell] += w
-                continue
-            product_id = event.product_id
-            if product_id is None:
-                continue
-            weight = popularity_weights.get(event.type.value, 0.0)
-            if weight:
-                self._popularity[product_id] = self._popularity.get(product_id, 0.0) + w * weight
+            self._fold_one(stored.event)
+
+    def _fold_one(self, event: Event) -> None:
+        max_position = self.config.max_position
+        w = self.clock.weight(event.timestamp)
+        query = event.normalised_query
+        shopper = shopper_of(event)
+        seen = self._seen
+        if seen.advance(event.timestamp):
+            self._last_search.clear()
+        if event.type is EventType.SEARCH:
             if not query:
-                continue
+                return
+            self._take_back_keystroke(shopper, event)
+            counted = seen.add(("search", shopper, query))
+            if counted:
+                self._searches[query] = self._searches.get(query, 0.0) + w
+                self._query_shoppers[query] = self._query_shoppers.get(query, 0) + 1
+            if event.query_id is not None:
+                slim = dataclasses.replace(event, results=None, variants=None)
+                self._last_search[event.session_id] = (slim, w, counted)
             self._dirty.add(query)
-            pair = self._pair(query, product_id)
-            if event.type is EventType.CLICK:
-                self._pair_clicks[pair] += w
-                if event.position is not None and event.position <= max_position:
-                    cell = self._cell(pair, event.position - 1)
-                    self._cell_clicks[cell] += w
-            elif event.type is EventType.ADD_TO_CART:
-                self._pair_carts[pair] += w
-            elif event.type is EventType.PURCHASE:
-                self._pair_purchases[pair] += w
+            first = max(1, event.position or 1)
+            if not seen.add(("page", shopper, query, first)):
+                return  # the same page seen again: one impression per shopper
+            for offset, shown_id in enumerate(event.results or ()):
+                position = first + offset
+                if position > max_position:
+                    break
+                pair = self._pair(query, shown_id)
+                self._pair_viewers[pair] += 1
+                self._cell_impressions[self._cell(pair, position - 1)] += w
+            return
+        product_id = event.product_id
+        if product_id is None:
+            return
+        weight = self.config.popularity_weights.get(event.type.value, 0.0)
+        if weight and seen.add(("used", shopper, product_id, event.type.value)):
+            self._popularity[product_id] = self._popularity.get(product_id, 0.0) + w * weight
+            if seen.add(("product", shopper, product_id)):
+                self._product_shoppers[product_id] = self._product_shoppers.get(product_id, 0) + 1
+        if not query or event.type not in CHOICES:
+            return
+        pair = self._pair(query, product_id)
+        if seen.count(("chose", shopper, pair, event.type.value)):
+            return
+        if not seen.count(("pair", shopper, pair)):
+            if seen.count(("choices", shopper, query)) >= self.config.max_choices_per_query:
+                return
+            seen.add(("choices", shopper, query))
+            seen.add(("pair", shopper, pair))
+            self._pair_shoppers[pair] += 1
+        seen.add(("chose", shopper, pair, event.type.value))
+        self._dirty.add(query)
+        if event.type is EventType.CLICK:
+            self._pair_clicks[pair] += w
+            if event.position is not None and event.position <= max_position:
+                self._cell_clicks[self._cell(pair, event.position - 1)] += w
+        elif event.type is EventType.ADD_TO_CART:
+            self._pair_carts[pair] += w
+        else:
+            self._pair_purchases[pair] += w
+
+    def _take_back_keystroke(self, shopper: str, event: Event) -> None:
+        """Search-as-you-type records every keystroke ("s", "so", "sof", "sofa"): a search
+        the same shopper's next one extended within seconds stops counting as a search of
+        its query (its impressions stay: they were shown)."""
+        last = self._last_search.get(event.session_id)
+        if last is None or not last[2] or not superseded(last[0], event):
+            return
+        earlier = last[0].normalised_query or ""
+        self._seen.discard(("search", shopper, earlier))
+        self._searches[earlier] = max(0.0, self._searches.get(earlier, 0.0) - last[1])
+        self._query_shoppers[earlier] = max(0, self._query_shoppers.get(earlier, 0) - 1)
+        self._dirty.add(earlier)
 
     def forget_user(self, user_id: str) -> None:
-        """Nothing to do: these aggregates are counts over all shoppers and name nobody."""
+        """Drop the user's last searches (the aggregates are counts over all shoppers and
+        name nobody; the per-shopper caps keep only hashes, which expire with their window)."""
+        self._last_search = {k: v for k, v in self._last_search.items() if v[0].user_id != user_id}
 
     def publish(self, now: float) -> None:
         """See :meth:`Aggregator.publish`: fits the click model and swaps in a snapshot."""
@@ -522,6 +705,8 @@ class BehaviourAggregator:
         no_cells = np.bincount(qd, minlength=n_pairs) == 0 if n_pairs else np.zeros(0, bool)
         # Pairs known only from clicks without position: alpha from raw clicks per "exam".
         alpha = np.where(no_cells, (pair_clicks + m * prior) / (examinations + m), alpha)
+        pair_shoppers = self._pair_shoppers
+        pair_viewers = self._pair_viewers
         utility = (
             cfg.click_weight * alpha
             + cfg.cart_weight * cart_rate
@@ -547,13 +732,24 @@ class BehaviourAggregator:
                     cart_rate=float(cart_rate[i]),
                     purchase_rate=float(purchase_rate[i]),
                     utility=float(utility[i]),
+                    shoppers=pair_shoppers[i],
+                    viewers=pair_viewers[i],
                 )
+            searchers = self._query_shoppers.get(query, 0)
             queries[query] = QuerySignals(
-                MappingProxyType(products), prior_utility, self._searches.get(query, 0.0)
+                MappingProxyType(products),
+                prior_utility,
+                self._searches.get(query, 0.0) if searchers >= cfg.min_shoppers else 0.0,
+                searchers,
             )
         self._dirty.clear()
         scale = self.clock.scale(now)
-        popularity = {pid: w * scale for pid, w in self._popularity.items()}
+        # A product is popular once several shoppers chose or viewed it, not on one's say.
+        popularity = {
+            pid: w * scale
+            for pid, w in self._popularity.items()
+            if self._product_shoppers.get(pid, 0) >= cfg.min_shoppers
+        }
         top = float(theta[0]) if len(theta) and theta[0] > 0 else 1.0
         return BehaviourSnapshot(
             queries=MappingProxyType(queries),
@@ -561,6 +757,8 @@ class BehaviourAggregator:
             position_bias=tuple(float(t / top) for t in theta),
             last_seq=self._last_seq,
             built_at=now,
+            min_shoppers=cfg.min_shoppers,
+            demote_min_shoppers=cfg.demote_min_shoppers,
         )
 
 
@@ -815,7 +1013,8 @@ class BehaviouralRetriever:
         Returns:
             Hits scored by utility, best first; empty for a query nobody searched.
         """
-        signals = self.source.snapshot.queries.get(normalise_query(query.request.text))
+        snapshot = self.source.snapshot
+        signals = snapshot.queries.get(normalise_query(query.request.text))
         if signals is None or k <= 0:
             return []
         scored: list[tuple[float, int]] = []
@@ -823,7 +1022,7 @@ class BehaviouralRetriever:
             doc = self.doc_of.get(product_id)
             if doc is None or s.examinations < self.min_examinations:
                 continue
-            if s.utility <= signals.prior_utility:
+            if s.utility <= signals.prior_utility or s.shoppers < snapshot.min_shoppers:
                 continue
             if allowed is not None and not allowed[doc]:
                 continue
@@ -838,9 +1037,12 @@ class BehaviourReranker:
     Over the head of the list, each hit's score becomes ``base + weight * lift`` where ``base``
     is its score normalised to 0..1 and ``lift = (utility - prior) / prior`` clipped to
     -1..4, ``utility`` being its smoothed (query, product) utility: with little evidence it
-    stays near the prior, so the lift grows with the examinations behind it. Add
-    ``popularity_weight`` times its time-decayed popularity relative to the most popular
-    product. Hits beyond ``depth`` keep their order below.
+    stays near the prior, so the lift grows with the examinations behind it. A lift up needs
+    the snapshot's ``min_shoppers`` distinct shoppers who chose the product, a lift down its
+    ``demote_min_shoppers`` distinct shoppers who were shown it
+    (:meth:`BehaviourSnapshot.credible_lift`). Add ``popularity_weight`` times its
+    time-decayed popularity relative to the most popular product. Hits beyond ``depth`` keep
+    their order below; a list no evidence touches is returned as it came.
 
     Args:
         source: Where the current snapshot lives.
@@ -906,14 +1108,18 @@ class BehaviourReranker:
             product_id = self.product_ids[hit.doc]
             parts: list[str] = []
             s = signals.products.get(product_id) if signals is not None else None
-            if s is not None and signals is not None and s.examinations > 0:
+            lift = (
+                snapshot.credible_lift(signals, s)
+                if s is not None and signals is not None and s.examinations > 0
+                else 0.0
+            )
+            if s is not None and signals is not None and lift != 0.0:
                 prior = max(signals.prior_utility, 1e-6)
-                lift = float(np.clip((s.utility - prior) / prior, -1.0, 4.0))
                 scores[i] += self.weight * lift
                 parts.append(
                     f"shoppers: {s.clicks:.1f} clicks, {s.carts:.1f} carts, {s.purchases:.1f} "
-                    f"purchases over {s.examinations:.1f} examinations (utility {s.utility:.3f} "
-                    f"vs {prior:.3f} prior)"
+                    f"purchases over {s.examinations:.1f} examinations by {s.viewers} shown and "
+                    f"{s.shoppers} choosing (utility {s.utility:.3f} vs {prior:.3f} prior)"
                 )
             if max_pop > 0:
                 popularity = snapshot.popularity.get(product_id, 0.0)
@@ -922,6 +1128,10 @@ class BehaviourReranker:
                     parts.append(f"popularity {popularity / max_pop:.2f} of the top product")
             if parts:
                 reasons[hit.doc] = "; ".join(parts)
+        if not reasons:
+            # No credible evidence on this page: leave the list (and its scores) untouched, so
+            # the stages after this one see exactly what they would without events.
+            return Reranked(list(hits))
         order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
         floor = float(scores.min()) if len(scores) else 0.0
         new_head = [Hit(head[i].doc, float(scores[i]), self._name) for i in order]

@@ -29,6 +29,7 @@ from search.behaviour import BehaviourReranker
 from search.engine import EngineConfig, SearchEngine
 from search.errors import ConfigConflictError, ConfigNotFoundError
 from search.personal import PersonalisationReranker
+from search.private_files import prepare_private_db
 from search.protocols import Reranker
 from search.rules import RankingWeights, Rule, RuleSet, rule_from_dict, rule_to_dict
 
@@ -271,7 +272,7 @@ def _parse(version: int, created_at: str, actor: str, comment: str, content: str
     data = json.loads(content)
     return ConfigVersion(
         version=version,
-        rules=tuple(rule_from_dict(r) for r in data.get("rules", ())),
+        rules=tuple(rule_from_dict(r, check_pattern=False) for r in data.get("rules", ())),
         weights=RankingWeights.from_dict(data.get("weights", {})),
         experiments=tuple(experiment_from_dict(e) for e in data.get("experiments", ())),
         created_at=datetime.fromisoformat(created_at),
@@ -293,8 +294,7 @@ class ConfigStore:
     def __init__(
         self, path: Path | str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        prepare_private_db(path)  # the folder too; mode 0600 (rules and audit log are private)
         self._clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)

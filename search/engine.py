@@ -6,6 +6,8 @@ explanations. The engine holds no per-request state; one instance serves all req
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -52,7 +54,7 @@ from search.snapshot import (
     Manifest,
     read_manifest,
 )
-from search.store import ProductStore
+from search.store import PriceColumn, ProductStore
 from search.suggest import Suggester
 from search.types import (
     Explanation,
@@ -190,6 +192,15 @@ class EngineConfig:
             (2.9 ms) and 0.984 at 512 (4.8 ms) (``benchmarks/scale.py``).
         ann_nprobe: Inverted lists an IVF text vector index probes per query.
         ann_rerank: Candidates of a compressed vector index re-scored with the exact vectors.
+        currency: The shop's base currency (ISO 4217): what price filters, the price sort and
+            the price facet compare in when a request names none, and what
+            ``currency_rates`` are quoted in. None: the currency most of the catalogue's
+            prices are in.
+        currency_rates: Currency -> how many units of ``currency`` one unit of it is worth
+            (``{"EUR": 4.3}`` with ``currency="PLN"``: 1 EUR = 4.3 PLN). Prices in a currency
+            with a rate are converted before they are compared; without one they are left out
+            of price filters and sorted after the comparable prices, never compared as bare
+            numbers.
     """
 
     weights: Mapping[str, float] = field(default_factory=default_weights)
@@ -210,6 +221,29 @@ class EngineConfig:
     ann_ef_search: int = 256
     ann_nprobe: int = 32
     ann_rerank: int = 100
+    currency: str | None = None
+    currency_rates: Mapping[str, float] = field(default_factory=dict)
+
+
+#: An ISO 4217 code as requests and settings write it.
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+
+
+def _check_currencies(config: EngineConfig) -> None:
+    """Reject a malformed base currency or exchange rate.
+
+    Raises:
+        ValueError: A code is not three letters, or a rate is not a positive number.
+    """
+    codes = [config.currency] if config.currency is not None else []
+    for code in [*codes, *config.currency_rates]:
+        if not _CURRENCY_CODE.fullmatch(code):
+            raise ValueError(f"currency {code!r} is not an upper-case ISO 4217 code like PLN")
+    for code, rate in config.currency_rates.items():
+        if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+            raise ValueError(f"exchange rate of {code} must be a positive number, got {rate!r}")
+    if config.currency_rates and config.currency is None:
+        raise ValueError("exchange rates need the base currency they are quoted in (currency)")
 
 
 class SearchEngine:
@@ -273,6 +307,7 @@ class SearchEngine:
         self.snapshot_dir = snapshot_dir
         if self.config.fusion not in FUSERS:
             raise ValueError(f"unknown fusion {self.config.fusion!r}; valid: {', '.join(FUSERS)}")
+        _check_currencies(self.config)
         self.understander = QueryUnderstander(
             analyzer, vocabulary, lexical.term_ids, self.config.understand
         )
@@ -470,6 +505,13 @@ class SearchEngine:
                 )
             return self._suggester_box[0]
 
+    def adopt_suggester(self, suggester: Suggester) -> None:
+        """Use a suggester built elsewhere for this snapshot's titles (a service builds it in a
+        child process, off the GIL its searches need); no-op when one is already built."""
+        with self._suggester_lock:
+            if not self._suggester_box:
+                self._suggester_box.append(suggester)
+
     def facet_names(self) -> list[str]:
         """Valid facet names for this snapshot."""
         return self.store.facet_names()
@@ -509,6 +551,34 @@ class SearchEngine:
         except ValueError as exc:
             raise InvalidRequestError("colour", str(exc)) from exc
         return self.colours.filter_mask(colour)
+
+    def price_column(self, currency: str | None = None) -> PriceColumn:
+        """Every product's price in the currency a request asks for (its ``currency``, else the
+        shop's base currency, else the catalogue's main one), converted with the configured
+        rates; prices no rate converts are left out (NaN), never compared as bare numbers.
+
+        Raises:
+            InvalidRequestError: ``currency`` is not an ISO 4217 code, or no product is priced
+                in it and no rate converts to it (field ``currency``).
+        """
+        base = self.config.currency or self.store.main_currency
+        if currency is None:
+            return self.store.price_column(base, base, self.config.currency_rates)
+        code = currency.strip().upper()
+        if not _CURRENCY_CODE.fullmatch(code):
+            raise InvalidRequestError(
+                "currency", f"{currency!r} is not a three-letter ISO 4217 code such as PLN or EUR"
+            )
+        known = {*self.store.currencies, *self.config.currency_rates}
+        if base is not None:
+            known.add(base)
+        if code not in known:
+            raise InvalidRequestError(
+                "currency",
+                f"no product is priced in {code} and no exchange rate converts to it; "
+                f"valid: {', '.join(sorted(known)) or 'none (the catalogue names no currency)'}",
+            )
+        return self.store.price_column(code, base, self.config.currency_rates)
 
     def with_rules(self, rules: RuleSet | None) -> SearchEngine:
         """A new engine over the same snapshot, settings and re-rankers with other
@@ -685,7 +755,8 @@ class SearchEngine:
     def _search(
         self, request: SearchRequest, started: float, matched: MatchedRules | None
     ) -> SearchResult:
-        allowed = self.store.mask(request.filters)
+        prices = self.price_column(request.currency)
+        allowed = self.store.mask(request.filters, prices)
         if matched is not None and self.rules is not None:
             hidden = self.rules.hidden_mask(self.store, matched)
             if hidden is not None:
@@ -737,7 +808,9 @@ class SearchEngine:
                 window=window,
             )
         if request.sort is not SortOrder.RELEVANCE:
-            ranked = self._sort_by_price(ranked, descending=request.sort is SortOrder.PRICE_DESC)
+            ranked = self._sort_by_price(
+                ranked, prices, descending=request.sort is SortOrder.PRICE_DESC
+            )
         page = ranked[window - request.k : window]
         hits = tuple(
             ResultHit(
@@ -752,7 +825,7 @@ class SearchEngine:
             )
             for h in page
         )
-        facets = self._facets(matching.astype(np.int64), request.facets)
+        facets = self._facets(matching.astype(np.int64), request.facets, prices)
         return SearchResult(
             query=request.text,
             corrected_query=query.corrected_text,
@@ -762,6 +835,8 @@ class SearchEngine:
             took_ms=(time.perf_counter() - started) * 1000.0,
             fallback=fallback,
             redirect=matched.redirect if matched is not None else None,
+            currency=prices.currency,
+            converted=prices.converted,
         )
 
     def search_image(self, image: Any, request: SearchRequest) -> SearchResult:
@@ -817,7 +892,8 @@ class SearchEngine:
         assert self.images is not None
         started = time.perf_counter()
         self._validate(request)
-        allowed = self.store.mask(request.filters)
+        prices = self.price_column(request.currency)
+        allowed = self.store.mask(request.filters, prices)
         if request.colour is not None:
             in_colour = self.colour_filter(request.colour)
             allowed = in_colour if allowed is None else allowed & in_colour
@@ -889,8 +965,10 @@ class SearchEngine:
             corrected_query=query.corrected_text,
             total=len(ranked),
             hits=hits,
-            facets=self._facets(matching, request.facets),
+            facets=self._facets(matching, request.facets, prices),
             took_ms=(time.perf_counter() - started) * 1000.0,
+            currency=prices.currency,
+            converted=prices.converted,
         )
 
     def _semantic_fallback(
@@ -1007,13 +1085,13 @@ class SearchEngine:
         return [Hit(hits[i].doc, float(final[i]), "colour") for i in order]
 
     def _facets(
-        self, docs: npt.NDArray[np.int64], names: Sequence[str]
+        self, docs: npt.NDArray[np.int64], names: Sequence[str], prices: PriceColumn
     ) -> dict[str, tuple[FacetValue, ...]]:
         """Facet counts; the colour facet counts colour families (text and photo colours) and
-        carries a swatch per value."""
+        carries a swatch per value; the price facet buckets ``prices`` (in their currency)."""
         if not names:
             return {}
-        out = self.store.facets(docs, [n for n in names if n != "colour"])
+        out = self.store.facets(docs, [n for n in names if n != "colour"], prices=prices)
         if "colour" in names:
             counts = self.colours.family_counts(docs)
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
@@ -1025,14 +1103,23 @@ class SearchEngine:
         result = self.search(SearchRequest(text=text, k=k, as_you_type=as_you_type))
         return [h.product.id for h in result.hits]
 
-    def _sort_by_price(self, hits: list[Hit], *, descending: bool) -> list[Hit]:
-        prices = self.store.prices
+    def _sort_by_price(
+        self, hits: list[Hit], column: PriceColumn, *, descending: bool
+    ) -> list[Hit]:
+        """Hits by their price in ``column``'s currency. Prices no rate converts come after
+        the comparable ones (grouped by currency, each group in its own order), and products
+        without a price last; the stable sort keeps relevance order among equal prices."""
+        prices, amounts, currencies = column.prices, self.store.prices, self.store.currency_ids
+        sign = -1.0 if descending else 1.0
 
-        # Stable sort keeps relevance order among equal prices; unknown prices go last.
-        def key(h: Hit) -> tuple[bool, float]:
+        def key(h: Hit) -> tuple[int, int, float]:
             p = prices[h.doc]
-            missing = not np.isfinite(p)
-            return (missing, -p if descending and not missing else (p if not missing else 0.0))
+            if np.isfinite(p):
+                return (0, 0, sign * float(p))
+            amount = amounts[h.doc]
+            if np.isfinite(amount):
+                return (1, int(currencies[h.doc]), sign * float(amount))
+            return (2, 0, 0.0)
 
         return sorted(hits, key=key)
 

@@ -30,6 +30,11 @@ up: the refresher deletes records older than its ``erasure_retention_days`` (7 b
 timeout, a closed store) raises :class:`EventStoreUnavailableError`; nothing of that call was
 acknowledged, and the API answers 503 with ``Retry-After``.
 
+**Server-recorded answers.** The service records each search answer itself as a ``search``
+event under ``served:<query_id>`` (:mod:`search.impressions`); an event sent with that
+``query_id`` is attributed to the record by :func:`ingest` (:func:`attribute`): query and
+position come from the server, and an unknown ``query_id`` or another shopper's is rejected.
+
 Events may carry the A/B test variants the shopper was served (``variants``, as the search
 answer reported them); :func:`experiment_counts` counts an experiment's units, clicks and
 purchases per variant from them (in SQL in both stores above).
@@ -37,12 +42,13 @@ purchases per variant from them (in SQL in both stores above).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +65,7 @@ from search.errors import (
     FieldError,
     InvalidEventError,
 )
+from search.private_files import prepare_private_db
 
 MAX_ID_LENGTH = 200
 MAX_QUERY_LENGTH = 1000
@@ -68,6 +75,29 @@ MAX_VARIANTS = 20
 """Most experiments one event may name in ``variants``."""
 FUTURE_TOLERANCE_S = 300.0
 """How far ahead of the server's clock a timestamp may be (client clocks drift)."""
+SERVED_PREFIX = "served:"
+"""Event ids starting with this are the server's records of its search answers
+(``served:<query_id>``, see :mod:`search.impressions`); clients may not use them."""
+USER_SESSION_PREFIX = "user:"
+"""An event with a ``user_id`` and no ``session_id`` is filed under session ``user:<user_id>``."""
+TYPING_WINDOW_S = 10.0
+"""A recorded search that the same shopper's next one extends, trims or repeats within this
+many seconds was a keystroke of search-as-you-type (or a page), not a search of its own."""
+
+
+def superseded(earlier: Event, later: Event) -> bool:
+    """Whether ``earlier`` was only a step on the way to ``later``: both recorded by the
+    server (``query_id``) for the same, known shopper, within :data:`TYPING_WINDOW_S`, and one
+    query a prefix of the other ("sof" -> "sofa", a deleted character "sofx" -> "sof", the
+    same query again: a trailing space typed, the next page)."""
+    if earlier.query_id is None or later.query_id is None:
+        return False
+    if earlier.session_id.startswith(SERVED_PREFIX) or earlier.session_id != later.session_id:
+        return False
+    if not 0 <= later.timestamp - earlier.timestamp <= TYPING_WINDOW_S:
+        return False
+    a, b = earlier.normalised_query or "", later.normalised_query or ""
+    return b.startswith(a) or a.startswith(b)
 
 
 class EventType(StrEnum):
@@ -111,12 +141,16 @@ class Event:
         product_id: The product concerned (required for every type but ``search``).
         query: The query the shopper had typed (a search's text; for a click, add-to-cart or
             purchase, the search that led there), or None.
-        position: 1-based rank of ``product_id`` in the results of ``query``, or None.
+        position: 1-based rank of ``product_id`` in the results of ``query``, or None; on
+            a search, the rank of ``results[0]`` (a later page), None meaning 1.
         channel: ``"web"``, ``"app"``... or None.
         results: For a search, the product ids shown, best first (the impressions); an
             empty tuple is a search that found nothing; None when not reported.
         variants: A/B test arms the shopper was served: experiment id -> variant name, as the
             search answer's ``variants`` reported them; None when in no experiment.
+        query_id: The search answer this event belongs to (the answer's ``query_id``): on a
+            server-recorded search, its own id; on a click, add-to-cart or purchase, the
+            answer it was chosen from, whose record gives ``query`` and ``position``.
     """
 
     event_id: str
@@ -130,6 +164,7 @@ class Event:
     channel: str | None = None
     results: tuple[str, ...] | None = None
     variants: Mapping[str, str] | None = None
+    query_id: str | None = None
 
     @property
     def normalised_query(self) -> str | None:
@@ -173,6 +208,7 @@ _FIELDS = frozenset(
         "timestamp",
         "results",
         "variants",
+        "query_id",
     }
 )
 
@@ -275,7 +311,8 @@ def parse_event(
 
     Raises:
         InvalidEventError: Listing every bad field: unknown ``type`` (valid: search, view,
-            click, add_to_cart, purchase), missing ``session_id``, missing ``product_id`` on a
+            click, add_to_cart, purchase), neither ``session_id`` nor ``user_id`` (an event with
+            only ``user_id`` is filed under session ``user:<user_id>``), missing ``product_id`` on a
             product event, missing ``query`` on a search, ``position`` below 1, ``results`` on
             another type than search, ``variants`` that is not an object of experiment id ->
             variant name (``variants.<experiment>`` names a bad name), a timestamp in the
@@ -306,9 +343,19 @@ def parse_event(
             )
     event_id = _text(data, "event_id", errors, limit=128)
     session_id = _text(data, "session_id", errors)
-    if session_id is None and data.get("session_id") is None:
-        errors.append(FieldError("session_id", "is required (anonymous sessions need one too)"))
     user_id = _text(data, "user_id", errors)
+    if session_id is None and data.get("session_id") is None:
+        if user_id is not None:
+            # A signed-in shopper's events need no session: they are theirs either way.
+            session_id = USER_SESSION_PREFIX + user_id
+        elif data.get("user_id") is None:
+            errors.append(
+                FieldError(
+                    "session_id",
+                    "is required without a user_id (anonymous sessions need one too)",
+                )
+            )
+    query_id = _text(data, "query_id", errors, limit=MAX_ID_LENGTH)
     product_id = _text(data, "product_id", errors)
     query = _text(data, "query", errors, limit=MAX_QUERY_LENGTH)
     channel = _text(data, "channel", errors, limit=MAX_CHANNEL_LENGTH)
@@ -351,6 +398,7 @@ def parse_event(
         channel=channel.lower() if channel else None,
         results=results,
         variants=variants,
+        query_id=query_id,
     )
 
 
@@ -372,6 +420,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "channel": event.channel,
         "results": list(event.results) if event.results is not None else None,
         "variants": dict(event.variants) if event.variants is not None else None,
+        "query_id": event.query_id,
     }
 
 
@@ -414,6 +463,11 @@ class EventStore(Protocol):
         """The highest sequence number stored (0 when empty)."""
         ...
 
+    def get_event(self, event_id: str) -> Event | None:
+        """The event stored under ``event_id``, or None (how a click's ``query_id`` finds the
+        server's record of the answer it came from)."""
+        ...
+
     def count(self) -> int:
         """Number of events stored."""
         ...
@@ -448,8 +502,11 @@ class EventStore(Protocol):
 
 _COLUMNS = (
     "event_id, type, session_id, ts, user_id, product_id, query, norm_query, position, "
-    "channel, results, variants"
+    "channel, results, variants, query_id"
 )
+_N_COLUMNS = _COLUMNS.count(",") + 1
+_ADDED_COLUMNS = ("variants", "query_id")
+"""Columns added after the first schema (older databases get them on open)."""
 
 
 def _row(event: Event) -> tuple[Any, ...]:
@@ -470,6 +527,7 @@ def _row(event: Event) -> tuple[Any, ...]:
             if event.variants
             else None
         ),
+        event.query_id,
     )
 
 
@@ -487,6 +545,7 @@ def _event(row: Sequence[Any]) -> Event:
         channel=row[9],
         results=tuple(orjson.loads(row[10])) if row[10] is not None else None,
         variants=orjson.loads(row[11]) if row[11] is not None else None,
+        query_id=row[12],
     )
 
 
@@ -632,7 +691,8 @@ class SQLiteEventStore:
         self.timeout_s = float(timeout_s)
         self._memory = self.path == ":memory:"
         if not self._memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Every shopper's queries and clicks: readable by the service's user only.
+            prepare_private_db(self.path)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -654,7 +714,8 @@ class SQLiteEventStore:
                     position INTEGER,
                     channel TEXT,
                     results TEXT,
-                    variants TEXT
+                    variants TEXT,
+                    query_id TEXT
                 );
                 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
                 CREATE INDEX IF NOT EXISTS events_user ON events (user_id) WHERE user_id IS NOT NULL;
@@ -677,18 +738,18 @@ class SQLiteEventStore:
 
     def _migrate(self) -> None:
         """Bring a database written by an older version up to this schema (columns added
-        since: ``variants``). Checked again inside the write lock, so two processes opening
-        the same old file at once both succeed."""
+        since: ``variants``, ``query_id``). Checked again inside the write lock, so two
+        processes opening the same old file at once both succeed."""
 
-        def missing(conn: sqlite3.Connection) -> bool:
+        def missing(conn: sqlite3.Connection) -> list[str]:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-            return "variants" not in columns
+            return [c for c in _ADDED_COLUMNS if c not in columns]
 
         if not missing(self._writer):
             return
         with self._transaction() as conn:
-            if missing(conn):
-                conn.execute("ALTER TABLE events ADD COLUMN variants TEXT")
+            for column in missing(conn):
+                conn.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         with _sqlite_errors():
@@ -719,7 +780,7 @@ class SQLiteEventStore:
         if not events:
             return []
         stored: list[bool] = []
-        sql = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+        sql = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({', '.join('?' * _N_COLUMNS)})"
         with self._transaction() as conn:
             before = conn.total_changes
             conn.executemany(sql, [_row(e) for e in events])
@@ -762,6 +823,11 @@ class SQLiteEventStore:
             (after_seq, limit),
         )
         return [StoredEvent(int(r[0]), _event(r[1:])) for r in rows]
+
+    def get_event(self, event_id: str) -> Event | None:
+        """See :meth:`EventStore.get_event` (the ``event_id`` unique index)."""
+        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE event_id = ?", (event_id,))
+        return _event(rows[0]) if rows else None
 
     def scan(
         self,
@@ -944,12 +1010,14 @@ class PostgresEventStore:
                 position INTEGER,
                 channel TEXT,
                 results TEXT,
-                variants TEXT
+                variants TEXT,
+                query_id TEXT
             )
             """
         )
         # Tables written by an older version lack the columns added since.
-        self._conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS variants TEXT")
+        for column in _ADDED_COLUMNS:
+            self._conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} TEXT")
         self._conn.execute(
             f"CREATE INDEX IF NOT EXISTS {table}_variants ON {table} (ts) WHERE variants IS NOT NULL"
         )
@@ -977,7 +1045,7 @@ class PostgresEventStore:
             return []
         sql = (
             f"INSERT INTO {self.table} ({_COLUMNS}) VALUES "
-            f"({', '.join(['%s'] * 12)}) "
+            f"({', '.join(['%s'] * _N_COLUMNS)}) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING seq"
         )
         stored: list[bool] = []
@@ -1008,6 +1076,11 @@ class PostgresEventStore:
             (after_seq, limit),
         )
         return [StoredEvent(int(r[0]), _event(r[1:])) for r in rows]
+
+    def get_event(self, event_id: str) -> Event | None:
+        """See :meth:`EventStore.get_event` (the ``event_id`` unique index)."""
+        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE event_id = %s", (event_id,))
+        return _event(rows[0]) if rows else None
 
     def scan(
         self,
@@ -1169,14 +1242,98 @@ class BatchOutcome:
     event_ids: Mapping[int, str] = field(default_factory=dict)
 
 
+ServedLookup = Callable[[str], Event | None]
+"""``query_id -> the server's record of that search answer`` (None when unknown)."""
+
+
+def served_event_id(query_id: str) -> str:
+    """The event id under which the server records the search answer ``query_id``."""
+    return SERVED_PREFIX + query_id
+
+
+def same_shopper(served: Event, event: Event) -> bool:
+    """Whether ``event`` comes from the shopper the search answer ``served`` was made for.
+
+    The same ``user_id`` (when the search named one) or the same session; a search made with
+    neither (``session_id`` ``served:<query_id>``) binds to nobody, so anyone holding its
+    ``query_id`` may refer to it.
+    """
+    if served.session_id.startswith(SERVED_PREFIX):
+        return True
+    if served.user_id is not None and event.user_id == served.user_id:
+        return True
+    return event.session_id == served.session_id
+
+
+def attribute(event: Event, served: Event | None) -> Event:
+    """Attribute an event carrying a ``query_id`` to the server's record of that answer.
+
+    The record, not the client, says what the query was and where the product was shown:
+    ``query`` and ``position`` are taken from it (the client's claims are ignored).
+
+    Args:
+        event: A click, view, add-to-cart or purchase with ``query_id``.
+        served: The server's record of that answer (:func:`served_event_id`), or None.
+
+    Returns:
+        The event with the answer's ``query`` and the product's ``position`` in it.
+
+    Raises:
+        InvalidEventError: The ``query_id`` is unknown (never answered, or its record is
+            gone), belongs to another shopper's search, or the product was not in that answer.
+    """
+    if served is None or served.type is not EventType.SEARCH or served.query_id != event.query_id:
+        raise InvalidEventError(
+            [
+                FieldError(
+                    "query_id",
+                    "is unknown: no search answer of this service has this id (send the "
+                    "query_id of the search answer the shopper chose from, unchanged)",
+                )
+            ]
+        )
+    if not same_shopper(served, event):
+        raise InvalidEventError(
+            [
+                FieldError(
+                    "query_id",
+                    "belongs to another shopper's search: send the user_id or session_id the "
+                    "search was made with",
+                )
+            ]
+        )
+    if event.type is EventType.SEARCH:
+        return dataclasses.replace(event, query=served.query, results=served.results)
+    results = served.results or ()
+    if event.product_id not in results:
+        raise InvalidEventError(
+            [
+                FieldError(
+                    "product_id",
+                    f"{event.product_id!r} was not among the results of that query_id "
+                    "(a product from another page or search has that answer's query_id)",
+                )
+            ]
+        )
+    position = (served.position or 1) + results.index(event.product_id)
+    return dataclasses.replace(event, query=served.query, position=position)
+
+
 def ingest(
     store: EventStore,
     items: Sequence[Any],
     *,
     idempotency_key: str | None = None,
     now: float | None = None,
+    served: ServedLookup | None = None,
 ) -> BatchOutcome:
     """Validate a batch and store its good events in one durable write.
+
+    An event carrying a ``query_id`` is attributed to the server's record of that answer
+    (:func:`attribute`): its ``query`` and ``position`` come from the record, and an unknown
+    ``query_id`` or one of another shopper's search is rejected. A ``search`` event with a
+    known ``query_id`` repeats what the server recorded itself: it is acknowledged as a
+    duplicate and not stored again. Ids starting with ``served:`` are the server's: rejected.
 
     Args:
         store: Where to keep them.
@@ -1184,20 +1341,44 @@ def ingest(
         idempotency_key: The batch's key: an event without ``event_id`` is stored under
             ``"<key>:<index>"``, so a retry of the same batch is recognised event by event.
         now: The server's clock.
+        served: Looks up the server's record of a ``query_id``; None reads it from ``store``
+            (:func:`served_event_id`).
 
     Returns:
         Per event: accepted, duplicate or rejected (with reasons).
     """
     now = time.time() if now is None else now
+    lookup: ServedLookup = served or (lambda query_id: store.get_event(served_event_id(query_id)))
     valid: list[tuple[int, Event]] = []
+    recorded: dict[int, str] = {}
     rejected: dict[int, tuple[FieldError, ...]] = {}
     for i, item in enumerate(items):
         default_id = f"{idempotency_key}:{i}" if idempotency_key else None
         try:
-            valid.append((i, parse_event(item, now=now, default_event_id=default_id)))
+            event = parse_event(item, now=now, default_event_id=default_id)
+            if event.event_id.startswith(SERVED_PREFIX):
+                raise InvalidEventError(
+                    [
+                        FieldError(
+                            "event_id",
+                            f"ids starting with {SERVED_PREFIX!r} are reserved for the "
+                            "server's records of its search answers",
+                        )
+                    ]
+                )
+            query_id = event.query_id
+            if query_id is not None:
+                event = attribute(event, lookup(query_id))
+                if event.type is EventType.SEARCH:
+                    recorded[i] = served_event_id(query_id)
+                    continue
+            valid.append((i, event))
         except InvalidEventError as exc:
             rejected[i] = exc.errors
     stored = store.append([e for _, e in valid])
     accepted = tuple(i for (i, _), new in zip(valid, stored, strict=True) if new)
-    duplicates = tuple(i for (i, _), new in zip(valid, stored, strict=True) if not new)
-    return BatchOutcome(accepted, duplicates, rejected, {i: e.event_id for i, e in valid})
+    duplicates = tuple(
+        sorted([i for (i, _), new in zip(valid, stored, strict=True) if not new] + [*recorded])
+    )
+    event_ids = {i: e.event_id for i, e in valid} | recorded
+    return BatchOutcome(accepted, duplicates, rejected, event_ids)

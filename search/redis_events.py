@@ -390,6 +390,13 @@ class RedisEventStore:
                 if not wanted or event.type in wanted:
                     yield event
 
+    def get_event(self, event_id: str) -> Event | None:
+        """See :meth:`search.events.EventStore.get_event` (the ``ids`` hash, then the event)."""
+        with self._reachable():
+            seq: Any = self._redis.hget(self._keys["ids"], event_id)
+            doc: Any = self._redis.hget(self._keys["events"], seq) if seq is not None else None
+        return _decode(doc) if doc is not None else None
+
     def last_seq(self) -> int:
         """See :meth:`search.events.EventStore.last_seq`."""
         with self._reachable():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -76,16 +76,24 @@ class TermRetriever:
         :data:`search.colour_index.MATCH_GRADE`). So "navy shirt" finds dark blue shirts whose
         text never says navy, shirts of other colours still match "shirt", and a rare colour
         word cannot outweigh the product type the way its BM25 idf would.
+
+        A colour asked only by the ``colour`` parameter is a filter, not a word: the products
+        are already narrowed to it, so it adds no group (a navy sofa must not match "shirt"
+        for being navy), and every group counts as the query's other words (the colour
+        re-ranking then lifts close shades only among products matching all of them).
         """
-        if not query.colours or self.colours is None or self.colour_weight <= 0:
-            return self.index.score_groups(self.groups(query))
+        if not query.text_colours or self.colours is None or self.colour_weight <= 0:
+            plain = self.index.score_groups(self.groups(query))
+            if not query.colours:
+                return plain
+            return replace(plain, other_matched=plain.matched, other_groups=plain.n_groups)
         rest = [[(a.term_id, a.weight) for a in w.alternatives] for w in query.other_words]
         colour_groups = [
             [(a.term_id, a.weight) for a in w.alternatives] for w in query.colour_words
         ]
         rest_scores = self.index.score_groups(rest)
         n_colour = max(len(colour_groups), 1)
-        match = self.colours.match_all(query.colours)
+        match = self.colours.match_all(query.text_colours)
         if colour_groups:
             # A product whose text has the colour words but whose colour index says otherwise
             # (an attribute naming another colour) still half-matches them.

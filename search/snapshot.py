@@ -379,3 +379,66 @@ def read_manifest(snapshot_dir: Path, *, verify: bool = True) -> Manifest:
                 f"{snapshot_dir}: file {name} is corrupt (SHA-256 does not match the manifest)"
             )
     return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# The last good snapshot: what a restart serves when the snapshot folder fails its checks
+
+
+def last_good_path(snapshot_dir: Path) -> Path:
+    """Where the last snapshot a service verified and served is kept, beside ``snapshot_dir``
+    (``.<name>.lastgood``)."""
+    snapshot_dir = Path(snapshot_dir)
+    return snapshot_dir.parent / f".{snapshot_dir.name}.lastgood"
+
+
+def record_last_good(snapshot_dir: Path, manifest: Manifest) -> Path:
+    """Keep ``snapshot_dir`` (just verified and put into service) as the last good snapshot.
+
+    The files are hard-linked (copied where the file system cannot link), so keeping it costs no
+    disk while the snapshot is served. Publishing a new snapshot writes new files, so a bad
+    build, a half-finished copy or a rename over a file leaves the kept one intact; only
+    writing into a served file in place (``cp`` over it) would reach both. The kept folder is
+    replaced atomically, like a published snapshot.
+
+    Args:
+        snapshot_dir: The snapshot that was verified and served.
+        manifest: Its manifest (only the files it lists are kept, with the manifest).
+
+    Returns:
+        The last good folder.
+
+    Raises:
+        OSError: the folder could not be written.
+    """
+    snapshot_dir = Path(snapshot_dir)
+    target = last_good_path(snapshot_dir)
+    # An ``old-`` name: if this process dies midway, the next writer's stale-build sweep
+    # removes the half-made folder.
+    work = snapshot_dir.parent / f".{snapshot_dir.name}.old-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        for name in [*manifest.files, MANIFEST]:
+            source = snapshot_dir / name
+            try:
+                os.link(source, work / name)
+            except OSError:
+                shutil.copy2(source, work / name)
+        old = _publish(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def same_snapshot(a: Path, b: Path) -> bool:
+    """Whether two snapshot folders hold the same files (hard links of each other): true
+    when ``b`` was recorded from ``a`` and neither was replaced since."""
+    try:
+        manifest_a = (Path(a) / MANIFEST).stat()
+        manifest_b = (Path(b) / MANIFEST).stat()
+    except OSError:
+        return False
+    return (manifest_a.st_dev, manifest_a.st_ino) == (manifest_b.st_dev, manifest_b.st_ino)

@@ -8,6 +8,7 @@ import os
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsIndex, TypeVar, overload
 
@@ -28,6 +29,30 @@ T = TypeVar("T")
 
 PRODUCT_CACHE_SIZE = 4096
 _SCAN_CHUNK = 1 << 24
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # an array: compared by identity
+class PriceColumn:
+    """Every product's effective price in one currency, for price filters, sorting and the
+    price facet.
+
+    Attributes:
+        currency: The currency the prices are in (ISO 4217), or None when the catalogue names
+            none and the shop configured none.
+        prices: Per document its price in ``currency``; NaN without a price, or when it is
+            in another currency that no configured rate converts (such a product is never
+            compared as if its number were in ``currency``).
+        converted: Some products' prices were converted from another currency with the
+            configured rates.
+        not_compared: Catalogue currencies that no rate converts into ``currency``.
+        edges: Price facet bucket edges over the comparable prices.
+    """
+
+    currency: str | None
+    prices: npt.NDArray[np.float64]
+    converted: bool
+    not_compared: tuple[str, ...]
+    edges: list[float]
 
 
 def category_label(path: Sequence[str]) -> str:
@@ -233,6 +258,9 @@ class ProductStore:
         ids: list[str] = []
         n = len(self.products)
         self.prices = np.full(n, np.nan, dtype=np.float64)
+        # Each product's currency as an index into ``currencies`` (-1: none named).
+        self.currency_ids = np.full(n, -1, dtype=np.int16)
+        currency_index: dict[str, int] = {}
         self.availability = np.zeros(n, dtype=np.int8)
         brand_display: dict[str, Counter[str]] = defaultdict(Counter)
         brand_ids = np.full(n, -1, dtype=np.int32)
@@ -255,6 +283,9 @@ class ProductStore:
             ids.append(product.id)
             if product.effective_price is not None:
                 self.prices[doc] = product.effective_price
+                if product.currency:
+                    code = product.currency.strip().upper()
+                    self.currency_ids[doc] = currency_index.setdefault(code, len(currency_index))
             self.availability[doc] = _AVAILABILITY.index(product.availability)
             if product.brand:
                 key = fold(product.brand)
@@ -297,6 +328,18 @@ class ProductStore:
         self._facet_columns = {f: np.asarray(c, dtype=np.int64) for f, c in by_facet.items()}
         finite = self.prices[np.isfinite(self.prices)]
         self.price_edges = _price_edges(finite)
+        #: The currencies the catalogue's prices are in, in order of first appearance.
+        self.currencies: tuple[str, ...] = tuple(currency_index)
+        counts = np.bincount(
+            self.currency_ids[self.currency_ids >= 0], minlength=len(self.currencies)
+        )
+        #: The currency most priced products are in, or None when none names one.
+        self.main_currency: str | None = (
+            self.currencies[int(np.argmax(counts))] if len(self.currencies) else None
+        )
+        # Price columns by (currency, base, rates); only dict operations that are atomic under
+        # the GIL touch it, so threads share it without a lock (and the store stays picklable).
+        self._price_columns: dict[tuple[object, ...], PriceColumn] = {}
 
     def __len__(self) -> int:
         return len(self.products)
@@ -316,6 +359,66 @@ class ProductStore:
         """Facet names valid for this catalogue."""
         return [*BASE_FACETS, *(f"attr:{name}" for name in self.attribute_names)]
 
+    # --- prices -----------------------------------------------------------------------------
+
+    def price_column(
+        self, currency: str | None, base: str | None, rates: Mapping[str, float]
+    ) -> PriceColumn:
+        """Every product's price in ``currency`` (computed once per currency and rates).
+
+        A price in ``currency`` is taken as it is; one in another currency is converted when
+        ``rates`` knows both (``base`` counts as rate 1), and is otherwise left out (NaN) rather
+        than compared as a bare number. A price whose product names no currency is taken to be
+        in ``base``.
+
+        Args:
+            currency: The currency to compare prices in (upper-case ISO 4217), or None when
+                neither the request, the shop nor the catalogue names one (prices are then
+                compared as they are).
+            base: The shop's base currency: the one ``rates`` are quoted in.
+            rates: Currency -> how many units of ``base`` one unit of it is worth.
+
+        Returns:
+            The prices in ``currency``, whether any were converted, and the currencies left out.
+        """
+        key = (currency, base, tuple(sorted(rates.items())))
+        column = self._price_columns.get(key)
+        if column is None:
+            column = self._price_column(currency, base, rates)
+            if len(self._price_columns) >= 16:  # a shop has a handful of currencies
+                self._price_columns.clear()
+            self._price_columns[key] = column
+        return column
+
+    def _price_column(
+        self, currency: str | None, base: str | None, rates: Mapping[str, float]
+    ) -> PriceColumn:
+        if currency is None:
+            column = PriceColumn(None, self.prices, False, (), self.price_edges)
+        else:
+            worth = {code.upper(): float(rate) for code, rate in rates.items()}
+            if base is not None:
+                worth[base] = 1.0
+            factors = np.full(len(self.currencies) + 1, np.nan, dtype=np.float64)
+            via_rate = np.zeros(len(factors), dtype=bool)
+            not_compared: list[str] = []
+            for i, code in enumerate((*self.currencies, base)):
+                if code == currency:
+                    factors[i] = 1.0
+                elif code is not None and code in worth and currency in worth:
+                    factors[i] = worth[code] / worth[currency]
+                    via_rate[i] = True
+                elif code is not None and i < len(self.currencies):
+                    not_compared.append(code)
+            # -1 (no currency named) reads the last slot: the base currency's factor.
+            prices = self.prices * factors[self.currency_ids]
+            converted = bool((via_rate[self.currency_ids] & np.isfinite(self.prices)).any())
+            finite = prices[np.isfinite(prices)]
+            column = PriceColumn(
+                currency, prices, converted, tuple(not_compared), _price_edges(finite)
+            )
+        return column
+
     # --- filters ----------------------------------------------------------------------------
 
     def _docs_with(self, facet: str, value: str) -> npt.NDArray[np.int32]:
@@ -325,8 +428,16 @@ class ProductStore:
         start, end = self._facets_csc.indptr[col], self._facets_csc.indptr[col + 1]
         return self._facets_csc.indices[start:end]
 
-    def mask(self, filters: Filters) -> npt.NDArray[np.bool_] | None:
-        """Boolean mask of products passing the filters, or None when no filter is set."""
+    def mask(
+        self, filters: Filters, prices: PriceColumn | None = None
+    ) -> npt.NDArray[np.bool_] | None:
+        """Boolean mask of products passing the filters, or None when no filter is set.
+
+        Args:
+            filters: The filters.
+            prices: The prices ``price_min`` and ``price_max`` are compared with (a product
+                with no comparable price never passes them); None: the bare amounts.
+        """
         if filters.is_empty:
             return None
         n = len(self.products)
@@ -342,10 +453,11 @@ class ProductStore:
             allowed &= self._any_of("category", [category_label(p) for p in filters.categories])
         for name, values in filters.attributes.items():
             allowed &= self._any_of("attr:" + fold(name), values)
+        amounts = self.prices if prices is None else prices.prices
         if filters.price_min is not None:
-            allowed &= self.prices >= filters.price_min
+            allowed &= amounts >= filters.price_min
         if filters.price_max is not None:
-            allowed &= self.prices <= filters.price_max
+            allowed &= amounts <= filters.price_max
         if filters.availability:
             codes = [_AVAILABILITY.index(a) for a in filters.availability]
             allowed &= np.isin(self.availability, np.asarray(codes, dtype=np.int8))
@@ -360,7 +472,11 @@ class ProductStore:
     # --- facets -----------------------------------------------------------------------------
 
     def facets(
-        self, docs: npt.NDArray[np.int64], names: Sequence[str], limit: int = 20
+        self,
+        docs: npt.NDArray[np.int64],
+        names: Sequence[str],
+        limit: int = 20,
+        prices: PriceColumn | None = None,
     ) -> dict[str, tuple[FacetValue, ...]]:
         """Count facet values over a set of documents.
 
@@ -368,6 +484,8 @@ class ProductStore:
             docs: The matching documents.
             names: Facet names (see :meth:`facet_names`).
             limit: Buckets kept per facet, most frequent first (price buckets keep their order).
+            prices: The prices the price facet buckets (each bucket carries its currency);
+                None: the bare amounts.
 
         Raises:
             InvalidRequestError: an unknown facet name (field ``facets``).
@@ -392,7 +510,7 @@ class ProductStore:
                     limit,
                 )
             elif name == "price":
-                out[name] = self._price_facet(docs)
+                out[name] = self._price_facet(docs, prices)
             else:
                 cols = self._facet_columns.get(name, np.zeros(0, dtype=np.int64))
                 if len(cols) == 0:
@@ -406,15 +524,20 @@ class ProductStore:
                 )
         return out
 
-    def _price_facet(self, docs: npt.NDArray[np.int64]) -> tuple[FacetValue, ...]:
-        prices = self.prices[docs]
+    def _price_facet(
+        self, docs: npt.NDArray[np.int64], column: PriceColumn | None
+    ) -> tuple[FacetValue, ...]:
+        amounts, edges = (
+            (self.prices, self.price_edges) if column is None else (column.prices, column.edges)
+        )
+        currency = column.currency if column is not None else None
+        prices = amounts[docs]
         prices = prices[np.isfinite(prices)]
-        edges = self.price_edges
         if len(edges) < 2 or len(prices) == 0:
             return ()
         counts, _ = np.histogram(prices, bins=edges)
         return tuple(
-            FacetValue(f"{_fmt(edges[i])}-{_fmt(edges[i + 1])}", int(c))
+            FacetValue(f"{_fmt(edges[i])}-{_fmt(edges[i + 1])}", int(c), currency=currency)
             for i, c in enumerate(counts)
             if c
         )

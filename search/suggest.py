@@ -112,6 +112,33 @@ class Suggester:
         }
         return cls(phrases, vocabulary, analyzer)
 
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The phrase keys, display forms and counts (to rebuild it with :meth:`from_arrays`
+        in another process: a service builds a swapped-in snapshot's suggester in a child)."""
+        return self._keys, self._display, self._counts
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: tuple[np.ndarray, np.ndarray, np.ndarray],
+        vocabulary: Vocabulary,
+        analyzer: Analyzer,
+    ) -> Suggester:
+        """A suggester from another's :attr:`arrays` and the snapshot's vocabulary and analyser.
+
+        Raises:
+            ValueError: the arrays differ in length.
+        """
+        keys, display, counts = arrays
+        if not len(keys) == len(display) == len(counts):
+            raise ValueError("keys, display and counts must have the same length")
+        out = cls.__new__(cls)
+        out._keys, out._display, out._counts = keys, display, counts
+        out.vocabulary = vocabulary
+        out.analyzer = analyzer
+        return out
+
     def __len__(self) -> int:
         return len(self._keys)
 
@@ -141,7 +168,9 @@ class Suggester:
             text: The typed text (the last word may be incomplete).
             k: Most suggestions returned.
             popular: Past queries (folded, whitespace-normalised) -> searches; those starting
-                with the typed text come first.
+                with the typed text come first. Shared with every shopper, so it should hold
+                only queries searched by several distinct shoppers (the behavioural signals'
+                ``QuerySignals.searches`` is 0 below ``min_shoppers``), never one client's say.
 
         Returns:
             Up to ``k`` suggestions, popular queries first, then catalogue phrases.

@@ -290,6 +290,10 @@ class SearchRequest:
             click): a name in any supported language, a family, or ``#rrggbb``. Products must
             be in that colour (a family: any shade of it; a name or hex: close to it) and the
             closest rank first.
+        currency: The currency (ISO 4217) of ``price_min``/``price_max``, of the price sort
+            and of the price facet; None: the shop's base currency. Prices in other
+            currencies are converted with the shop's exchange rates, and left out of price
+            filters (last in a price sort) where no rate converts them.
     """
 
     text: str = ""
@@ -304,6 +308,7 @@ class SearchRequest:
     session_id: str | None = None
     channel: str | None = None
     colour: str | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,11 +372,13 @@ class FacetValue:
         value: The bucket's value (as a filter takes it).
         count: Matching products in the bucket.
         swatch: ``#rrggbb`` to draw for a colour bucket, else None.
+        currency: The currency of a price bucket's bounds, else None.
     """
 
     value: str
     count: int
     swatch: str | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +397,9 @@ class SearchResult:
             products by meaning instead; None otherwise.
         redirect: A URL a merchandiser's rule sends this query to (the storefront should go
             there), or None.
+        currency: The currency price filters, the price sort and the price facet compared
+            prices in, or None when neither the shop nor the catalogue names one.
+        converted: Some prices were converted from another currency with the shop's rates.
     """
 
     query: str
@@ -400,3 +410,5 @@ class SearchResult:
     took_ms: float
     fallback: str | None = None
     redirect: str | None = None
+    currency: str | None = None
+    converted: bool = False

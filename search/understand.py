@@ -87,6 +87,9 @@ class AnalyzedQuery:
             semantic retriever and the ranking features), else None.
         colours: Colours the query asks for: those written in the text (their words are
             marked ``colour`` in ``words``) and the request's ``colour`` parameter.
+        text_colours: Those of ``colours`` written in the text. Only they take part in the
+            text match: the ``colour`` parameter is a filter (the engine narrows the products
+            to it), so a product in that colour matching none of the query's words is no match.
     """
 
     request: SearchRequest
@@ -95,6 +98,7 @@ class AnalyzedQuery:
     semantic_text: str
     vector: npt.NDArray[np.float32] | None = None
     colours: tuple[Colour, ...] = ()
+    text_colours: tuple[Colour, ...] = ()
 
     @property
     def colour_words(self) -> tuple[QueryWord, ...]:
@@ -248,7 +252,7 @@ class QueryUnderstander:
         Returns:
             The analysed query; ``words`` is empty for an empty or stopword-only text.
         """
-        colours, colour_words, text = self._colours(request)
+        colours, text_colours, colour_words, text = self._colours(request)
         tokens = [
             tok
             for tok in tokenize(text)
@@ -269,11 +273,15 @@ class QueryUnderstander:
             corrected_text=corrected,
             semantic_text=semantic,
             colours=colours,
+            text_colours=text_colours,
         )
 
-    def _colours(self, request: SearchRequest) -> tuple[tuple[Colour, ...], set[str], str]:
-        """Colours asked for in the text and the ``colour`` parameter, the folded words of the
-        text that name them, and the text with hex codes taken out (they are no words).
+    def _colours(
+        self, request: SearchRequest
+    ) -> tuple[tuple[Colour, ...], tuple[Colour, ...], set[str], str]:
+        """Colours asked for in the text and the ``colour`` parameter, those of the text alone,
+        the folded words of the text that name them, and the text with hex codes taken out
+        (they are no words).
 
         Raises:
             InvalidRequestError: the ``colour`` parameter is no colour name or hex code.
@@ -285,13 +293,14 @@ class QueryUnderstander:
         for m in sorted(mentions, key=lambda m: -m.start):
             if m.text.startswith("#"):
                 text = text[: m.start] + " " + text[m.end :]
+        in_text = tuple({(c.name, c.hex): c for c in colours}.values())
         if request.colour is not None:
             try:
                 colours.append(parse_colour(request.colour))
             except ValueError as exc:
                 raise InvalidRequestError("colour", str(exc)) from exc
         unique = tuple({(c.name, c.hex): c for c in colours}.values())
-        return unique, words, text
+        return unique, in_text, words, text
 
     def _add_joins(self, words: list[QueryWord]) -> list[QueryWord]:
         """Let two adjacent words match their joined form ("tool box" finds "toolbox")."""

@@ -2,11 +2,16 @@
 
 Fixture names carry a ``core_`` prefix so they never shadow the fixtures of ``tests/api`` or
 ``tests/indexer`` (``snapshot_dir``, ``client``, ``catalogue``...).
+
+Every test session runs with its own service state (:func:`isolated_service_state`): the
+key, events and merchandising databases of the working directory (``var/``, where a user
+following the README creates keys) are never read, by the tests nor by the services they
+start in subprocesses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -165,6 +170,44 @@ CORE_PRODUCTS: tuple[Product, ...] = (
 """Furniture and clothing; Polish titles with diacritics; two products without a price."""
 
 CORE_BY_ID: Mapping[str, Product] = {p.id: p for p in CORE_PRODUCTS}
+
+
+#: Settings a developer's shell may carry that would change what the tests see.
+_FOREIGN_SETTINGS = (
+    "PRODUCTSEARCH_CONFIG",
+    "PRODUCTSEARCH_KEYS_SECRET",
+    "PRODUCTSEARCH_STOREFRONT_KEY",
+    "PRODUCTSEARCH_TRUSTED_PROXIES",
+    "PRODUCTSEARCH_INDEX_DIR",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_service_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point the service's databases away from the working directory for the whole session.
+
+    Keys and merchandising live in memory per application (``none``), events in a file of
+    the session's temporary folder (tests that need their own pass ``events_db``). Open mode
+    is on, explicitly: the API tests that do not test keys call the search routes without
+    one; the tests of keys and scopes pass ``open_mode`` themselves. The per-client rate
+    limit is off (every test request comes from the same client). Session-scoped, so
+    module fixtures and the services started in subprocesses (``os.environ``) see it too.
+
+    Yields:
+        The session's state folder.
+    """
+    folder = tmp_path_factory.mktemp("service-state")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRODUCTSEARCH_KEYS_DB", "none")
+        patch.setenv("PRODUCTSEARCH_MERCH_DB", "none")
+        patch.setenv("PRODUCTSEARCH_EVENTS_DB", str(folder / "events.sqlite3"))
+        patch.setenv("PRODUCTSEARCH_OPEN_MODE", "true")
+        # Every TestClient request comes from one client ("testclient"): the per-client limit
+        # is off unless a test sets it (tests/api/test_secrets.py does).
+        patch.setenv("PRODUCTSEARCH_CLIENT_RATE_PER_MINUTE", "0")
+        for name in _FOREIGN_SETTINGS:
+            patch.delenv(name, raising=False)
+        yield folder
 
 
 @pytest.fixture(scope="session")

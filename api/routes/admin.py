@@ -24,10 +24,19 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, serving_weights
+from api.schemas import (
+    MAX_REQUEST_INT,
+    ExperimentJSON,
+    FiltersJSON,
+    RuleJSON,
+    RuleReplaceJSON,
+    RulesJSON,
+    WeightsJSON,
+)
 from api.security import AdminKeyDep, SecurityDep, require_admin_key
 from search.abtest import VariantCounts, experiment_from_dict, report
 from search.config_store import ConfigStore, ConfigVersion, apply_ranking_weights, compare_rankings
@@ -46,11 +55,23 @@ from search.types import Filters, Hit, SearchRequest
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)])
 
-JSONBody = Annotated[dict[str, Any], Body()]
+# Bodies arrive as plain JSON objects for the codecs in search/ to validate (the one validator);
+# the models only document them in the OpenAPI schema (see api.schemas.documented_as).
+RuleBody = Annotated[RuleJSON, Body()]
+RuleReplaceBody = Annotated[RuleReplaceJSON, Body()]
+RulesBody = Annotated[RulesJSON, Body()]
+WeightsBody = Annotated[WeightsJSON, Body()]
+ExperimentBody = Annotated[ExperimentJSON, Body()]
 ExpectedVersion = Annotated[
     int | None,
-    Query(ge=0, description="Refuse the change (409) unless the configuration is at this version."),
+    Query(
+        ge=0,
+        le=MAX_REQUEST_INT,
+        description="Refuse the change (409) unless the configuration is at this version.",
+    ),
 ]
+VersionPath = Annotated[int, Path(ge=0, le=MAX_REQUEST_INT, description="A saved version.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_REQUEST_INT, description="Entries to skip.")]
 Comment = Annotated[str, Query(max_length=500, description="Why, for the audit log.")]
 
 
@@ -133,14 +154,14 @@ def _saved_rule(version: int, rule: Rule, engine: SearchEngine) -> dict[str, Any
 
 @router.post("/rules", status_code=status.HTTP_201_CREATED, summary="Create a rule")
 def create_rule(
-    body: JSONBody,
+    body: RuleBody,
     store: StoreDep,
     key: AdminKeyDep,
     engine: EngineDep,
     expected_version: ExpectedVersion = None,
     comment: Comment = "",
 ) -> dict[str, Any]:
-    """Create a rule (see :func:`search.rules.rule_from_dict` for the form).
+    """Create a rule (validated by :func:`search.rules.rule_from_dict`).
 
     Raises:
         HTTPException: 422 for a malformed rule, 409 when the id exists or the version moved.
@@ -156,7 +177,7 @@ def create_rule(
 @router.put("/rules/{rule_id}", summary="Create or replace a rule")
 def put_rule(
     rule_id: str,
-    body: JSONBody,
+    body: RuleReplaceBody,
     store: StoreDep,
     key: AdminKeyDep,
     engine: EngineDep,
@@ -179,7 +200,7 @@ def put_rule(
 
 @router.put("/rules", summary="Replace every rule")
 def replace_rules(
-    body: JSONBody,
+    body: RulesBody,
     store: StoreDep,
     key: AdminKeyDep,
     expected_version: ExpectedVersion = None,
@@ -226,7 +247,7 @@ def get_weights(store: StoreDep) -> dict[str, Any]:
 
 @router.put("/weights", summary="Change ranking weights")
 def put_weights(
-    body: JSONBody,
+    body: WeightsBody,
     store: StoreDep,
     key: AdminKeyDep,
     expected_version: ExpectedVersion = None,
@@ -250,7 +271,7 @@ def put_weights(
 def list_versions(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Versions, newest first, without their content."""
     return {
@@ -263,7 +284,7 @@ def list_versions(
 
 
 @router.get("/versions/{version}", summary="One configuration version")
-def get_version(version: int, store: StoreDep) -> dict[str, Any]:
+def get_version(version: VersionPath, store: StoreDep) -> dict[str, Any]:
     """A version's whole content.
 
     Raises:
@@ -276,7 +297,7 @@ def get_version(version: int, store: StoreDep) -> dict[str, Any]:
 
 @router.post("/rollback/{version}", summary="Roll back to a version")
 def rollback(
-    version: int, store: StoreDep, key: AdminKeyDep, comment: Comment = ""
+    version: VersionPath, store: StoreDep, key: AdminKeyDep, comment: Comment = ""
 ) -> dict[str, Any]:
     """Make an earlier version current again; this writes a new version (history is kept).
 
@@ -292,7 +313,7 @@ def rollback(
 def audit(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     target: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Changes, newest first: who, when, what, the JSON before and after, the version made."""
@@ -311,12 +332,12 @@ class KeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     scope: str = Field(description='"search" or "admin".')
-    filters: dict[str, Any] | None = Field(
+    filters: FiltersJSON | None = Field(
         default=None,
         description='Fixed filters of a search key, e.g. {"attr": {"country": ["PL"]}}.',
     )
-    rate_per_minute: int | None = None
-    burst: int | None = None
+    rate_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+    burst: int | None = Field(default=None, ge=1, le=100_000)
 
 
 @router.get("/keys", summary="API keys")
@@ -381,13 +402,13 @@ def list_experiments(store: StoreDep) -> dict[str, Any]:
 @router.put("/experiments/{experiment_id}", summary="Create or replace an experiment")
 def put_experiment(
     experiment_id: str,
-    body: JSONBody,
+    body: ExperimentBody,
     store: StoreDep,
     key: AdminKeyDep,
     expected_version: ExpectedVersion = None,
     comment: Comment = "",
 ) -> dict[str, Any]:
-    """Create or replace an experiment (see :func:`search.abtest.experiment_from_dict`).
+    """Create or replace an experiment (validated by :func:`search.abtest.experiment_from_dict`).
 
     Raises:
         HTTPException: 422 for a malformed experiment, 409 when the version moved.
@@ -456,11 +477,14 @@ def experiment_report(experiment_id: str, request: Request, store: StoreDep) -> 
     return _report(store, experiment_id, source(experiment_id))
 
 
+Count = Annotated[int, Field(ge=0, le=MAX_REQUEST_INT)]
+
+
 class CountsBody(BaseModel):
     """Per-variant counts: ``{"counts": {"control": {"units": 1000, "clicked": 300,
     "converted": 40}, ...}}``."""
 
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, Count]]
 
 
 @router.post("/experiments/{experiment_id}/report", summary="A/B test report from given counts")
@@ -517,10 +541,10 @@ class PreviewRequest(BaseModel):
     k: int = Field(default=10, ge=1, le=100)
     channel: str | None = None
     segment: str | None = None
-    filters: dict[str, Any] | None = None
-    rules: list[dict[str, Any]] | None = None
-    rule: dict[str, Any] | None = None
-    weights: dict[str, Any] | None = None
+    filters: FiltersJSON | None = None
+    rules: list[RuleJSON] | None = None
+    rule: RuleJSON | None = None
+    weights: WeightsJSON | None = None
     at: datetime | None = Field(default=None, description="Evaluate active windows at this time.")
 
 

@@ -2,15 +2,17 @@
 snapshot rebuilt elsewhere, with no downtime.
 
 Changes are applied as a delta over the serving snapshot (``indexer.delta``: only changed
-products are analysed, embedded and photo-read), published atomically into the same folder, then
-opened and put into service by :func:`api.app.serve_engine`; requests in flight finish on the
-engine they started with. One change runs at a time.
+products are analysed, embedded and photo-read) in a child process, published atomically into
+the configured folder, then opened, warmed and put into service by
+:func:`api.app.serve_engine`; requests in flight finish on the engine they started with and
+never wait for the change (``_LOCK`` serialises changes only). One change runs at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request
@@ -18,8 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
 from api.security import AdminKeyDep
-from search.engine import EngineConfig, SearchEngine
+from search.engine import SearchEngine
 from search.errors import SnapshotError
+from search.snapshot import Manifest
+from search.suggest import Suggester
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -57,7 +61,7 @@ async def change_catalogue(
     products = []
     rejected = []
     for number, data in enumerate(upserts, start=1):
-        outcome = build_product(number, data, "")
+        outcome = build_product(number, data, "", settings.catalogue_limits())
         if outcome.product is None:
             rejected.append(
                 {
@@ -74,7 +78,9 @@ async def change_catalogue(
         raise HTTPException(409, "the service was given an engine, not a snapshot folder")
     started = time.perf_counter()
     async with _LOCK:
-        result = await run_in_threadpool(_apply, request, engine, products, deletes, settings.max_k)
+        result = await run_in_threadpool(
+            _apply, request, engine, products, deletes, settings, settings.index_dir
+        )
     return {
         "snapshot_id": result.manifest.snapshot_id,
         "inserted": list(result.inserted),
@@ -92,30 +98,85 @@ def _apply(
     engine: SearchEngine,
     products: list[Any],
     deletes: list[str],
-    max_k: int,
+    settings: Any,
+    out_dir: Path,
 ) -> Any:
-    from api.app import serve_engine
-    from indexer.delta import apply_changes
+    from api.app import engine_config, loading_off_gc, serve_engine, warm_up_engine
+    from indexer.delta import apply_changes_off_process
 
     assert engine.snapshot_dir is not None
-    result = apply_changes(
+    # The delta is built in a child process: seconds of Python work that, in a request thread,
+    # held the GIL while every search waited (p99 4.2 s against 0.87 s warm under 16 clients).
+    result, arrays = apply_changes_off_process(
         engine.snapshot_dir,
-        engine.snapshot_dir,
+        out_dir,
         upserts=products,
         deletes=deletes,
         embedder=engine.embedder,
         verify=False,
     )
-    fresh = SearchEngine.open(
-        engine.snapshot_dir,
-        embedder=engine.embedder,
-        use_semantic=engine.embedder is not None,
-        config=EngineConfig(max_k=max_k),
-        verify=False,
-        image_encoder=engine.image_embedder,
-    )
-    serve_engine(request.app, fresh)
+    with loading_off_gc():
+        fresh = SearchEngine.open(
+            out_dir,
+            embedder=engine.embedder,
+            use_semantic=engine.embedder is not None,
+            # The shop's currency settings stay with the new engine.
+            config=engine_config(settings),
+            verify=False,
+            image_encoder=engine.image_embedder,
+        )
+        fresh.adopt_suggester(Suggester.from_arrays(arrays, fresh.vocabulary, fresh.analyzer))
+        warm_up_engine(fresh)  # its first queries are not paid by shoppers
+        serve_engine(request.app, fresh)
     return result
+
+
+def _open_verified(settings: Any, serving: SearchEngine | None, manifest: Manifest) -> SearchEngine:
+    """Open the snapshot a child process just verified (so without hashing its files again
+    here), reusing the serving text embedder when the snapshot names the same one."""
+    from api.app import engine_config
+    from models.runtime import limit_cpu_threads
+
+    limit_cpu_threads(settings.model_threads)
+    embedder = None
+    if (
+        serving is not None
+        and serving.embedder is not None
+        and settings.text_embedder != "none"
+        and manifest.models.get("text_embedder") == serving.manifest.models.get("text_embedder")
+    ):
+        embedder = serving.embedder  # loading a model again is seconds of GIL-bound work
+    fresh = SearchEngine.open(
+        settings.index_dir,
+        embedder=embedder,
+        use_semantic=settings.text_embedder != "none",
+        config=engine_config(settings),
+        verify=False,
+    )
+    if fresh.manifest.snapshot_id != manifest.snapshot_id:
+        raise SnapshotError(
+            f"{settings.index_dir} was replaced while it was checked "
+            f"({manifest.snapshot_id} -> {fresh.manifest.snapshot_id}): reload again"
+        )
+    return fresh
+
+
+def _swap_in(
+    app: Any,
+    settings: Any,
+    serving: SearchEngine | None,
+    manifest: Manifest,
+    arrays: Any,
+) -> SearchEngine:
+    """Open the verified snapshot, adopt the suggester built for it, warm it and serve it."""
+    from api.app import loading_off_gc, serve_engine, warm_up_engine
+
+    with loading_off_gc():
+        fresh = _open_verified(settings, serving, manifest)
+        fresh.adopt_suggester(Suggester.from_arrays(arrays, fresh.vocabulary, fresh.analyzer))
+        warm_up_engine(fresh)
+        serve_engine(app, fresh)
+    return fresh
 
 
 @router.post("/snapshot/reload", summary="Serve the snapshot folder again (after a rebuild)")
@@ -126,16 +187,25 @@ async def reload_snapshot(
     check it, and swap to it. A corrupt or incompatible snapshot is refused with its reason and
     the current one keeps serving.
 
+    Every file's checksum is verified in a child process, the snapshot is then opened and
+    warmed (its first query run) before it serves: searches meanwhile keep their latency.
+
     Raises:
         HTTPException: 409 the new snapshot cannot be served (the message says why).
     """
-    from api.app import open_engine, serve_engine
+    from indexer.delta import run_off_process, verify_and_prepare
 
+    if settings.index_dir is None:
+        raise HTTPException(409, "no index snapshot configured (PRODUCTSEARCH_INDEX_DIR)")
+    serving: SearchEngine | None = getattr(request.app.state, "base_engine", None)
     async with _LOCK:
         try:
-            fresh = await run_in_threadpool(open_engine, settings)
+            manifest, arrays = await run_in_threadpool(
+                run_off_process, verify_and_prepare, settings.index_dir
+            )
+            fresh = await run_in_threadpool(
+                _swap_in, request.app, settings, serving, manifest, arrays
+            )
         except SnapshotError as exc:
             raise HTTPException(409, f"kept the serving snapshot: {exc}") from exc
-        await run_in_threadpool(serve_engine, request.app, fresh)
-    manifest = fresh.manifest
     return {"snapshot_id": manifest.snapshot_id, "products": len(fresh)}

@@ -9,7 +9,17 @@
   second copy is reported as ``duplicate`` and not counted again. A 2xx means the accepted
   events are durable. An event may carry ``variants``, the A/B test arms the search answer
   reported (``{"ranking-1": "b"}``); the experiment reports count from them
-  (:func:`experiment_counts_source`).
+  (:func:`experiment_counts_source`). A request carries at most ``events_max_batch`` events
+  (100 by default; **413** beyond, naming the limit). An event needs a ``session_id`` or a
+  ``user_id`` (one with only ``user_id`` is filed under session ``user:<user_id>``).
+* **Server-side impressions.** Every ``GET /search`` answer has a ``query_id``; the service
+  recorded what it showed (:mod:`search.impressions`). A click, add-to-cart or purchase sent
+  with that ``query_id`` is attributed to the recorded answer: ``query`` and ``position`` come
+  from the record, not from the client. A ``query_id`` that is unknown (never answered here,
+  or mistyped) or that belongs to another shopper's search (neither the ``user_id`` nor the
+  ``session_id`` the search was made with) is **rejected** with the event's error naming
+  ``query_id``; so is a ``product_id`` that was not in that answer. A ``search`` event with a
+  known ``query_id`` is acknowledged as a duplicate (the service recorded it already).
 * ``DELETE /users/{user_id}``: forget a user's events (and their sessions') and profile, on
   every replica: the store logs the erasure and each replica's refresher drops the user's
   in-memory profiles within one refresh interval.
@@ -18,7 +28,8 @@
   ``Retry-After`` header (:func:`store_unavailable_handler`): nothing of that request was
   stored or erased, and retrying it (with the same ``Idempotency-Key``) is safe.
 * ``GET /analytics/queries``: top queries, zero-result queries, click-through and conversion
-  per query over a time range.
+  per query over a time range, counting every search the service answered (its own records)
+  and the searches clients report.
 
 The event store lives on ``app.state.event_store``; it is opened on first use from
 ``settings.events_db`` (or ``PRODUCTSEARCH_EVENTS_DB``, default ``var/events.sqlite3``). Tests
@@ -41,17 +52,23 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from api.security import require_admin_key, require_search_key
 from search.abtest import Unit, VariantCounts
 from search.analytics import QueryOrder, query_stats
 from search.behaviour import SignalsRefresher
 from search.errors import EventStoreUnavailableError
 from search.events import EventStore, SQLiteSynchronous, experiment_counts, ingest, open_event_store
+from search.impressions import ImpressionRecorder
 
 router = APIRouter(tags=["events"])
 logger = logging.getLogger("productsearch.api.events")
 
 DEFAULT_EVENTS_DB = "var/events.sqlite3"
-MAX_BATCH = 1000
+MAX_BATCH = 100
+"""Default of ``settings.events_max_batch``: most events one request may carry (413 beyond).
+One request is one client's doing, and a storefront flushes a few events at a time."""
+HARD_MAX_BATCH = 1000
+"""Most events the body may list at all (the settings cannot raise the cap above this)."""
 STORE_RETRY_AFTER_S = 5
 """``Retry-After`` (seconds) of a 503 answered while the event store cannot be reached."""
 
@@ -163,12 +180,20 @@ class EventBatch(BaseModel):
 
     events: list[Any] = Field(
         min_length=1,
-        max_length=MAX_BATCH,
+        max_length=HARD_MAX_BATCH,
         description="Events: objects with type (search, view, click, add_to_cart, purchase), "
         "session_id, and as needed user_id, product_id, query, position, channel, timestamp "
         "(Unix seconds or ISO 8601), results (a search's product ids shown), variants (the A/B "
-        "test arms of the search answer: experiment id -> variant) and event_id.",
+        "test arms of the search answer: experiment id -> variant), query_id (the search "
+        "answer's id: query and position are then taken from the service's record) and "
+        "event_id. At most events_max_batch (100 by default) per request.",
     )
+
+
+class BatchTooLargeResponse(BaseModel):
+    """More events in one request than ``events_max_batch``; nothing was stored."""
+
+    detail: str
 
 
 class ErrorDetail(BaseModel):
@@ -201,12 +226,18 @@ class EventBatchResponse(BaseModel):
     "/events",
     response_model=EventBatchResponse,
     summary="Record shopper events (batched, idempotent)",
+    dependencies=[Depends(require_search_key)],
     responses={
+        413: {
+            "model": BatchTooLargeResponse,
+            "description": "More events than events_max_batch in one request; split it.",
+        },
         422: {"model": EventBatchResponse, "description": "Every event was invalid."},
         **_UNAVAILABLE,
     },
 )
 def post_events(
+    request: Request,
     batch: EventBatch,
     store: EventStoreDep,
     idempotency_key: Annotated[
@@ -219,7 +250,19 @@ def post_events(
     ] = None,
 ) -> Response:
     """Validate and store a batch of events (see the module docstring for the contract)."""
-    outcome = ingest(store, batch.events, idempotency_key=idempotency_key)
+    settings = getattr(request.app.state, "settings", None)
+    limit = min(int(getattr(settings, "events_max_batch", MAX_BATCH)), HARD_MAX_BATCH)
+    if len(batch.events) > limit:
+        return JSONResponse(
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            content={
+                "detail": f"{len(batch.events)} events in one request; at most {limit} are "
+                "accepted per request (events_max_batch): send them in smaller batches"
+            },
+        )
+    recorder: ImpressionRecorder | None = getattr(request.app.state, "impressions", None)
+    served = recorder.lookup if recorder is not None and recorder.store is store else None
+    outcome = ingest(store, batch.events, idempotency_key=idempotency_key, served=served)
     # Built as plain dicts and encoded once: a 1,000-event batch would otherwise spend more
     # time validating its own response models than storing the events.
     accepted = set(outcome.accepted)
@@ -273,6 +316,8 @@ class ForgetResponse(BaseModel):
     "/users/{user_id}",
     response_model=ForgetResponse,
     summary="Forget a user's events and profile (GDPR erasure)",
+    # Shopper data: an admin key, also in open mode (a storefront's search key is public).
+    dependencies=[Depends(require_admin_key)],
     responses={**_UNAVAILABLE},
 )
 def forget_user(
@@ -320,8 +365,11 @@ class QueryAnalyticsResponse(BaseModel):
     "/analytics/queries",
     response_model=QueryAnalyticsResponse,
     summary="Top and zero-result queries with click-through and conversion",
+    # Every shopper's queries: an admin key, also in open mode.
+    dependencies=[Depends(require_admin_key)],
 )
 def analytics_queries(
+    request: Request,
     store: EventStoreDep,
     start: Annotated[
         datetime | None, Query(description="From (ISO 8601 or Unix seconds), inclusive.")
@@ -349,6 +397,9 @@ def analytics_queries(
                 ]
             },
         )
+    recorder: ImpressionRecorder | None = getattr(request.app.state, "impressions", None)
+    if recorder is not None and recorder.store is store:
+        recorder.flush()  # the searches answered until now, not only those written already
     rows = query_stats(
         store,
         start.timestamp() if start is not None else None,

@@ -6,13 +6,13 @@ CDN) and call the same HTTP API as any client.
 
 **Keys.** The console asks the merchandiser for an admin key and keeps it in the tab's
 ``sessionStorage``; no admin key is ever written into a page. The storefront is served with a
-search-scoped key when one is configured (``storefront_key`` in the settings, or the
+search-scoped key when one is configured (``storefront_key`` in the settings, which reads the
 ``PRODUCTSEARCH_STOREFRONT_KEY`` environment variable): a search key is what a shop's own
 storefront embeds anyway (it reaches search routes only, may carry fixed filters and is
 rate-limited). A configured key that is unknown, revoked or admin-scoped is not embedded (an
 admin key in a public page would hand the shop to anyone); the page then asks for a key when
-the service answers 401. Without any key at all (``productsearch serve --demo`` on a fresh
-install) search is open and the page simply works.
+the service answers 401. In open mode (``PRODUCTSEARCH_OPEN_MODE``, on for
+``productsearch serve --demo``) search needs no key and the page simply works.
 
 The pages are left out of the OpenAPI schema: they are not API.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 from functools import cache
 from pathlib import Path
 from typing import Annotated
@@ -41,7 +40,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The folder holding the pages' files."""
 
 STOREFRONT_KEY_ENV = "PRODUCTSEARCH_STOREFRONT_KEY"
-"""Environment variable naming the storefront's search key (when the settings have none)."""
+"""Environment variable of ``Settings.storefront_key`` (read with the other settings)."""
 
 KEY_PLACEHOLDER = "{{search_key}}"
 
@@ -98,8 +97,9 @@ def _template(name: str) -> str:
 def storefront_key(request: Request) -> str | None:
     """The search key the storefront page is served with, or None.
 
-    Read from ``settings.storefront_key`` when the settings have that field, else from
-    ``$PRODUCTSEARCH_STOREFRONT_KEY``; used only when it is an active search-scoped key.
+    Read from ``settings.storefront_key`` (``PRODUCTSEARCH_STOREFRONT_KEY``) only, so the page
+    and the rest of the service agree on one configuration; used only when it is an active
+    search-scoped key.
 
     Args:
         request: The page request (for the settings and the key store).
@@ -111,7 +111,7 @@ def storefront_key(request: Request) -> str | None:
     configured: object = getattr(settings, "storefront_key", None)
     if isinstance(configured, SecretStr):
         configured = configured.get_secret_value()
-    token = str(configured or os.environ.get(STOREFRONT_KEY_ENV, "")).strip()
+    token = str(configured or "").strip()
     if not token:
         return None
     key = get_security(request).keys.authenticate(token)

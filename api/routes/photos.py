@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, SettingsDep, serve_variants
+from api.deps import EngineDep, SettingsDep, serve_variants, visible_product
 from api.routes.search import (
     ChannelForm,
     SessionIdForm,
@@ -18,7 +18,7 @@ from api.routes.search import (
 )
 from api.schemas import SearchResponse
 from api.security import SearchKeyDep, merge_filters
-from api.uploads import DEFAULT_UPLOAD_MAX_BYTES, UploadError, decode_image_upload
+from api.uploads import DEFAULT_UPLOAD_MAX_BYTES, UploadError, decode_upload
 from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest
 
@@ -78,7 +78,7 @@ async def search_by_image(
         raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
     data = await image.read(DEFAULT_UPLOAD_MAX_BYTES + 1)
     try:
-        photo = await run_in_threadpool(decode_image_upload, data)
+        photo = await decode_upload(data, settings)  # pixel limits, a few at a time
     except UploadError as exc:
         raise HTTPException(exc.status_code, exc.message) from exc
     request = SearchRequest(
@@ -117,12 +117,16 @@ async def similar_products(
 ) -> SearchResponse:
     """The products whose main photos are nearest this product's (the product itself left out).
 
+    A key's fixed filters hold for the seed (a product outside them is answered as an unknown
+    id) and for the results.
+
     Raises:
-        ProductNotFoundError: unknown id (404).
+        ProductNotFoundError: unknown id, or one the key's filters leave out (404).
         InvalidRequestError: the product has no readable photo or photo search is off (422).
     """
     if k > settings.max_k:
         raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
+    visible_product(engine, key, product_id)  # before the photo checks: no existence oracle
     request = SearchRequest(
         k=k,
         filters=merge_filters(Filters(), key.filters if key is not None else None),

@@ -3,22 +3,27 @@
 A shopper with a ``user_id`` or ``session_id`` is assigned to the running A/B tests
 (:func:`api.deps.serve_variants`) and ranked with their variant's weights; the answer's
 ``variants`` names the arms, for the client to send back on its events.
+
+Every answer to a query is recorded server-side with its ``query_id``
+(:func:`record_answer`, :mod:`search.impressions`): analytics count every search, and clicks
+sent with the ``query_id`` are attributed to what the service showed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from api.deps import EngineDep, SettingsDep, serve_variants
 from api.schemas import AdjustmentPublic, SearchResponse
 from api.security import SearchKeyDep, merge_filters
 from search.abtest import Assignment
 from search.errors import InvalidRequestError
-from search.types import Availability, Filters, SearchRequest, SortOrder
+from search.types import Availability, Filters, SearchRequest, SearchResult, SortOrder
 
 # The shopper, as form fields of the upload searches (photo, voice); GET /search takes the same
 # as query parameters.
@@ -62,6 +67,16 @@ async def search_products(
     ] = None,
     price_max: Annotated[
         float | None, Query(ge=0, allow_inf_nan=False, description="Highest effective price.")
+    ] = None,
+    currency: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[A-Za-z]{3}$",
+            description="Currency (ISO 4217) of price_min, price_max, the price sort and the "
+            "price facet; default the shop's base currency. Prices in other currencies are "
+            "converted with the shop's exchange rates, or left out of price filters and sorted "
+            "last where it has none (the answer's currency and converted say which).",
+        ),
     ] = None,
     availability: Annotated[
         list[Availability], Query(description="Any of these stock states (repeatable).")
@@ -128,17 +143,51 @@ async def search_products(
         session_id=session_id,
         channel=channel,
         colour=colour if colour is None or colour.strip() else None,
+        currency=currency.upper() if currency else None,
     )
     served, assignment = serve_variants(http, engine, user_id, session_id)
     # The pipeline is CPU-bound and synchronous: keep it off the event loop.
     result = await run_in_threadpool(served.search, request)
     response = SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
+    response.query_id = record_answer(http, request, result, assignment.variants)
     if explain and assignment.variants:
         lines = experiment_lines(assignment)
         for hit in response.hits:
             if hit.explanation is not None:
                 hit.explanation.adjustments[:0] = lines
     return response
+
+
+def record_answer(
+    http: HTTPConnection,
+    request: SearchRequest,
+    result: SearchResult,
+    variants: Mapping[str, str],
+) -> str | None:
+    """Record what a search answered (queued, written in the background) and give its id.
+
+    Args:
+        http: The request or WebSocket (its app's ``impressions`` recorder is used).
+        request: The search request (query, page, shopper).
+        result: The page answered.
+        variants: The shopper's A/B test arms.
+
+    Returns:
+        The answer's ``query_id``; None with events off or for a browse without query text.
+    """
+    recorder = getattr(http.app.state, "impressions", None)
+    if recorder is None:
+        return None
+    query_id: str | None = recorder.record(
+        request.text,
+        [hit.product.id for hit in result.hits],
+        first_position=(request.page - 1) * request.k + 1,
+        user_id=request.user_id,
+        session_id=request.session_id,
+        channel=request.channel,
+        variants=variants,
+    )
+    return query_id
 
 
 def experiment_lines(assignment: Assignment) -> list[AdjustmentPublic]:

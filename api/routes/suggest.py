@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from api.deps import EngineDep
+from api.deps import EngineDep, visible_suggestions
+from api.security import SearchKeyDep
 from search.analysis import fold
 from search.suggest import Suggestion
 
@@ -105,6 +106,7 @@ class SuggestResponse(BaseModel):
 def suggest(
     request: Request,
     engine: EngineDep,
+    key: SearchKeyDep,
     q: Annotated[str, Query(max_length=200, description="What the shopper has typed so far.")] = "",
     k: Annotated[int, Query(ge=1, le=20, description="Most suggestions.")] = 8,
     user_id: Annotated[str | None, Query(max_length=200, description="The shopper.")] = None,
@@ -113,8 +115,13 @@ def suggest(
     ] = None,
 ) -> SuggestResponse:
     """Complete the typed text from popular queries and catalogue title phrases, correcting a
-    misspelt last word. An empty prefix gives no suggestions."""
-    result = engine.suggester.suggest(q, k * 2, popular=popular_queries(request))
+    misspelt last word. An empty prefix gives no suggestions.
+
+    Under a key with fixed filters, catalogue phrases come only from the titles of products
+    the key may see, and popular queries only when each of their words is in such a title.
+    """
+    suggester, popular = visible_suggestions(engine, key, popular_queries(request))
+    result = suggester.suggest(q, k * 2, popular=popular)
     suggestions = personalise(request, list(result.suggestions), user_id, session_id)[:k]
     return SuggestResponse(
         query=q,

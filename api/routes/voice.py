@@ -6,6 +6,7 @@ The recogniser and the catalogue corrector are built once, on first use, and kep
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 import numpy as np
 from fastapi import (
     APIRouter,
@@ -404,8 +406,15 @@ async def search_by_voice(
     lang = _language(lang)
     _check_language(voice, lang)
     served, assignment = serve_variants(request, engine, user_id, session_id)
-    transcript, correction, result, search_ms = await run_in_threadpool(
-        _recognise_and_search, voice, served, decoded.samples, lang, template
+    # In the voice pool, as streams are: recognition never takes the searches' threads.
+    transcript, correction, result, search_ms = await anyio.to_thread.run_sync(
+        _recognise_and_search,
+        voice,
+        served,
+        decoded.samples,
+        lang,
+        template,
+        limiter=transcribe_limiter(request.app),
     )
     return _response(
         voice,
@@ -432,6 +441,117 @@ def _resample(samples: np.ndarray, rate: int) -> np.ndarray:
     return resample_poly(samples, TARGET_RATE // divisor, rate // divisor).astype(np.float32)
 
 
+class StreamSlots:
+    """Counts the open voice streams, in all, per API key and per client, against the caps.
+
+    Streams are long-lived: without caps, 50 idle sockets stayed open and 6 busy ones took
+    search p99 from 75 ms to 7.8 s. Kept on ``app.state.voice_slots``.
+
+    Args:
+        total: Streams the service holds at most.
+        per_key: Streams one API key holds at most.
+        per_client: Streams one client (address) holds at most.
+    """
+
+    def __init__(self, total: int, per_key: int, per_client: int) -> None:
+        self.total = total
+        self.per_key = per_key
+        self.per_client = per_client
+        self.open = 0
+        self._keys: dict[str, int] = {}
+        self._clients: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key_id: str | None, client: str) -> tuple[int, str] | None:
+        """Take a slot for a stream.
+
+        Returns:
+            None when the stream may open, else the close code and the reason: 1013 (try again
+            later) when the service is full, 1008 (policy) when the key or client is at its cap.
+        """
+        with self._lock:
+            if self.open >= self.total:
+                return 1013, f"voice search is busy ({self.total} streams open): try again later"
+            if key_id is not None and self._keys.get(key_id, 0) >= self.per_key:
+                return 1008, f"this API key already has {self.per_key} voice streams open"
+            if self._clients.get(client, 0) >= self.per_client:
+                return 1008, f"this client already has {self.per_client} voice streams open"
+            self.open += 1
+            if key_id is not None:
+                self._keys[key_id] = self._keys.get(key_id, 0) + 1
+            self._clients[client] = self._clients.get(client, 0) + 1
+            return None
+
+    def release(self, key_id: str | None, client: str) -> None:
+        """Give back the slot :meth:`acquire` took."""
+        with self._lock:
+            self.open -= 1
+            for counts, name in ((self._keys, key_id), (self._clients, client)):
+                if name is None:
+                    continue
+                left = counts.get(name, 0) - 1
+                if left > 0:
+                    counts[name] = left
+                else:
+                    counts.pop(name, None)
+
+
+def voice_slots(app: Any) -> StreamSlots:
+    """The application's :class:`StreamSlots`, made from its settings on first use."""
+    slots: StreamSlots | None = getattr(app.state, "voice_slots", None)
+    if slots is None:
+        with _build_lock:
+            slots = getattr(app.state, "voice_slots", None)
+            if slots is None:
+                settings = app.state.settings
+                slots = StreamSlots(
+                    settings.voice_streams_total,
+                    settings.voice_streams_per_key,
+                    settings.voice_streams_per_client,
+                )
+                app.state.voice_slots = slots
+    return slots
+
+
+def transcribe_limiter(app: Any) -> anyio.CapacityLimiter:
+    """The pool voice work (recognition and the searches of partials) runs in: a few threads of
+    its own, so voice never takes the request threads searches need, and a burst of streams
+    waits its turn instead of taking every core."""
+    limiter: anyio.CapacityLimiter | None = getattr(app.state, "voice_limiter", None)
+    if limiter is None:
+        with _build_lock:
+            limiter = getattr(app.state, "voice_limiter", None)
+            if limiter is None:
+                workers = getattr(app.state.settings, "voice_transcribe_workers", 2)
+                limiter = anyio.CapacityLimiter(workers)
+                app.state.voice_limiter = limiter
+    return limiter
+
+
+class _StreamClosed(Exception):
+    """Ends a stream with a close code and a reason (sent to the client)."""
+
+    def __init__(self, code: int, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.status = status
+        self.reason = reason
+
+
+_END_TEXTS = ("end", '{"event": "end"}', '{"event":"end"}')
+_END = object()
+
+
+async def _close(websocket: WebSocket, code: int, status: int, reason: str) -> None:
+    """Send the error as JSON, then close with ``code`` and the reason (cut to the 123 bytes a
+    close frame allows)."""
+    try:
+        await websocket.send_json({"type": "error", "status": status, "detail": reason})
+        await websocket.close(code=code, reason=reason.encode()[:123].decode("utf-8", "ignore"))
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away first
+
+
 @router.websocket("/search/voice/stream")
 async def stream_voice_search(
     websocket: WebSocket,
@@ -450,29 +570,61 @@ async def stream_voice_search(
     stops. The server answers JSON messages ``{"type": "partial", "transcript", "query", "hits"}``
     while audio arrives and one ``{"type": "final", ...}`` (the ``POST /search/voice`` answer plus
     ``"type"``) before closing. Errors are ``{"type": "error", "status", "detail"}`` followed by
-    a close.
+    a close whose reason repeats the detail.
+
+    Limits (settings ``voice_*``): a key and a client hold a few streams at most (1008 beyond),
+    the service a bounded number (1013 beyond); a stream with no audio for
+    ``voice_idle_timeout_s`` is closed with 1008; one whose untranscribed audio exceeds
+    ``voice_max_lag_s`` (sent faster than it can be transcribed) is closed with 1013.
     """
     await websocket.accept()
     app = websocket.app
     engine: SearchEngine | None = getattr(app.state, "engine", None)
     if engine is None:
-        await websocket.send_json({"type": "error", "status": 503, "detail": "not started"})
-        await websocket.close(code=1011)
+        await _close(websocket, 1011, 503, "not started")
         return
     settings = app.state.settings
+    security = getattr(app.state, "security", None)
+    client_of = getattr(security, "client_of", None)
+    client = (
+        client_of(websocket) if client_of else (websocket.client.host if websocket.client else "")
+    )
+    key_id = key.id if key is not None else None
+    slots = voice_slots(app)
+    refused = slots.acquire(key_id, client)
+    if refused is not None:
+        await _close(websocket, refused[0], 429 if refused[0] == 1008 else 503, refused[1])
+        return
+    try:
+        await _stream(websocket, app, engine, settings, key, k, lang, sample_rate,
+                      user_id, session_id, channel)  # fmt: skip
+    finally:
+        slots.release(key_id, client)
+
+
+async def _stream(
+    websocket: WebSocket,
+    app: Any,
+    engine: SearchEngine,
+    settings: Any,
+    key: Any,
+    k: int,
+    lang: str | None,
+    sample_rate: int,
+    user_id: str | None,
+    session_id: str | None,
+    channel: str | None,
+) -> None:
+    limiter = transcribe_limiter(app)
     try:
         voice = await run_in_threadpool(_voice_search, app, engine, settings)
         lang = _language(lang)
         _check_language(voice, lang)
     except HTTPException as exc:
-        await websocket.send_json(
-            {"type": "error", "status": exc.status_code, "detail": exc.detail}
-        )
-        await websocket.close(code=1011)
+        await _close(websocket, 1011, exc.status_code, str(exc.detail))
         return
     except InvalidRequestError as exc:
-        await websocket.send_json({"type": "error", "status": 422, "detail": str(exc)})
-        await websocket.close(code=1008)
+        await _close(websocket, 1008, 422, str(exc))
         return
     k = min(k, settings.max_k)
     # The key's fixed filters and the shopper's A/B arm apply as on POST /search/voice.
@@ -486,37 +638,85 @@ async def stream_voice_search(
     )
     engine, assignment = serve_variants(websocket, engine, user_id, session_id)
     stream = voice.recognizer.stream(voice.hints, lang)
-    received = 0
+    idle_s = float(settings.voice_idle_timeout_s)
+    max_lag = int(settings.voice_max_lag_s * sample_rate)
     limit = int(DEFAULT_MAX_SECONDS * sample_rate)
-    try:
+    # Audio is read as it arrives and transcribed in turn: the queue holds what is waiting, so
+    # a stream that falls behind is seen (and closed with its reason) instead of buffering on.
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    waiting = [0]  # samples queued and not yet transcribed
+
+    async def read() -> None:
+        received = 0
+        loop = asyncio.get_running_loop()
+        last_audio = loop.time()
         while True:
-            message = await websocket.receive()
+            try:
+                message = await asyncio.wait_for(
+                    websocket.receive(), timeout=max(0.0, last_audio + idle_s - loop.time())
+                )
+            except TimeoutError:
+                raise _StreamClosed(
+                    1008, 408, f"no audio for {idle_s:g} s: closing the idle stream"
+                ) from None
             if message["type"] == "websocket.disconnect":
-                return
+                raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
                 try:
                     samples = pcm16_to_float(message["bytes"])
-                    received += len(samples)
-                    if received > limit:
-                        raise AudioError(413, f"audio is longer than {DEFAULT_MAX_SECONDS:g} s")
                 except AudioError as exc:
-                    await websocket.send_json(
-                        {"type": "error", "status": exc.status_code, "detail": exc.message}
+                    raise _StreamClosed(1007, exc.status_code, exc.message) from None
+                received += len(samples)
+                if received > limit:
+                    raise _StreamClosed(
+                        1009, 413, f"audio is longer than {DEFAULT_MAX_SECONDS:g} s"
                     )
-                    await websocket.close(code=1009 if exc.status_code == 413 else 1007)
-                    return
-                partial = await run_in_threadpool(stream.accept, _resample(samples, sample_rate))
-                if partial is not None:
-                    payload = await run_in_threadpool(_partial, voice, engine, partial, template)
-                    await websocket.send_json(payload)
+                last_audio = loop.time()
+                waiting[0] += len(samples)
+                if waiting[0] > max_lag:
+                    raise _StreamClosed(
+                        1013,
+                        503,
+                        f"fell behind: {waiting[0] / sample_rate:.1f} s of audio waiting to be "
+                        f"transcribed (limit {settings.voice_max_lag_s:g} s); the service is "
+                        "busy, try again",
+                    )
+                queue.put_nowait(samples)
                 continue
-            text = (message.get("text") or "").strip()
-            if text in ("end", '{"event": "end"}', '{"event":"end"}'):
-                break
+            if (message.get("text") or "").strip() in _END_TEXTS:
+                queue.put_nowait(_END)
+                return
+
+    async def work() -> None:
+        while True:
+            samples = await queue.get()
+            if samples is _END:
+                return
+            partial = await anyio.to_thread.run_sync(
+                stream.accept, _resample(samples, sample_rate), limiter=limiter
+            )
+            waiting[0] -= len(samples)
+            if partial is not None:
+                payload = await anyio.to_thread.run_sync(
+                    _partial, voice, engine, partial, template, limiter=limiter
+                )
+                await websocket.send_json(payload)
+
+    reader = asyncio.ensure_future(read())
+    worker = asyncio.ensure_future(work())
+    try:
+        # The first to fail ends the stream; the reader ends normally on "end", the worker
+        # once it has transcribed everything before it.
+        done, _ = await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+        await worker
         final_started = time.perf_counter()
-        transcript = await run_in_threadpool(stream.finish)
+        transcript = await anyio.to_thread.run_sync(stream.finish, limiter=limiter)
         search_started = time.perf_counter()
-        outcome = await run_in_threadpool(_search_transcript, voice, engine, transcript, template)
+        outcome = await anyio.to_thread.run_sync(
+            _search_transcript, voice, engine, transcript, template, limiter=limiter
+        )
         search_ms = (time.perf_counter() - search_started) * 1000
         response = _response(
             voice,
@@ -533,9 +733,14 @@ async def stream_voice_search(
         await websocket.close()
     except WebSocketDisconnect:
         return
+    except _StreamClosed as exc:
+        await _close(websocket, exc.code, exc.status, exc.reason)
     except SearchServiceError as exc:
-        await websocket.send_json({"type": "error", "status": 500, "detail": str(exc)})
-        await websocket.close(code=1011)
+        await _close(websocket, 1011, 500, str(exc))
+    finally:
+        for task in (reader, worker):
+            task.cancel()
+        await asyncio.gather(reader, worker, return_exceptions=True)
 
 
 def _partial(

@@ -27,6 +27,7 @@
         facets: FACETS,
         hits: [],
         query: "", // the query the shown hits answer (for events)
+        queryId: null, // the service's id of the shown answer: events cite it instead of the result list
         variant: undefined, // A/B assignment as the search answer reports it, if it does
         eventsTakeVariant: true,
         cart: 0,
@@ -177,6 +178,7 @@
     function showAnswer(data, query) {
         state.hits = data.hits || [];
         state.query = query;
+        state.queryId = data.query_id || null;
         rememberVariant(data);
         renderFacets(data.facets || {});
         renderActiveFilters();
@@ -419,6 +421,8 @@
     function productEvent(type, productId, position) {
         const event = { ...baseEvent(type), product_id: productId, position };
         if (state.query.trim()) event.query = state.query;
+        // The service recorded what it showed: it takes the query and position from its own record.
+        if (state.queryId) event.query_id = state.queryId;
         return event;
     }
 
@@ -436,7 +440,8 @@
     /** One search event per settled query and filter set (not one per keystroke). */
     function postSearchEvent() {
         const query = state.query.trim();
-        if (!query) return;
+        // An answer with a query_id was recorded by the service itself; reporting it again would count it twice.
+        if (!query || state.queryId) return;
         const signature = JSON.stringify([query, state.filters]);
         if (signature === state.lastSearchEvent) return;
         state.lastSearchEvent = signature;

@@ -7,9 +7,10 @@ import io
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
-from indexer.formats.fields import CANONICAL_FIELDS, RawRow, split_image_list
+from indexer.formats.fields import CANONICAL_FIELDS, DEFAULT_LIMITS, RawRow, split_image_list
 from search.errors import CatalogueError
 from search.types import RowError
 
@@ -28,6 +29,12 @@ _LIST_FIELDS = frozenset({"categories", "colours", "images"})
 
 ColumnKind = Literal["field", "list", "attr", "skip"]
 
+#: What an over-long line is replaced with for the CSV parser: one cell, so the record keeps
+#: its line number and is then reported (see :func:`read_delimited`).
+_OVERSIZED_LINE = "\x00oversized\x00\n"
+#: Characters an over-long line is skipped in.
+_SKIP_CHUNK = 1 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class Records:
@@ -38,11 +45,41 @@ class Records:
         records: ``(start line, cells)`` for every non-blank record after the header.
         release: Lets go of the stream without closing it, for when ``records`` will not be
             iterated (iterating to the end releases it too).
+        oversized: Line number -> length in characters of each line over the row limit seen
+            so far (filled while ``records`` is iterated); such a line is skipped unread and
+            its record is a single placeholder cell.
     """
 
     header: tuple[str, ...]
     records: Iterator[tuple[int, list[str]]]
     release: Callable[[], object]
+    oversized: dict[int, int] = dataclass_field(default_factory=dict)
+
+
+def _bounded_lines(
+    text: io.TextIOWrapper, first_line: int, max_chars: int, oversized: dict[int, int]
+) -> Iterator[str]:
+    """The lines of ``text``, each read at most ``max_chars`` characters and its line break at a
+    time: a longer line is skipped to its end in bounded pieces (never held whole), recorded in
+    ``oversized`` and replaced with :data:`_OVERSIZED_LINE`."""
+    line_no = first_line
+    while True:
+        line = text.readline(max_chars + 2)  # room for "\r\n"
+        if not line:
+            return
+        line_no += 1
+        if len(line.rstrip("\r\n")) > max_chars:
+            length = len(line.rstrip("\r\n"))
+            while not line.endswith(("\n", "\r")):
+                piece = text.readline(_SKIP_CHUNK)
+                if not piece:
+                    break
+                length += len(piece.rstrip("\r\n"))
+                line = piece
+            oversized[line_no] = length
+            yield _OVERSIZED_LINE
+        else:
+            yield line
 
 
 def _sniff_delimiter(header: str, delimiters: str) -> str:
@@ -53,13 +90,18 @@ def _sniff_delimiter(header: str, delimiters: str) -> str:
         return max(delimiters, key=header.count)
 
 
-def read_records(stream: BinaryIO, delimiters: str) -> Records | None:
+def read_records(
+    stream: BinaryIO, delimiters: str, max_line_chars: int = DEFAULT_LIMITS.row_bytes
+) -> Records | None:
     """Open a delimited UTF-8 file (BOM allowed) and read its header.
 
     Args:
         stream: The file's bytes (already decompressed).
         delimiters: The one delimiter to use, or several to choose from with ``csv.Sniffer``
             on the header line.
+        max_line_chars: The longest line read: a longer one is skipped in bounded pieces
+            and reported through :attr:`Records.oversized`. Fields may be as long (the csv
+            module's own field limit is raised to it when lower).
 
     Returns:
         The header and a lazy iterator over the records, or None for a file with no header
@@ -73,8 +115,11 @@ def read_records(stream: BinaryIO, delimiters: str) -> Records | None:
     line_no = 0
     try:
         header_line = ""
-        for line in text:
+        while line := text.readline(max_line_chars + 1):
             line_no += 1
+            if len(line) > max_line_chars and not line.endswith(("\n", "\r")):
+                text.detach()
+                raise CatalogueError(f"the header line is over {max_line_chars:,} characters")
             if line.strip():
                 header_line = line
                 break
@@ -85,14 +130,20 @@ def read_records(stream: BinaryIO, delimiters: str) -> Records | None:
         text.detach()
         return None
     delimiter = delimiters if len(delimiters) == 1 else _sniff_delimiter(header_line, delimiters)
-    reader = csv.reader(itertools.chain([header_line], text), delimiter=delimiter)
+    # The csv module refuses fields over 128 KiB (a process-wide setting) and stops the whole
+    # file there; the row limit is what decides instead, so the setting is raised to it.
+    if csv.field_size_limit() < max_line_chars:
+        csv.field_size_limit(max_line_chars)
+    oversized: dict[int, int] = {}
+    lines = _bounded_lines(text, line_no, max_line_chars, oversized)
+    reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter)
     offset = line_no - 1
     try:
         header = tuple(cell.strip() for cell in next(reader))
     except csv.Error as exc:
         text.detach()
         raise CatalogueError(f"malformed header on line {line_no}: {exc}") from None
-    return Records(header, _iter_records(text, reader, offset), text.detach)
+    return Records(header, _iter_records(text, reader, offset), text.detach, oversized)
 
 
 def _iter_records(
@@ -206,6 +257,7 @@ def read_delimited(
     delimiters: str,
     plan: Callable[[Sequence[str]], list[tuple[ColumnKind, str]]],
     to_row: Callable[[Sequence[tuple[ColumnKind, str]], Sequence[str]], dict[str, object]],
+    max_line_chars: int = DEFAULT_LIMITS.row_bytes,
 ) -> Iterator[RawRow]:
     """Read a delimited file with a column plan (shared by CSV and Merchant TSV).
 
@@ -214,15 +266,17 @@ def read_delimited(
         delimiters: The delimiter, or candidates for ``csv.Sniffer``.
         plan: Header -> what each column holds; raises :class:`CatalogueError` for a bad header.
         to_row: Column plan and one record's cells -> the raw row's data.
+        max_line_chars: The longest line: a longer one is a row with an error, skipped in
+            bounded pieces without being held whole.
 
     Yields:
         One :class:`RawRow` per non-blank record; a record with the wrong number of cells
-        becomes a row with an error.
+        or an over-long line becomes a row with an error.
 
     Raises:
         CatalogueError: Not UTF-8, malformed CSV, or a bad header.
     """
-    records = read_records(stream, delimiters)
+    records = read_records(stream, delimiters, max_line_chars)
     if records is None:
         return
     try:
@@ -232,19 +286,27 @@ def read_delimited(
         raise
     id_column = next((i for i, (_, name) in enumerate(columns) if name == "id"), None)
     for row, cells in records.records:
-        if len(cells) != len(columns):
+        if row in records.oversized:
+            length = records.oversized[row]
+            reason = (
+                f"too large: the line is {length:,} characters, over the "
+                f"{max_line_chars:,}-character row limit"
+            )
+            yield RawRow(row, None, RowError(row, "*", reason))
+        elif len(cells) != len(columns):
             yield RawRow(row, None, column_count_error(row, cells, len(columns), id_column))
         else:
             yield RawRow(row, to_row(columns, cells))
 
 
-def read_csv(stream: BinaryIO) -> Iterator[RawRow]:
+def read_csv(stream: BinaryIO, max_line_chars: int = DEFAULT_LIMITS.row_bytes) -> Iterator[RawRow]:
     """Split a CSV catalogue into raw rows (mapping in ``docs/catalogue.md``).
 
     The delimiter (``,`` or ``;``) is sniffed from the header line.
 
     Args:
         stream: The file's bytes (already decompressed).
+        max_line_chars: The longest line (see :func:`read_delimited`).
 
     Yields:
         One :class:`RawRow` per non-blank record, numbered by the line it starts on.
@@ -252,4 +314,4 @@ def read_csv(stream: BinaryIO) -> Iterator[RawRow]:
     Raises:
         CatalogueError: Not UTF-8, malformed CSV, or a header without ``id`` and ``title``.
     """
-    yield from read_delimited(stream, ",;", csv_columns, _csv_row)
+    yield from read_delimited(stream, ",;", csv_columns, _csv_row, max_line_chars)

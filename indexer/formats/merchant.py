@@ -6,14 +6,17 @@ table is in ``docs/catalogue.md``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 from xml.etree import ElementTree as ET
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser, iterparse
+
 from indexer.formats.delimited import ColumnKind, read_delimited
-from indexer.formats.fields import RawRow
+from indexer.formats.fields import DEFAULT_LIMITS, RawRow
 from search.errors import CatalogueError
+from search.types import RowError
 
 #: The Google Merchant (formerly Google Base) XML namespace, written with the ``g:`` prefix.
 G_NAMESPACE = "http://base.google.com/ns/1.0"
@@ -54,9 +57,12 @@ _SKIPPED = frozenset(
     }
 )
 _TEXT_ELEMENTS = frozenset({"title", "description", "summary", "content"})
+#: Set on an item whose text is over the limit: its length in characters, and the element
+#: (local name) the limit was passed in. The namespace is ours: no feed attribute is taken
+#: for them.
+_OVERSIZED = "{urn:productsearch:reader}oversized"
+_OVERSIZED_FIELD = "{urn:productsearch:reader}field"
 _FEED_ROOTS = ("rss", "feed", "RDF")
-_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
-_MAX_PROLOG = 1 << 20
 
 
 def merchant_row(
@@ -149,11 +155,15 @@ def _tsv_row(columns: Sequence[tuple[ColumnKind, str]], cells: Sequence[str]) ->
     return merchant_row(pairs, details)
 
 
-def read_merchant_tsv(stream: BinaryIO) -> Iterator[RawRow]:
+def read_merchant_tsv(
+    stream: BinaryIO, max_line_chars: int = DEFAULT_LIMITS.row_bytes
+) -> Iterator[RawRow]:
     """Split a Merchant Center TSV feed into raw rows.
 
     Args:
         stream: The feed's bytes (already decompressed).
+        max_line_chars: The longest line: a longer one is a row with an error, skipped
+            without being held whole.
 
     Yields:
         One :class:`RawRow` per non-blank record, numbered by the line it starts on.
@@ -161,7 +171,7 @@ def read_merchant_tsv(stream: BinaryIO) -> Iterator[RawRow]:
     Raises:
         CatalogueError: Not UTF-8, malformed, or a header without ``id`` and ``title``.
     """
-    yield from read_delimited(stream, "\t", _tsv_columns, _tsv_row)
+    yield from read_delimited(stream, "\t", _tsv_columns, _tsv_row, max_line_chars)
 
 
 class _PrefixedReader:
@@ -181,51 +191,97 @@ class _PrefixedReader:
         return self._stream.read(size)
 
 
-def read_prolog(stream: BinaryIO) -> bytes:
-    """Read an XML document up to its root element and refuse any document type declaration.
-
-    Entity declarations, the means of entity expansion ("billion laughs") and external entity
-    attacks, can only appear inside ``<!DOCTYPE``, which must come before the root element;
-    Merchant feeds never need one. The standard library parser is used directly (the project
-    does not depend on ``defusedxml``), so this check is what makes parsing safe.
-
-    Args:
-        stream: The document's bytes.
-
-    Returns:
-        The bytes read so far, to be parsed before the rest of the stream.
-
-    Raises:
-        CatalogueError: The prolog holds ``<!DOCTYPE`` (or another ``<!`` declaration), or is
-            longer than 1 MiB.
-    """
+def _first_bytes(stream: BinaryIO) -> bytes:
+    """The stream's bytes up to the first one that is not ASCII white space (all of them when
+    there is none), so that an empty or blank feed is told from a document."""
     head = b""
     while True:
         chunk = stream.read(64 * 1024)
         head += chunk
-        scan = head
-        if scan.startswith((b"\xff\xfe", b"\xfe\xff")):
-            scan = head.decode("utf-16", errors="ignore").encode("utf-8")
-        elif scan.startswith(b"\xef\xbb\xbf"):
-            scan = scan[3:]
-        position = 0
-        while match := _PROLOG_ITEM.match(scan, position):
-            position = match.end()
-        rest = scan[position:]
-        # An unfinished comment or processing instruction, or too few bytes to tell a
-        # declaration from the root element: read on, unless the file has ended.
-        undecided = rest.startswith((b"<!--", b"<?")) or len(rest) < len(b"<!DOCTYPE")
-        if undecided and chunk:
-            pass
-        elif rest.startswith(b"<!") and not rest.startswith(b"<!--"):
-            raise CatalogueError(
-                "the XML document declares a DOCTYPE; document type and entity "
-                "declarations are refused (XML entity attacks)"
-            )
-        else:
+        if not chunk or head.strip():
             return head
-        if len(head) > _MAX_PROLOG:
-            raise CatalogueError("the XML prolog (before the root element) is over 1 MiB")
+        head = head[-1:]  # keep memory flat over a long run of blanks
+
+
+def _is_item(tag: str) -> bool:
+    namespace, local = _split_tag(tag)
+    return local in ("item", "entry") and namespace != G_NAMESPACE
+
+
+class _BoundedItemBuilder(ET.TreeBuilder):
+    """A tree builder that keeps at most ``limit`` characters of text per item (and per text
+    outside items). Past the limit an item's text is counted, not stored, and elements opened
+    inside it are not built; the item is marked with its length and the field it was in
+    (:data:`_OVERSIZED`, :data:`_OVERSIZED_FIELD`). Memory stays bounded however long a text
+    is or however many elements an item holds."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+        self._tags: list[str] = []  # open elements that were built
+        self._item: int | None = None  # index in _tags of the open item
+        self._chars = 0  # text characters of the open item, or of the current text outside
+        self._field: str | None = None  # the item's child the limit was passed in
+        self._skipped = 0  # open elements not built (opened past the limit)
+
+    def data(self, data: str, /) -> None:
+        room = self._limit - self._chars
+        self._chars += len(data)
+        if room >= len(data):
+            super().data(data)
+            return
+        if room > 0:
+            super().data(data[:room])
+        if self._item is not None and self._field is None:
+            inner = self._tags[self._item + 1 : self._item + 2]
+            self._field = _split_tag(inner[0])[1].lower() if inner else "*"
+
+    def start(self, tag: str, attrs: dict[str, str], /) -> ET.Element:
+        if self._field is not None:
+            self._skipped += 1
+            return ET.Element(tag)
+        if self._item is None:
+            self._chars = 0
+            if _is_item(tag):
+                self._item = len(self._tags)
+        self._tags.append(tag)
+        return super().start(tag, attrs)
+
+    def end(self, tag: str, /) -> ET.Element:
+        if self._skipped:
+            self._skipped -= 1
+            return ET.Element(tag)
+        self._tags.pop()
+        element = super().end(tag)
+        if self._item is None:
+            self._chars = 0
+        elif len(self._tags) == self._item:  # the item itself ends
+            if self._field is not None:
+                element.set(_OVERSIZED, str(self._chars))
+                element.set(_OVERSIZED_FIELD, self._field)
+            self._item, self._field, self._chars = None, None, 0
+        return element
+
+
+def _oversized_error(item: int, element: ET.Element, limit: int) -> RowError | None:
+    """The error of an item whose text is over ``limit`` characters, or None."""
+    length = element.get(_OVERSIZED)
+    if length is None:
+        return None
+    name = element.get(_OVERSIZED_FIELD, "*")
+    field = _SINGLE.get(name, name)
+    # The g:id first, as the row's id is read (an Atom entry also has an <id> of its own).
+    ids = [
+        c.text
+        for c in sorted(element, key=lambda c: _split_tag(c.tag)[0] != G_NAMESPACE)
+        if _split_tag(c.tag)[1].lower() == "id" and c.text
+    ]
+    product_id = ids[0].strip()[:256] or None if ids else None
+    reason = (
+        f"too large: the item holds {int(length):,} characters of text, over the "
+        f"{limit:,}-character row limit"
+    )
+    return RowError(item, field, reason, product_id)
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
@@ -261,29 +317,45 @@ def _item_row(item: ET.Element) -> dict[str, object]:
     return merchant_row(g_pairs + other_pairs, details)
 
 
-def read_merchant_xml(stream: BinaryIO) -> Iterator[RawRow]:
+def read_merchant_xml(
+    stream: BinaryIO, max_text_chars: int = DEFAULT_LIMITS.row_bytes
+) -> Iterator[RawRow]:
     """Stream the items of a Merchant Center XML feed (RSS 2.0 ``<item>``, Atom ``<entry>``).
 
-    Parsed with ``xml.etree.ElementTree.iterparse``; each item is cleared once read, so memory
-    stays flat however long the feed.
+    Parsed with ``defusedxml``'s ``iterparse``: a document type declaration is refused
+    outright, and so are entity declarations and external references (billion laughs, XXE),
+    in whatever encoding the document is written: the check runs on what the parser reads,
+    not on the raw bytes (a byte-level scan was bypassed by UTF-16 without a byte order
+    mark). Each item is cleared once read, so memory stays flat however long the feed, and
+    at most ``max_text_chars`` characters of text are kept per item: an item with more is a
+    row with an error naming the field the limit was passed in.
 
     Args:
         stream: The feed's bytes (already decompressed).
+        max_text_chars: The most characters of text one item may hold.
 
     Yields:
         One :class:`RawRow` per item, numbered by item (1-based).
 
     Raises:
-        CatalogueError: The document declares a DOCTYPE, is not well-formed XML (at any point:
-            a broken document cannot be resynchronised), or is not an RSS or Atom feed.
+        CatalogueError: The document declares a DOCTYPE or an entity, is not well-formed XML
+            (at any point: a broken document cannot be resynchronised; also an encoding the
+            parser does not read, such as UTF-32), or is not an RSS or Atom feed.
     """
-    head = read_prolog(stream)
+    head = _first_bytes(stream)
     if not head.strip():
         return
     items = 0
     stack: list[ET.Element] = []
+    parser = DefusedXMLParser(
+        target=_BoundedItemBuilder(max_text_chars),
+        forbid_dtd=True,
+        forbid_entities=True,
+        forbid_external=True,
+    )
+    events = iterparse(_PrefixedReader(head, stream), events=("start", "end"), parser=parser)
     try:
-        for event, element in ET.iterparse(_PrefixedReader(head, stream), events=("start", "end")):
+        for event, element in events:
             if event == "start":
                 if not stack:
                     root = _split_tag(element.tag)[1]
@@ -298,9 +370,18 @@ def read_merchant_xml(stream: BinaryIO) -> Iterator[RawRow]:
             namespace, local = _split_tag(element.tag)
             if local in ("item", "entry") and namespace != G_NAMESPACE:
                 items += 1
-                yield RawRow(items, _item_row(element))
+                error = _oversized_error(items, element, max_text_chars)
+                if error is not None:
+                    yield RawRow(items, None, error)
+                else:
+                    yield RawRow(items, _item_row(element))
                 element.clear()
                 if stack:
                     stack[-1].remove(element)
+    except DefusedXmlException as exc:
+        raise CatalogueError(
+            f"the XML document declares a DOCTYPE or entities ({exc}); document type and "
+            "entity declarations are refused (XML entity attacks)"
+        ) from None
     except ET.ParseError as exc:
         raise CatalogueError(f"not well-formed XML ({exc}) after {items} items") from None

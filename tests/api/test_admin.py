@@ -161,25 +161,40 @@ class TestScopes:
 
 
 class TestNoKeys:
-    def test_fresh_install_opens_search_and_closes_admin(
+    def test_fresh_install_is_closed_and_says_how_to_open_it(
         self, engine: SearchEngine, tmp_path: Path
     ) -> None:
         env = Env(engine, tmp_path, with_keys=False)
         try:
             assert env.security.startup_warning() is not None
-            assert env.call("GET", "/search?q=sofa").status_code == 200
+            refused = env.call("GET", "/search?q=sofa")
+            assert refused.status_code == 401
+            assert "PRODUCTSEARCH_OPEN_MODE" in refused.json()["detail"]
+            assert "productsearch keys create" in refused.json()["detail"]
             for method, path in ADMIN_ROUTES:
                 response = env.call(method, path, json={})
-                assert response.status_code == 403
-                assert "no API keys configured" in response.json()["detail"]
-            # The first key (from the CLI) closes the open door.
+                assert response.status_code == 401
+                assert "--scope admin" in response.json()["detail"]
+        finally:
+            env.close()
+
+    def test_open_mode_opens_search_only_and_the_first_key_keeps_it_open(
+        self, engine: SearchEngine, tmp_path: Path
+    ) -> None:
+        env = Env(engine, tmp_path, with_keys=False)
+        env.security.open_mode = True
+        try:
+            assert env.call("GET", "/search?q=sofa").status_code == 200
+            for method, path in ADMIN_ROUTES:
+                assert env.call(method, path, json={}).status_code == 401
             lines: list[str] = []
             token = create_key_cli(
                 tmp_path / "keys.sqlite", "first", "admin", secret="pepper", echo=lines.append
             )
             assert lines[-1] == token
-            assert env.security.startup_warning() is None
-            assert env.call("GET", "/search?q=sofa").status_code == 401
+            assert str(tmp_path / "keys.sqlite") in lines[0]  # names the database it used
+            # The first admin key does not close the storefront: open mode is a setting.
+            assert env.call("GET", "/search?q=sofa").status_code == 200
             assert env.call("GET", "/admin/rules", token).status_code == 200
         finally:
             env.close()

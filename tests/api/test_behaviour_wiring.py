@@ -23,7 +23,10 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         events_db=str(tmp_path / "events.sqlite3"),
         behaviour_refresh_s=3600,  # refreshed by hand below
     )
-    with TestClient(create_app(settings)) as test_client:
+    app = create_app(settings)
+    # Erasure needs an admin key (also in open mode); it reaches the search routes too.
+    _, admin = app.state.security.keys.create("ops", "admin", rate_per_minute=100_000, burst=10_000)
+    with TestClient(app, headers={"Authorization": f"Bearer {admin}"}) as test_client:
         yield test_client
 
 

@@ -24,7 +24,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         Product(id="LAMP-1", title="Desk lamp", images=("https://shop.example/lamp.jpg",)),
     ]
     snapshot = root / "snapshot"
-    build_snapshot(products, snapshot, config=BuildConfig(embedder="none"))
+    # The photos' folder is the image root the service may serve from (issue 15 §1).
+    build_snapshot(
+        products, snapshot, config=BuildConfig(embedder="none", image_roots=(str(root),))
+    )
     with TestClient(create_app(Settings(index_dir=snapshot, text_embedder="none"))) as test_client:
         yield test_client
 

@@ -41,6 +41,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
             events_db="none",
             keys_db=tmp_path / "keys.sqlite3",
             merch_db=tmp_path / "merch.sqlite3",
+            open_mode=False,  # keys are what these tests are about
         )
     )
     with TestClient(app) as client:
@@ -129,5 +130,5 @@ class TestKeys:
         assert env.client.get("/admin/rules", headers=env.search).status_code == 403
         assert env.client.get("/reports/colours", headers=env.search).status_code == 403
 
-    def test_no_key_is_401_once_keys_exist(self, env: Env) -> None:
+    def test_no_key_is_401_with_open_mode_off(self, env: Env) -> None:
         assert env.client.get("/search", params={"q": "sofa"}).status_code == 401

@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.routes.pages import STOREFRONT_KEY_ENV, WEB_DIR
+from api.security import KeyStore
+from api.settings import Settings
 from tests.api import build_snapshot
 from tests.browser.conftest import BrowserSettings
 
@@ -33,9 +35,9 @@ def client_for(snapshot_dir: Path, **settings: object) -> Iterator[TestClient]:
 
 @pytest.fixture
 def open_client(snapshot_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """A fresh install: no key at all, search open."""
+    """A fresh install in open mode: no key at all, search open."""
     monkeypatch.delenv(STOREFRONT_KEY_ENV, raising=False)
-    yield from client_for(snapshot_dir)
+    yield from client_for(snapshot_dir, open_mode=True)
 
 
 def served_key(client: TestClient) -> str:
@@ -61,12 +63,17 @@ class TestStorefrontKey:
         assert served_key(open_client) == token
 
     def test_a_search_key_from_the_environment_is_embedded(
-        self, open_client: TestClient, monkeypatch: pytest.MonkeyPatch
+        self, snapshot_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        _, token = open_client.app.state.security.keys.create("shop", "search")  # type: ignore[attr-defined]
+        # The environment variable is read with the other settings (one source of truth).
+        keys = KeyStore(tmp_path / "keys.sqlite3")
+        _, token = keys.create("shop", "search")
+        keys.close()
         monkeypatch.setenv(STOREFRONT_KEY_ENV, token)
-
-        assert served_key(open_client) == token
+        monkeypatch.setenv("PRODUCTSEARCH_KEYS_DB", str(tmp_path / "keys.sqlite3"))
+        app = create_app(Settings(index_dir=snapshot_dir, text_embedder="none", events_db="none"))
+        with TestClient(app) as client:
+            assert served_key(client) == token
 
     def test_an_admin_key_is_never_embedded(
         self, open_client: TestClient, caplog: pytest.LogCaptureFixture

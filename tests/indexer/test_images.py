@@ -180,6 +180,11 @@ class TestLocalFiles:
 
 
 class TestHttp:
+    @pytest.fixture(autouse=True)
+    def _allow_loopback(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The test server is on 127.0.0.1, which builds refuse by default (issue 15 §1).
+        monkeypatch.setenv("PRODUCTSEARCH_IMAGE_FETCH_ALLOW_PRIVATE", "1")
+
     def test_download_and_cache(self, server: str, tmp_path: Path) -> None:
         cache = tmp_path / "cache"
         with ImageLoader(cache_dir=cache) as loader:
@@ -242,7 +247,7 @@ class TestEmbedProductImages:
             refs,
             embedder,
             batch_size=3,
-            loader=ImageLoader(base_dir=photos, retries=0),
+            loader=ImageLoader(base_dir=photos, retries=0, allow_private=True),  # 127.0.0.1
             progress=lambda done, total: calls.append((done, total)),
         )
         assert vectors.shape == (7, embedder.dim) and vectors.dtype == np.float32

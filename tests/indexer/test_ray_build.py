@@ -19,7 +19,13 @@ import numpy.typing as npt
 import orjson
 import pytest
 
-from indexer.build import BuildConfig, BuildResult, build_snapshot, import_catalogue
+from indexer.build import (
+    BuildConfig,
+    BuildResult,
+    build_snapshot,
+    import_catalogue,
+    with_catalogue_roots,
+)
 from indexer.ray_build import (
     RAY_INSTALL_HINT,
     RayOptions,
@@ -141,7 +147,7 @@ def local_build(catalogue: Path, out: Path, config: BuildConfig, embedder: Any) 
     build_snapshot(
         result.products,
         out,
-        config=config,
+        config=with_catalogue_roots(config, catalogue),
         embedder=embedder,
         catalogue_checksum=result.checksum,
         import_report=result.report.to_dict(),

@@ -166,13 +166,16 @@ class TestBehaviourAggregator:
             "timestamp": NOW - 28 * DAY_S,
         }
         new = {"type": "purchase", "session_id": "s", "product_id": "NEW", "timestamp": NOW}
-        snap = folded([old, new], tmp_path, half_life_days=14.0).snapshot
+        # One shopper's purchases: popular with min_shoppers=1 (the decay is what is tested).
+        snap = folded([old, new], tmp_path, half_life_days=14.0, min_shoppers=1).snapshot
         assert snap.popularity["OLD"] / snap.popularity["NEW"] == pytest.approx(0.25)
         assert snap.max_popularity == snap.popularity["NEW"]
 
     def test_events_without_query_feed_popularity_only(self, tmp_path: Path) -> None:
         snap = folded(
-            [{"type": "view", "session_id": "s", "product_id": "A", "timestamp": NOW}], tmp_path
+            [{"type": "view", "session_id": "s", "product_id": "A", "timestamp": NOW}],
+            tmp_path,
+            min_shoppers=1,
         ).snapshot
         assert snap.popularity["A"] > 0
         assert snap.queries == {}
@@ -225,7 +228,7 @@ class TestSignalsRefresher:
         ingest(
             store, [{"type": "view", "session_id": "s", "product_id": f"P{i}"} for i in range(25)]
         )
-        aggregator = BehaviourAggregator()
+        aggregator = BehaviourAggregator(BehaviourConfig(min_shoppers=1))
         assert SignalsRefresher(store, [aggregator], batch=10).refresh() == 25
         assert len(aggregator.snapshot.popularity) == 25
 
