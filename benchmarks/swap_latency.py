@@ -215,8 +215,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     windows["delta"].append((began, ended + TAIL_S))
                     admin_s["delta"].append(round(ended - began, 2))
                     time.sleep(TAIL_S + args.quiet_s / 2)
-                    _log(f"round {number + 1}: reload {admin_s['reload'][-1]} s, "
-                         f"delta {admin_s['delta'][-1]} s")  # fmt: skip
+                    _log(
+                        f"round {number + 1}: reload {admin_s['reload'][-1]} s, "
+                        f"delta {admin_s['delta'][-1]} s"
+                    )
                 quiet = time.time()
                 time.sleep(args.quiet_s)
                 windows["warm"].append((quiet, time.time()))
@@ -265,8 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"errors {stats['errors']}"
         )
     ratio = report["p99_ratio"]
-    print(f"p99 ratio to warm: reload {ratio['reload']:.2f}x, delta {ratio['delta']:.2f}x "
-          f"(goal <= 2x)")  # fmt: skip
+    print(
+        f"p99 ratio to warm: reload {ratio['reload']:.2f}x, delta {ratio['delta']:.2f}x "
+        f"(goal <= 2x)"
+    )
     out = args.out or results_dir() / "swap_latency.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")

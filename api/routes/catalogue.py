@@ -19,6 +19,7 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
+from api.schemas import ProductJSON
 from api.security import AdminKeyDep
 from search.engine import SearchEngine
 from search.errors import SnapshotError
@@ -40,7 +41,7 @@ async def change_catalogue(
     settings: SettingsDep,
     _key: AdminKeyDep,
     upserts: Annotated[
-        list[dict[str, Any]],
+        list[ProductJSON],
         Body(description="Products in the JSON Lines catalogue shape (id, title, ...)."),
     ] = [],  # noqa: B006
     deletes: Annotated[list[str], Body(description="Ids of products to remove.")] = [],  # noqa: B006

@@ -596,8 +596,19 @@ async def stream_voice_search(
         await _close(websocket, refused[0], 429 if refused[0] == 1008 else 503, refused[1])
         return
     try:
-        await _stream(websocket, app, engine, settings, key, k, lang, sample_rate,
-                      user_id, session_id, channel)  # fmt: skip
+        await _stream(
+            websocket,
+            app,
+            engine,
+            settings,
+            key,
+            k,
+            lang,
+            sample_rate,
+            user_id,
+            session_id,
+            channel,
+        )
     finally:
         slots.release(key_id, client)
 
