@@ -504,13 +504,24 @@ def prepare_demo(data_dir: Path, *, embedder: str = "minilm") -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     catalogue = write_demo_catalogue(data_dir)
     snapshot = data_dir / "snapshot"
+    # The pictures and the build's recorded image roots count too: a snapshot built by an older
+    # release from the same catalogue may read other photo colours or serve no pictures.
+    source = _demo_source_checksum(catalogue)
+    stamp = data_dir / "snapshot.source"
     try:
-        current = read_manifest(snapshot).catalogue_checksum == sha256_file(catalogue)
+        manifest = read_manifest(snapshot)
+        current = (
+            manifest.catalogue_checksum == sha256_file(catalogue)
+            and bool(manifest.settings.get("image_roots"))
+            and stamp.is_file()
+            and stamp.read_text(encoding="utf-8").strip() == source
+        )
     except SnapshotError:
         current = False  # absent or damaged: build afresh
     if current:
         err_console.print(f"reusing demo snapshot {escape(str(snapshot))}")
         return snapshot
+    stamp.unlink(missing_ok=True)
     result = _build(
         catalogue,
         snapshot,
@@ -520,11 +531,23 @@ def prepare_demo(data_dir: Path, *, embedder: str = "minilm") -> Path:
         overwrite=True,
         languages=("en", "pl"),
     )
+    stamp.write_text(source + "\n", encoding="utf-8")
     err_console.print(
         f"built demo snapshot {escape(str(result.snapshot_dir))}: "
         f"{result.manifest.counts.get('products', 0)} products"
     )
     return snapshot
+
+
+def _demo_source_checksum(catalogue: Path) -> str:
+    """SHA-256 over the demo catalogue and its pictures (names and bytes), in name order."""
+    import hashlib
+
+    digest = hashlib.sha256(catalogue.read_bytes())
+    for picture in sorted((catalogue.parent / "images").glob("*.png")):
+        digest.update(picture.name.encode("utf-8"))
+        digest.update(hashlib.sha256(picture.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 keys_app = typer.Typer(

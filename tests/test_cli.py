@@ -218,6 +218,27 @@ class TestServe:
         assert first == second
         assert (second / "manifest.json").read_text() == manifest  # not rebuilt
 
+    def test_demo_is_rebuilt_when_its_pictures_change(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Same catalogue, other pictures (a newer renderer): the old snapshot's photo
+        colours are stale, so the demo is built again."""
+        picture = {"bytes": b"\x89PNG first"}
+
+        def tiny_demo(out_dir: Path, *, seed: int = 7, n_products: int = 300) -> Path:
+            (out_dir / "images").mkdir(parents=True, exist_ok=True)
+            (out_dir / "images" / "a.png").write_bytes(picture["bytes"])
+            return write_catalogue(out_dir / "catalogue.jsonl")
+
+        monkeypatch.setattr("indexer.demo.write_demo_catalogue", tiny_demo)
+
+        first = prepare_demo(tmp_path / "demo", embedder="none")
+        manifest = (first / "manifest.json").read_text()
+        picture["bytes"] = b"\x89PNG second"
+        second = prepare_demo(tmp_path / "demo", embedder="none")
+
+        assert (second / "manifest.json").read_text() != manifest  # rebuilt
+
 
 def test_version() -> None:
     result = invoke("--version")

@@ -141,6 +141,7 @@ class TestDocs:
             "session_id",
             "channel",
             "colour",
+            "currency",
         }
         assert "SearchResponse" in schema["components"]["schemas"]
         assert "ProductPublic" in schema["components"]["schemas"]

@@ -235,7 +235,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     build_snapshot(
         catalogue(work),
         work / "snapshot",
-        config=BuildConfig(embedder="none", image_embedder="descriptor"),
+        # Products given in code name no catalogue file: their photos' folder is the root.
+        config=BuildConfig(embedder="none", image_embedder="descriptor", image_roots=(str(work),)),
     )
     keys = KeyStore(work / "keys.sqlite3")
     _, admin_token = keys.create("merchandiser", "admin")
@@ -248,6 +249,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         events_synchronous="NORMAL",
         keys_db=work / "keys.sqlite3",
         storefront_key=search_token,
+        open_mode=False,  # keys required, whatever the test session's environment says
         log_level="warning",
     )
     app = create_app(settings)
