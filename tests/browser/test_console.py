@@ -206,7 +206,12 @@ class TestAnalytics:
             *(search("reading lamp", ["lamp-red"], f"a{i}") for i in range(5)),
             *(search("linen shirt", ["shirt-red"], f"b{i}") for i in range(3)),
             *(search("velvet armchair", [], f"c{i}") for i in range(2)),
-            {"type": "click", "session_id": "a0", "query": "reading lamp", "product_id": "lamp-red"},
+            {
+                "type": "click",
+                "session_id": "a0",
+                "query": "reading lamp",
+                "product_id": "lamp-red",
+            },
         ]
         response = httpx.post(
             service.url("/events"),
