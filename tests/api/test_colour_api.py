@@ -73,7 +73,9 @@ class TestColourSearchApi:
         snapshot = build_snapshot(tmp_path)
         app = create_app(Settings(index_dir=snapshot, text_embedder="none", events_db="none"))
         with TestClient(app) as client:
-            assert client.get("/reports/colours").status_code == 401  # no key given: admin routes never open
+            assert (
+                client.get("/reports/colours").status_code == 401
+            )  # no key given: admin routes never open
             _, token = app.state.security.keys.create("merchandiser", "admin")
             _, search_token = app.state.security.keys.create("storefront", "search")
             search_only = {"Authorization": f"Bearer {search_token}"}
