@@ -239,7 +239,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         config=BuildConfig(embedder="none", image_embedder="descriptor", image_roots=(str(work),)),
     )
     keys = KeyStore(work / "keys.sqlite3")
-    _, admin_token = keys.create("merchandiser", "admin")
+    # The whole module signs in and drives the console with this one key, faster than a
+    # merchandiser would: the default admin burst (30) is not what these tests are about.
+    _, admin_token = keys.create("merchandiser", "admin", rate_per_minute=6000, burst=600)
     _, search_token = keys.create("storefront", "search")
     keys.close()
     settings = BrowserSettings(
