@@ -351,8 +351,8 @@ def search(
     ] = QueryEmbedder.AUTO,
 ) -> None:
     """Query a snapshot and print the ranked results."""
-    from api.app import open_engine
     from api.schemas import SearchResponse
+    from api.service import open_engine
 
     try:
         engine = open_engine(Settings(index_dir=index, text_embedder=embedder.value))
@@ -428,7 +428,8 @@ def serve(
     """Serve a snapshot over HTTP (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from api.app import create_app, open_engine
+    from api.app import create_app
+    from api.service import open_engine
 
     overrides: dict[str, object] = {
         name: value

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -13,10 +12,11 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from api.security import ApiKey, merge_filters
+from api.service import apply_merchandising
 from api.settings import Settings
-from search.abtest import NO_ASSIGNMENT, Assignment, Experiment, assign
+from merchandising.experiments import NO_ASSIGNMENT, Assignment, Experiment, assign
+from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weights
 from search.analysis import tokenize
-from search.config_store import ConfigStore, ConfigVersion, apply_ranking_weights
 from search.engine import SearchEngine
 from search.errors import ProductNotFoundError
 from search.rules import RankingWeights
@@ -53,8 +53,6 @@ def get_engine(request: Request) -> SearchEngine:
         and store.current().version != serving_version
     ):
         # A merchandiser saved rules or weights (here or on another replica): serve them now.
-        from api.app import apply_merchandising
-
         engine = apply_merchandising(request.app)
     return engine
 
@@ -70,22 +68,6 @@ def get_settings(request: Request) -> Settings:
     """
     settings: Settings = request.app.state.settings
     return settings
-
-
-def serving_weights(settings: Settings | None, version: ConfigVersion) -> RankingWeights:
-    """The ranking weights a configuration version serves with.
-
-    Until a merchandiser saves weights (the version's are the defaults), the behaviour and
-    personalisation strengths come from the settings (``PRODUCTSEARCH_BEHAVIOUR_WEIGHT``,
-    ``PRODUCTSEARCH_PERSONALISATION_STRENGTH``); saved weights replace them.
-    """
-    if settings is None or version.weights != RankingWeights():
-        return version.weights
-    return replace(
-        version.weights,
-        behaviour=settings.behaviour_weight,
-        personalisation=settings.personalisation_strength,
-    )
 
 
 class VariantEngines:
@@ -186,7 +168,7 @@ def serve_variants(
 
     Returns:
         The engine to search with (``engine`` itself for a shopper without ids or in no
-        weighted arm) and the assignment (see :func:`search.abtest.assign`).
+        weighted arm) and the assignment (see :func:`merchandising.experiments.assign`).
     """
     if not (user_id or session_id):
         return engine, NO_ASSIGNMENT

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
-from search.abtest import Unit
+from merchandising.experiments import Unit
 from search.rules import MatchKind
 from search.types import (
     Availability,
@@ -567,7 +567,7 @@ class VariantIn(BaseModel):
 
 
 class ExperimentIn(BaseModel):
-    """An A/B test (:func:`search.abtest.experiment_from_dict`); ``id`` may be left out (it is
+    """An A/B test (:func:`merchandising.experiments.experiment_from_dict`); ``id`` may be left out (it is
     the path's)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -590,7 +590,7 @@ RulesJSON = Annotated[dict[str, Any], documented_as(RulesIn)]
 WeightsJSON = Annotated[dict[str, Any], documented_as(RankingWeightsIn)]
 """Ranking weights, validated by :meth:`search.rules.RankingWeights.from_dict`."""
 ExperimentJSON = Annotated[dict[str, Any], documented_as(ExperimentIn)]
-"""An experiment, validated by :func:`search.abtest.experiment_from_dict`."""
+"""An experiment, validated by :func:`merchandising.experiments.experiment_from_dict`."""
 
 
 class ProductIn(BaseModel):

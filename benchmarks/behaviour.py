@@ -50,6 +50,7 @@ from typing import Any
 
 from benchmarks.common import load_home_depot, ndcg_at_k, percentile
 from benchmarks.train_ranker import is_training_query
+from events.store import SQLiteEventStore, ingest
 from search.behaviour import (
     BehaviourAggregator,
     BehaviourReranker,
@@ -57,7 +58,6 @@ from search.behaviour import (
     SignalsRefresher,
 )
 from search.engine import SearchEngine
-from search.events import SQLiteEventStore, ingest
 from search.personal import Catalogue, PersonalisationReranker, ProfileAggregator
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery

@@ -8,13 +8,13 @@ a relevant product (human grade 2.33 or more) that the engine ranks at #7-#30. T
 distinct shoppers (a user id and a session each, drawn from a pool) search the query, are shown
 the top 30 as currently ranked, and click that product at the position it was shown; a third
 of them also add it to the cart, and one in five also clicks some other product of the top 10
-(noise). Events go through :func:`search.events.ingest` into a SQLite store in batches of at
+(noise). Events go through :func:`events.store.ingest` into a SQLite store in batches of at
 most 100 (the API's per-request cap) and through :class:`search.behaviour.SignalsRefresher`,
 as in the service. Measured: the share of queries where the product then ranks in the top 3
 for another shopper (floor: 70%), and its rank before and after.
 
 ``--protocol`` says how the search reaches the event store: ``query-id`` (default, the
-service's way) records each answer server-side (:class:`search.impressions.ImpressionRecorder`)
+service's way) records each answer server-side (:class:`events.impressions.ImpressionRecorder`)
 and the clicks and carts carry only its ``query_id``; ``reported``: the client posts the search
 with the ids shown and clicks with query and position; ``clicks``: the client posts only clicks
 and carts with query and position (no impressions anywhere: what a client that did not report
@@ -43,10 +43,10 @@ from typing import Any
 
 from benchmarks.common import load_home_depot, percentile
 from benchmarks.train_ranker import is_training_query
+from events.impressions import ImpressionRecorder
+from events.store import SQLiteEventStore, ingest
 from search.behaviour import BehaviourAggregator, BehaviourReranker, SignalsRefresher
 from search.engine import SearchEngine
-from search.events import SQLiteEventStore, ingest
-from search.impressions import ImpressionRecorder
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 

@@ -49,8 +49,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from search.errors import EventStoreUnavailableError
-from search.events import (
+from events.store import (
     Event,
     EventStore,
     EventType,
@@ -58,6 +57,7 @@ from search.events import (
     normalise_query,
     superseded,
 )
+from search.errors import EventStoreUnavailableError
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 

@@ -41,7 +41,7 @@ class SnapshotError(SearchServiceError):
     """An index snapshot is missing, corrupt or incompatible; the message says which file and why."""
 
 
-# Merchandising configuration (search/config_store.py)
+# Merchandising configuration (merchandising/store.py)
 
 
 class ConfigNotFoundError(SearchServiceError, LookupError):
@@ -62,7 +62,7 @@ class ConfigConflictError(SearchServiceError):
         self.current = current
 
 
-# Behavioural events (search/events.py)
+# Behavioural events (events/store.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from typing import Protocol, SupportsIndex, overload
 import numpy as np
 import numpy.typing as npt
 
+from events.store import Event, EventType, StoredEvent
 from search.analysis import fold, tokenize
 from search.behaviour import (
     DAY_S,
@@ -36,7 +37,6 @@ from search.behaviour import (
     effects_of,
     normalised_scores,
 )
-from search.events import Event, EventType, StoredEvent
 from search.store import ProductStore, category_label, item_or_slice
 from search.types import Hit, Product
 from search.understand import AnalyzedQuery, MatchKind

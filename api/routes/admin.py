@@ -3,7 +3,7 @@ and preview. Every route needs an admin key (:func:`api.security.require_admin_k
 
 The application provides, on ``app.state``:
 
-* ``config_store``: a :class:`search.config_store.ConfigStore`;
+* ``config_store``: a :class:`merchandising.store.ConfigStore`;
 * ``security``: a :class:`api.security.Security`;
 * ``engine``: the serving :class:`search.engine.SearchEngine` (preview only);
 * ``experiment_counts`` (optional): ``Callable[[str], Mapping[str, VariantCounts]]`` giving an
@@ -27,7 +27,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
-from api.deps import EngineDep, serving_weights
+from api.deps import EngineDep
 from api.schemas import (
     MAX_REQUEST_INT,
     ExperimentJSON,
@@ -38,8 +38,9 @@ from api.schemas import (
     WeightsJSON,
 )
 from api.security import AdminKeyDep, SecurityDep, require_admin_key
-from search.abtest import VariantCounts, experiment_from_dict, report
-from search.config_store import ConfigStore, ConfigVersion, apply_ranking_weights, compare_rankings
+from api.service import serving_weights
+from merchandising.experiments import VariantCounts, experiment_from_dict, report
+from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weights, compare_rankings
 from search.engine import SearchEngine
 from search.errors import ConfigConflictError, ConfigNotFoundError, InvalidRequestError
 from search.rules import (
@@ -408,7 +409,7 @@ def put_experiment(
     expected_version: ExpectedVersion = None,
     comment: Comment = "",
 ) -> dict[str, Any]:
-    """Create or replace an experiment (validated by :func:`search.abtest.experiment_from_dict`).
+    """Create or replace an experiment (validated by :func:`merchandising.experiments.experiment_from_dict`).
 
     Raises:
         HTTPException: 422 for a malformed experiment, 409 when the version moved.
@@ -577,7 +578,7 @@ def rank_with_rules(
         engine: The engine before merchandising (``app.state.base_engine``), or the serving one.
         request: The search request (page 1).
         rules: The rules to apply.
-        weights: Ranking weights to apply (:func:`search.config_store.apply_ranking_weights`),
+        weights: Ranking weights to apply (:func:`merchandising.store.apply_ranking_weights`),
             or None to rank with ``engine`` as it is.
         segment: The shopper segment for rule conditions.
         now: Time for the rules' active windows.

@@ -4,7 +4,7 @@ snapshot rebuilt elsewhere, with no downtime.
 Changes are applied as a delta over the serving snapshot (``indexer.delta``: only changed
 products are analysed, embedded and photo-read) in a child process, published atomically into
 the configured folder, then opened, warmed and put into service by
-:func:`api.app.serve_engine`; requests in flight finish on the engine they started with and
+:func:`api.service.serve_engine`; requests in flight finish on the engine they started with and
 never wait for the change (``_LOCK`` serialises changes only). One change runs at a time.
 """
 
@@ -102,7 +102,7 @@ def _apply(
     settings: Any,
     out_dir: Path,
 ) -> Any:
-    from api.app import engine_config, loading_off_gc, serve_engine, warm_up_engine
+    from api.service import engine_config, loading_off_gc, serve_engine, warm_up_engine
     from indexer.delta import apply_changes_off_process
 
     assert engine.snapshot_dir is not None
@@ -135,7 +135,7 @@ def _apply(
 def _open_verified(settings: Any, serving: SearchEngine | None, manifest: Manifest) -> SearchEngine:
     """Open the snapshot a child process just verified (so without hashing its files again
     here), reusing the serving text embedder when the snapshot names the same one."""
-    from api.app import engine_config
+    from api.service import engine_config
     from models.runtime import limit_cpu_threads
 
     limit_cpu_threads(settings.model_threads)
@@ -170,7 +170,7 @@ def _swap_in(
     arrays: Any,
 ) -> SearchEngine:
     """Open the verified snapshot, adopt the suggester built for it, warm it and serve it."""
-    from api.app import loading_off_gc, serve_engine, warm_up_engine
+    from api.service import loading_off_gc, serve_engine, warm_up_engine
 
     with loading_off_gc():
         fresh = _open_verified(settings, serving, manifest)

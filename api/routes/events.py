@@ -13,7 +13,7 @@
   (100 by default; **413** beyond, naming the limit). An event needs a ``session_id`` or a
   ``user_id`` (one with only ``user_id`` is filed under session ``user:<user_id>``).
 * **Server-side impressions.** Every ``GET /search`` answer has a ``query_id``; the service
-  recorded what it showed (:mod:`search.impressions`). A click, add-to-cart or purchase sent
+  recorded what it showed (:mod:`events.impressions`). A click, add-to-cart or purchase sent
   with that ``query_id`` is attributed to the recorded answer: ``query`` and ``position`` come
   from the record, not from the client. A ``query_id`` that is unknown (never answered here,
   or mistyped) or that belongs to another shopper's search (neither the ``user_id`` nor the
@@ -53,12 +53,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api.security import require_admin_key, require_search_key
-from search.abtest import Unit, VariantCounts
-from search.analytics import QueryOrder, query_stats
+from events.analytics import QueryOrder, query_stats
+from events.factory import open_event_store
+from events.impressions import ImpressionRecorder
+from events.store import EventStore, SQLiteSynchronous, experiment_counts, ingest
+from merchandising.experiments import Unit, VariantCounts
 from search.behaviour import SignalsRefresher
 from search.errors import EventStoreUnavailableError
-from search.events import EventStore, SQLiteSynchronous, experiment_counts, ingest, open_event_store
-from search.impressions import ImpressionRecorder
 
 router = APIRouter(tags=["events"])
 logger = logging.getLogger("productsearch.api.events")
@@ -151,7 +152,7 @@ async def store_unavailable_handler(request: Request, exc: Exception) -> JSONRes
 def experiment_counts_source(app: Any) -> Callable[[str], Mapping[str, VariantCounts]] | None:
     """What ``app.state.experiment_counts`` holds: an experiment's per-variant counts from
     the application's event store, counted by the experiment's unit (see
-    :func:`search.events.experiment_counts`).
+    :func:`events.store.experiment_counts`).
 
     Args:
         app: The application; its ``state`` holds ``settings``, ``config_store`` and (once

@@ -5,7 +5,7 @@ A shopper with a ``user_id`` or ``session_id`` is assigned to the running A/B te
 ``variants`` names the arms, for the client to send back on its events.
 
 Every answer to a query is recorded server-side with its ``query_id``
-(:func:`record_answer`, :mod:`search.impressions`): analytics count every search, and clicks
+(:func:`record_answer`, :mod:`events.impressions`): analytics count every search, and clicks
 sent with the ``query_id`` are attributed to what the service showed.
 """
 
@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 from api.deps import EngineDep, SettingsDep, serve_variants
 from api.schemas import AdjustmentPublic, SearchResponse
 from api.security import SearchKeyDep, merge_filters
-from search.abtest import Assignment
+from merchandising.experiments import Assignment
 from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest, SearchResult, SortOrder
 

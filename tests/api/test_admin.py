@@ -22,8 +22,8 @@ from api.security import (
     create_key_cli,
     merge_filters,
 )
-from search.abtest import VariantCounts
-from search.config_store import ConfigStore
+from merchandising.experiments import VariantCounts
+from merchandising.store import ConfigStore
 from search.engine import SearchEngine
 from search.types import Filters, SearchRequest
 from tests.api import build_snapshot

@@ -24,8 +24,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.routes.events import get_event_store
 from api.settings import Settings
+from events.store import SQLiteEventStore
 from search.behaviour import SignalsRefresher
-from search.events import SQLiteEventStore
 from search.personal import Catalogue, ProfileAggregator
 from tests.api import PRODUCTS, build_snapshot
 

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from search.abtest import experiment_from_dict, variant_for, wilson_interval
-from search.events import SQLiteEventStore
+from events.store import SQLiteEventStore
+from merchandising.experiments import experiment_from_dict, variant_for, wilson_interval
 from tests.api import build_snapshot
 
 #: Variant b weighs colour words heavily: "brown dining" puts the brown leather sofa first.

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from search.events import served_event_id
+from events.store import served_event_id
 from tests.api import build_snapshot
 
 

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from api.app import create_app
 from api.settings import Settings
 from indexer.build import BuildConfig, build_snapshot
-from search.abtest import experiment_from_dict
+from merchandising.experiments import experiment_from_dict
 from search.types import Product
 
 SHAPES = {"shirt": "polygon", "lamp": "ellipse"}

@@ -35,9 +35,9 @@ import httpx
 import pytest
 
 from api.security import KeyStore
-from search.events import open_event_store
+from events.factory import open_event_store
 from tests.api import build_snapshot
-from tests.search.test_redis_events import RedisServer, free_port
+from tests.events.test_redis_store import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 REFRESH_S = 0.2

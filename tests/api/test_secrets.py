@@ -38,8 +38,8 @@ from api.security import (
     uvicorn_log_config,
 )
 from api.settings import Settings
-from search.config_store import ConfigStore
-from search.events import SQLiteEventStore
+from events.store import SQLiteEventStore
+from merchandising.store import ConfigStore
 from tests.api import build_snapshot
 
 runner = CliRunner()

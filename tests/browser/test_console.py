@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from search.abtest import VariantCounts
+from merchandising.experiments import VariantCounts
 from tests.browser.conftest import Service, shoot
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from search.events import EventType
+from events.store import EventType
 from tests.browser.conftest import (
     COLOURS,
     TIMEOUT_MS,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from events.store import SQLiteEventStore, StoredEvent, ingest
 from search.behaviour import (
     DAY_S,
     BehaviourAggregator,
@@ -27,7 +28,6 @@ from search.behaviour import (
     normalised_scores,
 )
 from search.engine import SearchEngine
-from search.events import SQLiteEventStore, StoredEvent, ingest
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from events.store import SQLiteEventStore, ingest
 from search.behaviour import RankingContext, SignalsRefresher
 from search.engine import SearchEngine
-from search.events import SQLiteEventStore, ingest
 from search.personal import (
     Catalogue,
     PersonalisationReranker,

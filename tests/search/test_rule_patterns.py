@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from search.config_store import ConfigStore
+from merchandising.store import ConfigStore
 from search.errors import InvalidRequestError
 from search.rules import (
     Boost,

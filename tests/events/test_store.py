@@ -17,10 +17,9 @@ from typing import Any, cast
 
 import pytest
 
-from search.abtest import VariantCounts, tally
-from search.analytics import query_stats, summarise, top_queries, zero_result_queries
-from search.errors import EventStoreUnavailableError, InvalidEventError
-from search.events import (
+from events.analytics import query_stats, summarise, top_queries, zero_result_queries
+from events.factory import open_event_store
+from events.store import (
     Erasure,
     Event,
     EventStore,
@@ -30,10 +29,11 @@ from search.events import (
     experiment_counts,
     ingest,
     normalise_query,
-    open_event_store,
     parse_event,
     unit_key,
 )
+from merchandising.experiments import VariantCounts, tally
+from search.errors import EventStoreUnavailableError, InvalidEventError
 
 NOW = 1_750_000_000.0
 REPO = Path(__file__).resolve().parents[2]
@@ -237,7 +237,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore
     if request.param == "sqlite":
         s: EventStore = SQLiteEventStore(tmp_path / "events.sqlite3")
     else:
-        from search.events import PostgresEventStore
+        from events.store import PostgresEventStore
 
         dsn = request.getfixturevalue("postgres_dsn")
         table = f"events_{os.getpid()}_{time.monotonic_ns()}"
@@ -578,7 +578,7 @@ class TestMigration:
     def test_postgres_table_without_variants_gets_the_column(self, postgres_dsn: str) -> None:
         import psycopg
 
-        from search.events import PostgresEventStore
+        from events.store import PostgresEventStore
 
         table = f"old_{os.getpid()}_{time.monotonic_ns()}"
         pg_schema = OLD_SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
@@ -608,7 +608,7 @@ class TestMigration:
     ) -> None:
         import psycopg
 
-        from search.events import PostgresEventStore
+        from events.store import PostgresEventStore
 
         table = f"lost_{os.getpid()}_{time.monotonic_ns()}"
         store = PostgresEventStore(postgres_dsn, table=table)
@@ -625,7 +625,7 @@ class TestMigration:
             store.close()
 
     def test_postgres_unreachable_at_open(self, postgres_dsn: str, tmp_path: Path) -> None:
-        from search.events import PostgresEventStore
+        from events.store import PostgresEventStore
 
         with pytest.raises(EventStoreUnavailableError, match="PostgreSQL"):
             PostgresEventStore(f"postgresql://postgres@/postgres?host={tmp_path}")
@@ -730,7 +730,7 @@ class TestAnalytics:
 
 _INGESTER = """
 import sys, time
-from search.events import SQLiteEventStore, ingest
+from events.store import SQLiteEventStore, ingest
 store = SQLiteEventStore(sys.argv[1], synchronous=sys.argv[2])
 batch_no = 0
 while True:

@@ -31,7 +31,7 @@ timeout, a closed store) raises :class:`EventStoreUnavailableError`; nothing of 
 acknowledged, and the API answers 503 with ``Retry-After``.
 
 **Server-recorded answers.** The service records each search answer itself as a ``search``
-event under ``served:<query_id>`` (:mod:`search.impressions`); an event sent with that
+event under ``served:<query_id>`` (:mod:`events.impressions`); an event sent with that
 ``query_id`` is attributed to the record by :func:`ingest` (:func:`attribute`): query and
 position come from the server, and an unknown ``query_id`` or another shopper's is rejected.
 
@@ -58,7 +58,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
-from search.abtest import ID_PATTERN, UNITS, Unit, VariantCounts, tally
+from merchandising.experiments import ID_PATTERN, UNITS, Unit, VariantCounts, tally
 from search.analysis import fold
 from search.errors import (
     EventStoreUnavailableError,
@@ -77,7 +77,7 @@ FUTURE_TOLERANCE_S = 300.0
 """How far ahead of the server's clock a timestamp may be (client clocks drift)."""
 SERVED_PREFIX = "served:"
 """Event ids starting with this are the server's records of its search answers
-(``served:<query_id>``, see :mod:`search.impressions`); clients may not use them."""
+(``served:<query_id>``, see :mod:`events.impressions`); clients may not use them."""
 USER_SESSION_PREFIX = "user:"
 """An event with a ``user_id`` and no ``session_id`` is filed under session ``user:<user_id>``."""
 TYPING_WINDOW_S = 10.0
@@ -1162,28 +1162,6 @@ class PostgresEventStore:
             self._conn.close()
 
 
-def open_event_store(url: str, *, synchronous: SQLiteSynchronous = "FULL") -> EventStore:
-    """Open the store a setting names.
-
-    Args:
-        url: ``postgresql://...`` / ``postgres://...`` for PostgreSQL; anything else is a
-            SQLite file path (``sqlite:///path`` also accepted), or ``":memory:"``.
-        synchronous: SQLite's durability level (ignored for PostgreSQL).
-
-    Returns:
-        The store.
-    """
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresEventStore(url)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from search.redis_events import RedisEventStore  # imports this module: import here
-
-        return RedisEventStore(url)  # redis:// also takes ?prefix=<key namespace>
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///") :]
-    return SQLiteEventStore(url, synchronous=synchronous)
-
-
 def experiment_counts(
     store: EventStore,
     experiment_id: str,
@@ -1192,13 +1170,13 @@ def experiment_counts(
     end: float | None = None,
 ) -> dict[str, VariantCounts]:
     """An experiment's units, clicked units and converted units per variant, from the events
-    carrying its variant (the input of :func:`search.abtest.report`).
+    carrying its variant (the input of :func:`merchandising.experiments.report`).
 
     A unit (see :func:`unit_key`) is exposed to a variant when at least one of its events
     carries it; it clicked (converted) when at least one of its clicks (purchases) carries it.
     A unit seen in two variants (a shopper who signed in and so changed unit) counts in both.
     Stores with a ``variant_counts`` method (SQLite, PostgreSQL) count in SQL; others are
-    scanned and counted by :func:`search.abtest.tally`.
+    scanned and counted by :func:`merchandising.experiments.tally`.
 
     Args:
         store: The event store.

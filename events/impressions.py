@@ -4,7 +4,7 @@ Algolia calls the id ``queryID``. The service answers a search with ``query_id``
 :class:`ImpressionRecorder` records the answer (query, product ids in order, the rank of the
 first, the shopper's user and session when given, the time) as a ``search`` event stored under
 ``served:<query_id>``. Clients then send a click, add-to-cart or purchase with that
-``query_id`` and nothing else about the search: :func:`search.events.attribute` takes the query
+``query_id`` and nothing else about the search: :func:`events.store.attribute` takes the query
 and the position from the record, so a client cannot claim a product was chosen at #1 that was
 shown at #30, nor for a query that was never answered, nor for another shopper's search.
 Search analytics and the behavioural signals count these records, so they see every answered
@@ -29,8 +29,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 
-from search.errors import EventStoreUnavailableError
-from search.events import (
+from events.store import (
     MAX_QUERY_LENGTH,
     MAX_RESULTS,
     SERVED_PREFIX,
@@ -40,8 +39,9 @@ from search.events import (
     EventType,
     served_event_id,
 )
+from search.errors import EventStoreUnavailableError
 
-logger = logging.getLogger("productsearch.impressions")
+logger = logging.getLogger("productevents.impressions")
 
 
 def new_query_id() -> str:
@@ -121,7 +121,7 @@ class ImpressionRecorder:
         query_id = query_id or new_query_id()
         if session_id is None:
             # A search without a session still gets a shopper to count (one per answer when
-            # anonymous: it binds to nobody, see search.events.same_shopper).
+            # anonymous: it binds to nobody, see events.store.same_shopper).
             session_id = USER_SESSION_PREFIX + user_id if user_id else served_event_id(query_id)
         event = Event(
             event_id=served_event_id(query_id),

@@ -1,10 +1,10 @@
 """Shopper events in Redis: one behavioural store shared by every service replica.
 
-:class:`RedisEventStore` implements :class:`search.events.EventStore` over a handful of keys that
+:class:`RedisEventStore` implements :class:`events.store.EventStore` over a handful of keys that
 share one hash tag (``{<prefix>}``), so they live in one slot:
 
 * ``{p}:seq``: the sequence counter (``INCR``); numbers are never reused, even after deletes;
-* ``{p}:events``: hash ``seq -> event as JSON`` (:func:`search.events.event_to_dict`);
+* ``{p}:events``: hash ``seq -> event as JSON`` (:func:`events.store.event_to_dict`);
 * ``{p}:order``: sorted set of ``seq`` scored by ``seq`` (``read_since``, ``last_seq``,
   ``count``);
 * ``{p}:ts``: sorted set of ``seq`` scored by the event's timestamp (``scan``, ``purge_before``);
@@ -39,9 +39,9 @@ asynchronous: acknowledged means "in the primary's AOF", and a failover to a rep
 the last acknowledged events. The store checks ``appendonly``/``appendfsync`` when it connects and logs a warning when they promise
 less (a managed Redis that forbids ``CONFIG`` is not checked).
 
-Events are serialised only with :func:`search.events.event_to_dict` and read back with
-:func:`search.events.parse_event`, so a field added to :class:`search.events.Event` passes through
-unchanged; keys a newer replica wrote that this version's :class:`~search.events.Event` lacks are
+Events are serialised only with :func:`events.store.event_to_dict` and read back with
+:func:`events.store.parse_event`, so a field added to :class:`events.store.Event` passes through
+unchanged; keys a newer replica wrote that this version's :class:`~events.store.Event` lacks are
 dropped on reading (a rolling upgrade does not stop the older replicas' refreshers).
 """
 
@@ -58,10 +58,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
+from events.store import Erasure, Event, EventType, StoredEvent, event_to_dict, parse_event
 from search.errors import EventStoreUnavailableError
-from search.events import Erasure, Event, EventType, StoredEvent, event_to_dict, parse_event
 
-logger = logging.getLogger("productsearch.events.redis")
+logger = logging.getLogger("productevents.store.redis")
 
 DEFAULT_PREFIX = "productsearch:events"
 """Key prefix (inside the hash tag) unless the URL's ``prefix`` parameter names another."""
@@ -324,7 +324,7 @@ class RedisEventStore:
         return [self._keys[n] for n in names]
 
     def append(self, events: Sequence[Event]) -> list[bool]:
-        """See :meth:`search.events.EventStore.append`; one atomic script per batch, answered
+        """See :meth:`events.store.EventStore.append`; one atomic script per batch, answered
         once Redis has logged it (see the module docstring for what that guarantees).
 
         A batch whose answer a broken connection lost is sent again; if the first attempt was
@@ -347,7 +347,7 @@ class RedisEventStore:
             return [bool(flag) for flag in stored]
 
     def read_since(self, after_seq: int, limit: int = 10_000) -> list[StoredEvent]:
-        """See :meth:`search.events.EventStore.read_since`."""
+        """See :meth:`events.store.EventStore.read_since`."""
         with self._reachable():
             if limit < 1:
                 return []
@@ -361,7 +361,7 @@ class RedisEventStore:
         end: float | None = None,
         types: Sequence[EventType] = (),
     ) -> Iterator[Event]:
-        """See :meth:`search.events.EventStore.scan`.
+        """See :meth:`events.store.EventStore.scan`.
 
         Without bounds the events are read in ``seq`` order, a chunk at a time; with bounds the
         timestamp index is read first (events appended meanwhile are left out).
@@ -391,25 +391,25 @@ class RedisEventStore:
                     yield event
 
     def get_event(self, event_id: str) -> Event | None:
-        """See :meth:`search.events.EventStore.get_event` (the ``ids`` hash, then the event)."""
+        """See :meth:`events.store.EventStore.get_event` (the ``ids`` hash, then the event)."""
         with self._reachable():
             seq: Any = self._redis.hget(self._keys["ids"], event_id)
             doc: Any = self._redis.hget(self._keys["events"], seq) if seq is not None else None
         return _decode(doc) if doc is not None else None
 
     def last_seq(self) -> int:
-        """See :meth:`search.events.EventStore.last_seq`."""
+        """See :meth:`events.store.EventStore.last_seq`."""
         with self._reachable():
             top: Any = self._redis.zrevrange(self._keys["order"], 0, 0, withscores=True)
         return int(top[0][1]) if top else 0
 
     def count(self) -> int:
-        """See :meth:`search.events.EventStore.count`."""
+        """See :meth:`events.store.EventStore.count`."""
         with self._reachable():
             return int(self._redis.zcard(self._keys["order"]))
 
     def forget_user(self, user_id: str) -> int:
-        """See :meth:`search.events.EventStore.forget_user` (one atomic script: the events go
+        """See :meth:`events.store.EventStore.forget_user` (one atomic script: the events go
         and the erasure is logged together)."""
         keys = self._key_list(
             "events", "order", "ts", "ids", "erasure_seq", "erasures", "erasure_ts"
@@ -418,7 +418,7 @@ class RedisEventStore:
             return int(self._forget(keys=keys, args=[self._base, user_id, repr(time.time())]))
 
     def erasures_since(self, after_seq: int, limit: int = 10_000) -> list[Erasure]:
-        """See :meth:`search.events.EventStore.erasures_since`."""
+        """See :meth:`events.store.EventStore.erasures_since`."""
         with self._reachable():
             if limit < 1:
                 return []
@@ -432,7 +432,7 @@ class RedisEventStore:
         return out
 
     def purge_erasures_before(self, timestamp: float) -> int:
-        """See :meth:`search.events.EventStore.purge_erasures_before`."""
+        """See :meth:`events.store.EventStore.purge_erasures_before`."""
         bound = _score(timestamp)
         keys = self._key_list("erasures", "erasure_ts")
         deleted = 0
@@ -444,7 +444,7 @@ class RedisEventStore:
                 return deleted
 
     def purge_before(self, timestamp: float) -> int:
-        """See :meth:`search.events.EventStore.purge_before`; deletes in atomic chunks of
+        """See :meth:`events.store.EventStore.purge_before`; deletes in atomic chunks of
         1,000 events, so a long purge never blocks Redis (and the other replicas) for long."""
         bound = _score(timestamp)
         keys = self._key_list("events", "order", "ts", "ids")
@@ -457,7 +457,7 @@ class RedisEventStore:
                 return deleted
 
     def close(self) -> None:
-        """See :meth:`search.events.EventStore.close`."""
+        """See :meth:`events.store.EventStore.close`."""
         if self._closed:
             return
         self._closed = True

@@ -300,11 +300,11 @@ def tally(events: Iterable[tuple[str, str, str]]) -> dict[str, VariantCounts]:
     """Count units per variant from ``(variant, unit id, event type)`` triples.
 
     The reference for what the event stores count in SQL
-    (:func:`search.events.experiment_counts`).
+    (:func:`events.store.experiment_counts`).
 
     Args:
         events: Events carrying the experiment's variant, as triples; event types are
-            :class:`search.events.EventType` values (``"search"``, ``"click"``,
+            :class:`events.store.EventType` values (``"search"``, ``"click"``,
             ``"purchase"``...). Any event exposes its unit to the variant; clicks and purchases
             also count as conversions.
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import pytest
 
+from events.factory import open_event_store
+from events.store import Event, EventStore, EventType, ingest, parse_event
 from search.errors import EventStoreUnavailableError
-from search.events import Event, EventStore, EventType, ingest, open_event_store, parse_event
-from tests.search import test_events as contract
+from tests.events import test_store as contract
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = contract.NOW
@@ -164,7 +165,7 @@ class TestRedisEventStoreContract(contract.TestEventStoreContract):
 
 class TestRedisEventStore:
     def test_open_event_store_picks_redis(self, store: EventStore) -> None:
-        from search.redis_events import RedisEventStore
+        from events.redis_store import RedisEventStore
 
         assert isinstance(store, RedisEventStore)
         assert isinstance(store, EventStore)
@@ -266,7 +267,7 @@ class TestRedisEventStore:
     def test_fields_from_a_newer_version_are_dropped(self, store: EventStore) -> None:
         import orjson
 
-        from search.redis_events import RedisEventStore
+        from events.redis_store import RedisEventStore
 
         assert isinstance(store, RedisEventStore)
         store.append([event("new-writer")])
@@ -330,7 +331,7 @@ class TestRedisEventStore:
 
     @pytest.mark.parametrize("prefix", ["", "a{b}"])
     def test_bad_prefix(self, redis_server: RedisServer, prefix: str) -> None:
-        from search.redis_events import RedisEventStore
+        from events.redis_store import RedisEventStore
 
         with pytest.raises(ValueError, match="prefix"):
             RedisEventStore(redis_server.url, prefix=prefix)
@@ -343,14 +344,14 @@ class TestRedisEventStore:
         admin = redis.Redis(port=redis_server.port)
         admin.config_set("appendfsync", "everysec")
         try:
-            with caplog.at_level(logging.WARNING, logger="productsearch.events.redis"):
+            with caplog.at_level(logging.WARNING, logger="productevents.store.redis"):
                 redis_store(redis_server).close()
         finally:
             admin.config_set("appendfsync", "always")
             admin.close()
         assert "appendfsync always" in caplog.text
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="productsearch.events.redis"):
+        with caplog.at_level(logging.WARNING, logger="productevents.store.redis"):
             redis_store(redis_server).close()
         assert caplog.text == ""
 
@@ -376,7 +377,7 @@ class TestRedisEventStore:
                 s.close()
 
     def test_erasure_log_holds_only_the_user_id_and_time(self, store: EventStore) -> None:
-        from search.redis_events import RedisEventStore
+        from events.redis_store import RedisEventStore
 
         assert isinstance(store, RedisEventStore)
         store.append([event("1", user_id="alice", session_id="secret-session", query="q")])
@@ -389,7 +390,7 @@ class TestRedisEventStore:
         assert b"secret-session" not in entries[0]
 
     def test_stopped_redis_is_unavailable_then_recovers(self, tmp_path: Path) -> None:
-        from search.redis_events import RedisEventStore
+        from events.redis_store import RedisEventStore
 
         server = RedisServer(tmp_path / "redis")
         server.start()
@@ -419,7 +420,8 @@ class TestRedisEventStore:
 
 _INGESTER = """
 import sys
-from search.events import ingest, open_event_store
+from events.factory import open_event_store
+from events.store import ingest
 store = open_event_store(sys.argv[1])
 batch_no = 0
 while True:

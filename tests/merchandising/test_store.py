@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from search.abtest import Experiment, Variant
-from search.config_store import ConfigStore, apply_weights, compare_rankings
+from merchandising.experiments import Experiment, Variant
+from merchandising.store import ConfigStore, apply_weights, compare_rankings
 from search.engine import EngineConfig
 from search.errors import ConfigConflictError, ConfigNotFoundError
 from search.rules import Pin, RankingWeights, Redirect, Rule

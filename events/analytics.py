@@ -1,7 +1,7 @@
 """Search analytics for merchandisers: top queries, zero-result queries, click-through and
 conversion per query over a time range.
 
-Queries are grouped by their normalised form (:func:`search.events.normalise_query`). Rates are
+Queries are grouped by their normalised form (:func:`events.store.normalise_query`). Rates are
 per *search session*: the distinct (session, query) pairs that searched the query, so a shopper
 paging through results or searching twice counts once.
 
@@ -11,7 +11,7 @@ paging through results or searching twice counts once.
 * zero-result searches: search events reporting an empty ``results`` list.
 
 Search events are the service's own records of what it answered (every ``GET /search`` with
-query text, stored under its ``query_id`` by :mod:`search.impressions`, zero-result searches
+query text, stored under its ``query_id`` by :mod:`events.impressions`, zero-result searches
 sent straight to the API included) and the searches clients report. A client that searches
 through this service need not post ``search`` events; one that does should send the answer's
 ``query_id`` on them, and they are then recognised as the service's record (not counted twice).
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from search.events import Event, EventStore, EventType, superseded
+from events.store import Event, EventStore, EventType, superseded
 
 QueryOrder = Literal["searches", "zero_results", "clicks", "purchases"]
 
@@ -76,7 +76,7 @@ class _Counts:
 
 def without_keystrokes(events: Iterable[Event]) -> Iterator[Event]:
     """The events less the recorded searches that were only keystrokes on the way to the same
-    session's next search (:func:`search.events.superseded`).
+    session's next search (:func:`events.store.superseded`).
 
     Args:
         events: Events in arrival order.

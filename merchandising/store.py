@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from search.abtest import Experiment, experiment_from_dict
+from merchandising.experiments import Experiment, experiment_from_dict
 from search.behaviour import BehaviourReranker
 from search.engine import EngineConfig, SearchEngine
 from search.errors import ConfigConflictError, ConfigNotFoundError

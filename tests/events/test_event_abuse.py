@@ -11,7 +11,18 @@ from typing import Any
 
 import pytest
 
-from search.analytics import query_stats
+from events.analytics import query_stats
+from events.factory import open_event_store
+from events.impressions import ImpressionRecorder
+from events.store import (
+    Event,
+    EventStore,
+    EventType,
+    SQLiteEventStore,
+    ingest,
+    parse_event,
+    served_event_id,
+)
 from search.behaviour import (
     BehaviourAggregator,
     BehaviourConfig,
@@ -19,17 +30,6 @@ from search.behaviour import (
     SignalsRefresher,
 )
 from search.errors import EventStoreUnavailableError, InvalidEventError
-from search.events import (
-    Event,
-    EventStore,
-    EventType,
-    SQLiteEventStore,
-    ingest,
-    open_event_store,
-    parse_event,
-    served_event_id,
-)
-from search.impressions import ImpressionRecorder
 
 NOW = 1_750_000_000.0
 
@@ -306,7 +306,7 @@ class TestStoresKeepQueryIds:
         store.close()
 
     def test_redis_round_trips_query_id_and_finds_records(self, tmp_path: Path) -> None:
-        from tests.search.test_redis_events import RedisServer
+        from tests.events.test_redis_store import RedisServer
 
         server = RedisServer(tmp_path / "redis")
         server.start()

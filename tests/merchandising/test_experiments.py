@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from search.abtest import (
+from merchandising.experiments import (
     NO_ASSIGNMENT,
     Experiment,
     Variant,
