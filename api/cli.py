@@ -26,6 +26,7 @@ from rich.table import Table
 
 from api import __version__
 from api.settings import DEFAULT_KEYS_DB, Settings
+from indexer.formats.fields import DEFAULT_LIMITS, FieldLimits
 from search.errors import CatalogueError, InvalidRequestError, SnapshotError
 from search.snapshot import MANIFEST
 from search.types import SearchRequest
@@ -151,8 +152,11 @@ def _build(
     executor: Executor = Executor.LOCAL,
     ray_address: str | None = None,
     ray_workers: int | None = None,
+    limits: FieldLimits | None = None,
 ) -> BuildResult:
     """Build a snapshot with progress bars on stderr, here or on Ray.
+
+    ``limits`` bounds the catalogue's rows and fields (default the library's).
 
     Raises:
         typer.Exit: The catalogue cannot be imported or the snapshot cannot be written (code 1).
@@ -166,6 +170,7 @@ def _build(
         image_embedder=image_embedder,
         image_cache=Path("var/image-cache"),
         image_adapter=image_adapter,
+        catalogue_limits=limits if limits is not None else DEFAULT_LIMITS,
     )
     try:
         with _stage_progress() as bars:
@@ -262,9 +267,18 @@ def index(
         ),
     ] = None,
 ) -> None:
-    """Build an index snapshot from a catalogue and print the import report."""
+    """Build an index snapshot from a catalogue and print the import report.
+
+    Rows over the size limits (``PRODUCTSEARCH_CATALOGUE_MAX_ROW_BYTES``, ``_TITLE_CHARS``,
+    ``_DESCRIPTION_CHARS``, ``_TEXT_CHARS``: the service's settings) are bad rows of the report.
+    """
     if executor is not Executor.RAY and (ray_address is not None or ray_workers is not None):
         raise _fail("--ray-address and --ray-workers need --executor ray", code=2)
+    try:
+        # The same limits as the live-catalogue API: one setting bounds both ways in.
+        limits = Settings().catalogue_limits()
+    except (ValueError, OSError) as exc:  # a bad value; PRODUCTSEARCH_CONFIG names no file
+        raise _fail(f"invalid settings: {exc}", code=2) from exc
     if _is_non_empty_dir(out):
         if not force:
             raise _fail(f"{out} exists and is not empty; pass --force to replace it")
@@ -284,6 +298,7 @@ def index(
         executor=executor,
         ray_address=ray_address,
         ray_workers=ray_workers,
+        limits=limits,
     )
     _print_report(result)
 

@@ -314,7 +314,9 @@ class SearchResponse(BaseModel):
         description="Id of this answer (as Algolia's queryID): the service recorded what it "
         "showed, so send it as the query_id of the click, add_to_cart and purchase events of "
         "its products (with the same user_id or session_id) and the query and position are "
-        "taken from the record. null for a browse without query text or with events off.",
+        "taken from the record. Photo and voice answers have one too (the recorded query is "
+        "the photo's text, none for a photo alone, or the query the voice search searched). "
+        "null for a browse, a voice recording without speech, or with events off.",
     )
 
     @classmethod

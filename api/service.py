@@ -31,7 +31,7 @@ from search.snapshot import last_good_path, record_last_good, same_snapshot
 from search.types import SearchRequest
 
 if TYPE_CHECKING:
-    from search.behaviour import SignalsRefresher
+    from events.signals import SignalsRefresher
 
 logger = logging.getLogger("productsearch.api")
 
@@ -191,9 +191,11 @@ def serve_engine(app: FastAPI, engine: SearchEngine) -> None:
         apply_merchandising(app)
         return
     from events.factory import open_event_store
-    from search.behaviour import BehaviourAggregator, BehaviourConfig, BehaviourReranker
-    from search.behaviour import SignalsRefresher as Refresher
-    from search.personal import Catalogue, PersonalisationReranker, ProfileAggregator
+    from events.profiles import ProfileAggregator
+    from events.signals import BehaviourAggregator, BehaviourConfig
+    from events.signals import SignalsRefresher as Refresher
+    from search.rank.behaviour import BehaviourReranker
+    from search.rank.personal import Catalogue, PersonalisationReranker
 
     store = getattr(app.state, "event_store", None)
     if store is None:

@@ -12,7 +12,7 @@ product with probability ``0.02 + 0.6 r + 0.3 r * preferred`` where ``r = (grade
 the human grade on 0..1 (unjudged products count as grade 1) and ``preferred`` says the product
 is of a favourite brand. A click adds to cart with probability ``0.1 + 0.6 r + 0.2 preferred``
 and half the carts are bought. Events go through the real SQLite event store and the background
-refresh path (:class:`search.behaviour.SignalsRefresher`).
+refresh path (:class:`events.signals.SignalsRefresher`).
 
 **Measurements.**
 
@@ -50,15 +50,13 @@ from typing import Any
 
 from benchmarks.common import load_home_depot, ndcg_at_k, percentile
 from benchmarks.train_ranker import is_training_query
+from events.profiles import ProfileAggregator
+from events.signals import BehaviourAggregator, SignalsRefresher
 from events.store import SQLiteEventStore, ingest
-from search.behaviour import (
-    BehaviourAggregator,
-    BehaviourReranker,
-    RankingContext,
-    SignalsRefresher,
-)
 from search.engine import SearchEngine
-from search.personal import Catalogue, PersonalisationReranker, ProfileAggregator
+from search.rank.behaviour import BehaviourReranker
+from search.rank.context import RankingContext
+from search.rank.personal import Catalogue, PersonalisationReranker
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 

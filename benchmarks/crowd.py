@@ -9,7 +9,7 @@ distinct shoppers (a user id and a session each, drawn from a pool) search the q
 the top 30 as currently ranked, and click that product at the position it was shown; a third
 of them also add it to the cart, and one in five also clicks some other product of the top 10
 (noise). Events go through :func:`events.store.ingest` into a SQLite store in batches of at
-most 100 (the API's per-request cap) and through :class:`search.behaviour.SignalsRefresher`,
+most 100 (the API's per-request cap) and through :class:`events.signals.SignalsRefresher`,
 as in the service. Measured: the share of queries where the product then ranks in the top 3
 for another shopper (floor: 70%), and its rank before and after.
 
@@ -44,9 +44,10 @@ from typing import Any
 from benchmarks.common import load_home_depot, percentile
 from benchmarks.train_ranker import is_training_query
 from events.impressions import ImpressionRecorder
+from events.signals import BehaviourAggregator, SignalsRefresher
 from events.store import SQLiteEventStore, ingest
-from search.behaviour import BehaviourAggregator, BehaviourReranker, SignalsRefresher
 from search.engine import SearchEngine
+from search.rank.behaviour import BehaviourReranker
 from search.types import Hit, SearchRequest
 from search.understand import AnalyzedQuery
 

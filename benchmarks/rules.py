@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import load_home_depot, percentile, results_dir
+from search.analysis import normalise_query
 from search.rules import (
     Boost,
     Bury,
@@ -48,7 +49,6 @@ from search.rules import (
     RuleSet,
     Selector,
     Synonyms,
-    normalise_query,
 )
 from search.store import ProductStore
 from search.types import Filters, Hit, Product

@@ -1,7 +1,7 @@
 """Search analytics for merchandisers: top queries, zero-result queries, click-through and
 conversion per query over a time range.
 
-Queries are grouped by their normalised form (:func:`events.store.normalise_query`). Rates are
+Queries are grouped by their normalised form (:func:`search.analysis.normalise_query`). Rates are
 per *search session*: the distinct (session, query) pairs that searched the query, so a shopper
 paging through results or searching twice counts once.
 

@@ -99,6 +99,7 @@ class ImpressionRecorder:
         channel: str | None = None,
         variants: Mapping[str, str] | None = None,
         query_id: str | None = None,
+        without_text: bool = False,
     ) -> str | None:
         """Record one answer (queued; written by the background thread).
 
@@ -111,12 +112,16 @@ class ImpressionRecorder:
             channel: ``"web"``, ``"app"``... or None.
             variants: The shopper's A/B test arms, or None.
             query_id: The id to record under (default: a fresh one).
+            without_text: Record the answer even without query text (a photo search: the
+                photo was the query). Its record has no query, so analytics and the
+                per-query signals leave it out, while clicks citing it are attributed (the
+                position from the record, no query).
 
         Returns:
             The answer's ``query_id``; None for a browse without query text.
         """
         text = query.strip()[:MAX_QUERY_LENGTH]
-        if not text:
+        if not text and not without_text:
             return None
         query_id = query_id or new_query_id()
         if session_id is None:
@@ -129,7 +134,7 @@ class ImpressionRecorder:
             session_id=session_id,
             timestamp=self.clock(),
             user_id=user_id,
-            query=text,
+            query=text or None,
             position=first_position if first_position > 1 else None,
             channel=channel.lower() if channel else None,
             results=tuple(results[:MAX_RESULTS]),

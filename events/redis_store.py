@@ -25,7 +25,7 @@ user keys themselves).
 Every write is one Lua script, and Redis runs a script atomically: a batch is numbered, checked
 for duplicates and indexed with no other client in between, so a sequence number becomes
 visible only with every smaller one already there, and an incremental reader
-(:class:`search.behaviour.SignalsRefresher`) never skips an event.
+(:class:`events.signals.SignalsRefresher`) never skips an event.
 
 **What an acknowledged event means.** ``append`` returns after Redis answered the script. Redis
 answers a write only after appending it to its append-only file (AOF) when ``appendonly yes``;

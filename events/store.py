@@ -3,7 +3,7 @@
 An event is one thing a shopper did: a search (with the result ids shown, the impressions the
 click model learns from), a view, a click, an add-to-cart or a purchase. Every store keeps
 events in arrival order under a growing sequence number (``seq``), so the background refresh in
-:mod:`search.behaviour` folds only what is new, and under a unique ``event_id``, so a retried
+:mod:`events.signals` folds only what is new, and under a unique ``event_id``, so a retried
 batch is stored once (idempotency).
 
 Two implementations of :class:`EventStore`:
@@ -19,7 +19,7 @@ Two implementations of :class:`EventStore`:
 **Erasure reaches every replica.** ``forget_user`` deletes a user's events and, in the same
 transaction (script, for Redis), appends an :class:`Erasure` (a sequence number, the user id, the
 time) to the store's erasure log: the ``erasures`` table (``<table>_erasures`` in PostgreSQL).
-Every replica's :class:`search.behaviour.SignalsRefresher` reads the log with
+Every replica's :class:`events.signals.SignalsRefresher` reads the log with
 ``erasures_since`` on each refresh and drops that user's profiles (and their sessions') from
 memory, so within one refresh interval no replica personalises with the user's history. The
 log keeps nothing but the user id and the time, and only as long as a replica may need to catch
@@ -59,7 +59,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import orjson
 
 from merchandising.experiments import ID_PATTERN, UNITS, Unit, VariantCounts, tally
-from search.analysis import fold
+from search.analysis import normalise_query
 from search.errors import (
     EventStoreUnavailableError,
     FieldError,
@@ -97,6 +97,8 @@ def superseded(earlier: Event, later: Event) -> bool:
     if not 0 <= later.timestamp - earlier.timestamp <= TYPING_WINDOW_S:
         return False
     a, b = earlier.normalised_query or "", later.normalised_query or ""
+    if not a or not b:
+        return False  # an answer without query text (a photo) is no keystroke of another
     return b.startswith(a) or a.startswith(b)
 
 
@@ -114,18 +116,6 @@ PRODUCT_EVENTS = frozenset(
     {EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE}
 )
 """Event types that are about one product and so need ``product_id``."""
-
-
-def normalise_query(text: str) -> str:
-    """The form queries are aggregated under: folded (lower case, no diacritics), one space.
-
-    Args:
-        text: A query as typed.
-
-    Returns:
-        ``"Oak  Chair "`` -> ``"oak chair"``.
-    """
-    return " ".join(fold(text).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +158,9 @@ class Event:
 
     @property
     def normalised_query(self) -> str | None:
-        """:func:`normalise_query` of ``query``, or None without a query."""
+        """:func:`search.analysis.normalise_query` of ``query`` (computed on read: rows
+        written before a change of that function are keyed by the new one), or None without a
+        query."""
         return normalise_query(self.query) if self.query else None
 
 

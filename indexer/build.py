@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from indexer.formats.fields import DEFAULT_LIMITS, FieldLimits
 from search.analysis import Analyzer
 from search.colour_index import ColourIndex
 from search.lexical import FIELD_NAMES, LexicalData, LexicalDataBuilder
@@ -88,6 +89,10 @@ class BuildConfig:
             none recorded (the service then serves only its configured roots).
         fetch_private_images: Let the build fetch photo URLs on loopback, private and other
             non-global addresses; None reads ``PRODUCTSEARCH_IMAGE_FETCH_ALLOW_PRIVATE``.
+        catalogue_limits: Size limits per catalogue row and field for
+            :func:`build_from_catalogue`: a row over one is a bad row of the import report
+            (the CLI reads them from ``PRODUCTSEARCH_CATALOGUE_MAX_*``, see
+            :meth:`api.settings.Settings.catalogue_limits`).
     """
 
     languages: tuple[str, ...] = ("en",)
@@ -103,6 +108,7 @@ class BuildConfig:
     image_adapter: bool = True
     image_roots: tuple[str, ...] = ()
     fetch_private_images: bool | None = None
+    catalogue_limits: FieldLimits = DEFAULT_LIMITS
 
 
 def product_fields(product: Product) -> dict[str, str]:
@@ -374,7 +380,12 @@ class BuildResult:
 
 
 def import_catalogue(
-    path: Path, *, fmt: str | None = None, strict: bool = False, progress: Progress | None = None
+    path: Path,
+    *,
+    fmt: str | None = None,
+    strict: bool = False,
+    progress: Progress | None = None,
+    limits: FieldLimits = DEFAULT_LIMITS,
 ) -> ImportResult:
     """Read and validate a catalogue file as a build does (stage ``import``).
 
@@ -383,6 +394,8 @@ def import_catalogue(
         fmt: Format name, or None to detect it from the extension.
         strict: Fail on the first bad rows instead of reporting and skipping them.
         progress: Progress callback.
+        limits: Size limits per row and field; a row over one is a bad row (row, field and
+            reason in the report), read in bounded pieces, never held whole.
 
     Returns:
         The valid products, the import report (bad rows) and the file's checksum.
@@ -398,6 +411,7 @@ def import_catalogue(
         cast("CatalogueFormat | None", fmt),
         strict=strict,
         progress=lambda rows: report_cb("import", rows, 0),
+        limits=limits,
     )
     rows = result.report.rows_read
     report_cb("import", rows, rows)
@@ -420,7 +434,7 @@ def build_from_catalogue(
         out_dir: Snapshot folder.
         fmt: Format name, or None to detect it from the extension.
         strict: Fail on the first bad rows instead of reporting and skipping them.
-        config: Build settings.
+        config: Build settings (``catalogue_limits`` bounds the rows imported).
         progress: Progress callback.
 
     Returns:
@@ -430,8 +444,10 @@ def build_from_catalogue(
         CatalogueError: the catalogue cannot be read, or has bad rows under ``strict``.
         SnapshotError: ``out_dir`` exists and overwrite is off.
     """
-    result = import_catalogue(path, fmt=fmt, strict=strict, progress=progress)
     config = with_catalogue_roots(config or BuildConfig(), Path(path))
+    result = import_catalogue(
+        path, fmt=fmt, strict=strict, progress=progress, limits=config.catalogue_limits
+    )
     manifest = build_snapshot(
         result.products,
         Path(out_dir),

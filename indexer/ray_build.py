@@ -565,7 +565,13 @@ def build_from_catalogue_on_ray(
         SnapshotError: ``out_dir`` exists and overwrite is off.
     """
     _import_ray()  # fail before reading a large catalogue
-    result = import_catalogue(path, fmt=fmt, strict=strict, progress=progress)
+    result = import_catalogue(
+        path,
+        fmt=fmt,
+        strict=strict,
+        progress=progress,
+        limits=(config or BuildConfig()).catalogue_limits,
+    )
     manifest = build_snapshot_on_ray(
         result.products,
         Path(out_dir),

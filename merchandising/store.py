@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from merchandising.experiments import Experiment, experiment_from_dict
-from search.behaviour import BehaviourReranker
 from search.engine import EngineConfig, SearchEngine
 from search.errors import ConfigConflictError, ConfigNotFoundError
-from search.personal import PersonalisationReranker
 from search.private_files import prepare_private_db
 from search.protocols import Reranker
+from search.rank.behaviour import BehaviourReranker
+from search.rank.personal import PersonalisationReranker
 from search.rules import RankingWeights, Rule, RuleSet, rule_from_dict, rule_to_dict
 
 T = TypeVar("T")

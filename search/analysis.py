@@ -51,6 +51,30 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
+# A query word: a run of letters and digits, with the punctuation that belongs to a number
+# inside it (``1/2``, ``3.5``, ``1,000``, ``.5``) and an inch or foot mark after a digit
+# (``10'``, ``6"``). Any other punctuation separates words.
+_QUERY_WORD = re.compile(r"(?:(?<!\w)\.(?=\d))?\w+(?:(?<=\d)[./,](?=\d)\w+)*(?:(?<=\d)[\"'”’])?")
+
+
+def normalise_query(text: str) -> str:
+    """The one key of a query, for merchandising rules and for behavioural signals alike.
+
+    Folded (lower case, no diacritics), words joined by one space. Punctuation that is not part
+    of a word is dropped, so ``"Sofa, Grey!"`` and ``"sofa grey"`` match the same rules and pool
+    their clicks; the punctuation of a number stays (``"1/2 in. pipe"`` -> ``"1/2 in pipe"``,
+    not ``"1 2 in pipe"``), as do inch and foot marks after a number, because these keys are
+    also shown back to shoppers as popular-query suggestions.
+
+    Args:
+        text: A query as typed, or as understood.
+
+    Returns:
+        The normalised query (``""`` for a query of punctuation only).
+    """
+    return " ".join(_QUERY_WORD.findall(fold(text)))
+
+
 class Language(Protocol):
     """What the analyser needs from a language."""
 

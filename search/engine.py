@@ -20,7 +20,6 @@ import numpy.typing as npt
 import orjson
 
 from search.analysis import Analyzer
-from search.behaviour import Effect, RankingContext
 from search.colour import parse_colour
 from search.colour_index import MATCH_GRADE, ColourIndex, family_swatch, text_colours
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
@@ -28,6 +27,7 @@ from search.features import FeatureExtractor
 from search.fusion import FUSERS
 from search.lexical import Bm25Params, GroupScores, LexicalData, LexicalIndex
 from search.protocols import ImageEncoder, Reranker, Retriever, TextEmbedder
+from search.rank.context import Effect, RankingContext
 from search.ranking import LearnedRanker, RelevanceScorer
 from search.retrievers import (
     SemanticRetriever,

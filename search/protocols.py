@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from search.behaviour import RankingContext, Reranked
+    from search.rank.context import RankingContext, Reranked
     from search.types import Hit
     from search.understand import AnalyzedQuery
 

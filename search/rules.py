@@ -46,7 +46,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-from search.analysis import fold
+from search.analysis import fold, normalise_query
 from search.errors import InvalidRequestError
 from search.store import ProductStore, category_label, parse_category
 from search.types import Availability, Filters, Hit
@@ -64,20 +64,6 @@ _logger = logging.getLogger("productsearch.rules")
 
 _TOKEN = re.compile(r"\w+")
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
-
-
-def normalise_query(text: str) -> str:
-    """The form rules match against: folded (lower case, no diacritics), words joined by one space.
-
-    Punctuation is dropped, so ``"Sofa, Grey!"`` and ``"sofa grey"`` match the same rules.
-
-    Args:
-        text: A query as typed, or as understood.
-
-    Returns:
-        The normalised query.
-    """
-    return " ".join(_TOKEN.findall(fold(text)))
 
 
 #: Longest ``pattern`` rule accepted (characters).
@@ -1171,7 +1157,6 @@ __all__ = [
     "explain_lines",
     "filters_from_dict",
     "filters_to_dict",
-    "normalise_query",
     "rule_from_dict",
     "rule_to_dict",
     "rules_from_list",

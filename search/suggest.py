@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from search.analysis import Analyzer, fold, tokenize
+from search.analysis import Analyzer, fold, normalise_query, tokenize
 from search.understand import max_edits
 from search.vocabulary import Vocabulary
 
@@ -167,7 +167,7 @@ class Suggester:
         Args:
             text: The typed text (the last word may be incomplete).
             k: Most suggestions returned.
-            popular: Past queries (folded, whitespace-normalised) -> searches; those starting
+            popular: Past queries (keyed by :func:`search.analysis.normalise_query`) -> searches; those starting
                 with the typed text come first. Shared with every shopper, so it should hold
                 only queries searched by several distinct shoppers (the behavioural signals'
                 ``QuerySignals.searches`` is 0 below ``min_shoppers``), never one client's say.
@@ -176,7 +176,7 @@ class Suggester:
             Up to ``k`` suggestions, popular queries first, then catalogue phrases.
         """
         started = time.perf_counter()
-        typed = " ".join(fold(text).split())
+        typed = normalise_query(text)  # the key popular queries are stored under
         out: list[Suggestion] = []
         if not typed:
             return Suggestions(text, (), 0.0)

@@ -123,6 +123,74 @@ class TestIndex:
         assert result.exit_code == 2
 
 
+class TestIndexLimits:
+    """``index`` applies the catalogue size limits of the settings (issue 15 §7), as the live
+    catalogue does: an over-long row is a bad row naming its field, the others are indexed."""
+
+    @staticmethod
+    def over_long_catalogue(path: Path) -> Path:
+        rows: list[dict[str, Any]] = [product.to_dict() for product in PRODUCTS[:3]]
+        rows.insert(
+            1,
+            {
+                "id": "LONG-1",
+                "title": "Sofa " + "very " * 20,
+                "description": "Deep " * 100,
+                "brand": "B" * 200,
+            },
+        )
+        return write_catalogue(path, rows)
+
+    @pytest.mark.parametrize(
+        ("variable", "limit", "field"),
+        [
+            ("PRODUCTSEARCH_CATALOGUE_MAX_TITLE_CHARS", 60, "title"),
+            ("PRODUCTSEARCH_CATALOGUE_MAX_DESCRIPTION_CHARS", 300, "description"),
+            ("PRODUCTSEARCH_CATALOGUE_MAX_TEXT_CHARS", 150, "brand"),
+            ("PRODUCTSEARCH_CATALOGUE_MAX_ROW_BYTES", 600, "description"),
+        ],
+    )
+    def test_an_over_long_row_is_reported_and_the_rest_indexed(
+        self, tmp_path: Path, variable: str, limit: int, field: str
+    ) -> None:
+        catalogue = self.over_long_catalogue(tmp_path / "long.jsonl")
+        out = tmp_path / "snap"
+
+        result = runner.invoke(
+            app,
+            ["index", str(catalogue), "--out", str(out), "--embedder", "none"],
+            env={"COLUMNS": "200", variable: str(limit)},
+        )
+
+        assert result.exit_code == 0, result.output
+        assert "rows read:         4" in result.stdout
+        assert "products indexed:  3" in result.stdout
+        report = json.loads((out / "import_report.json").read_text())
+        errors = report["errors"]
+        assert [(e["row"], e["field"]) for e in errors] == [(2, field)]
+        assert "too large" in errors[0]["reason"] and f"{limit:,}" in errors[0]["reason"]
+        assert "LONG-1" in result.stdout
+
+    def test_the_defaults_take_the_same_row(self, tmp_path: Path) -> None:
+        catalogue = self.over_long_catalogue(tmp_path / "long.jsonl")
+
+        result = invoke("index", catalogue, "--out", tmp_path / "snap", "--embedder", "none")
+
+        assert result.exit_code == 0, result.output
+        assert "products indexed:  4" in result.stdout
+
+    def test_an_invalid_limit_is_a_usage_error(self, tmp_path: Path, catalogue: Path) -> None:
+        result = runner.invoke(
+            app,
+            ["index", str(catalogue), "--out", str(tmp_path / "s"), "--embedder", "none"],
+            env={"PRODUCTSEARCH_CATALOGUE_MAX_TITLE_CHARS": "0"},
+        )
+
+        assert result.exit_code == 2
+        assert "catalogue_max_title_chars" in result.stderr
+        assert not (tmp_path / "s").exists()
+
+
 class TestSearch:
     def test_prints_a_ranked_table(self, snapshot: Path) -> None:
         result = invoke("search", "--index", snapshot, "sofa", "-k", "3")

@@ -34,14 +34,13 @@
 The event store lives on ``app.state.event_store``; it is opened on first use from
 ``settings.events_db`` (or ``PRODUCTSEARCH_EVENTS_DB``, default ``var/events.sqlite3``). Tests
 put their own there or override :func:`get_event_store`. When ``app.state.signals_refresher``
-holds a :class:`search.behaviour.SignalsRefresher`, erasure goes through it so in-memory
+holds a :class:`events.signals.SignalsRefresher`, erasure goes through it so in-memory
 profiles are dropped too.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -56,9 +55,9 @@ from api.security import require_admin_key, require_search_key
 from events.analytics import QueryOrder, query_stats
 from events.factory import open_event_store
 from events.impressions import ImpressionRecorder
+from events.signals import SignalsRefresher
 from events.store import EventStore, SQLiteSynchronous, experiment_counts, ingest
 from merchandising.experiments import Unit, VariantCounts
-from search.behaviour import SignalsRefresher
 from search.errors import EventStoreUnavailableError
 
 router = APIRouter(tags=["events"])
@@ -98,9 +97,8 @@ def event_store_of(state: Any) -> EventStore:
         store = getattr(state, "event_store", None)
         if store is None:
             settings = getattr(state, "settings", None)
-            url = getattr(settings, "events_db", None) or os.environ.get(
-                "PRODUCTSEARCH_EVENTS_DB", DEFAULT_EVENTS_DB
-            )
+            # The settings own the configuration (they read PRODUCTSEARCH_EVENTS_DB).
+            url = getattr(settings, "events_db", None) or DEFAULT_EVENTS_DB
             synchronous: SQLiteSynchronous = getattr(settings, "events_synchronous", "FULL")
             store = open_event_store(str(url), synchronous=synchronous)
             state.event_store = store

@@ -1,5 +1,12 @@
 """Photo search: ``POST /search/image`` (a shopper's photo, optional text) and
-``GET /products/{id}/similar`` (products that look like this one)."""
+``GET /products/{id}/similar`` (products that look like this one).
+
+A photo answer with text is recorded as ``GET /search`` answers are
+(:func:`api.routes.search.record_answer`): its ``query_id`` lets clicks be attributed, and the
+recorded query is the shopper's own text, never a made-up one, so analytics count only what
+shoppers typed. A photo without text is recorded with no query: its clicks are attributed, and
+query analytics do not count it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from api.routes.search import (
     UserIdForm,
     parse_facets,
     parse_filters,
+    record_answer,
 )
 from api.schemas import SearchResponse
 from api.security import SearchKeyDep, merge_filters
@@ -99,7 +107,9 @@ async def search_by_image(
     )
     served, assignment = serve_variants(http, engine, user_id, session_id)
     result = await run_in_threadpool(served.search_image, photo, request)
-    return SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
+    response = SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
+    response.query_id = record_answer(http, request, result, assignment.variants, without_text=True)
+    return response
 
 
 @router.get(

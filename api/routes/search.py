@@ -6,7 +6,9 @@ A shopper with a ``user_id`` or ``session_id`` is assigned to the running A/B te
 
 Every answer to a query is recorded server-side with its ``query_id``
 (:func:`record_answer`, :mod:`events.impressions`): analytics count every search, and clicks
-sent with the ``query_id`` are attributed to what the service showed.
+sent with the ``query_id`` are attributed to what the service showed. Photo
+(:mod:`api.routes.photos`) and voice (:mod:`api.routes.voice`) answers are recorded with the
+same function.
 """
 
 from __future__ import annotations
@@ -163,17 +165,25 @@ def record_answer(
     request: SearchRequest,
     result: SearchResult,
     variants: Mapping[str, str],
+    *,
+    without_text: bool = False,
 ) -> str | None:
     """Record what a search answered (queued, written in the background) and give its id.
+
+    Shared by text, photo and voice search: each passes the request whose ``text`` is the
+    query to record (a photo's optional text, the query a voice search searched).
 
     Args:
         http: The request or WebSocket (its app's ``impressions`` recorder is used).
         request: The search request (query, page, shopper).
         result: The page answered.
         variants: The shopper's A/B test arms.
+        without_text: Record it even without query text (a photo alone: recorded with no
+            query, so analytics leave it out and its clicks are still attributed).
 
     Returns:
-        The answer's ``query_id``; None with events off or for a browse without query text.
+        The answer's ``query_id``; None with events off or for an answer without query text
+        (a browse, a photo alone).
     """
     recorder = getattr(http.app.state, "impressions", None)
     if recorder is None:
@@ -186,6 +196,7 @@ def record_answer(
         session_id=request.session_id,
         channel=request.channel,
         variants=variants,
+        without_text=without_text,
     )
     return query_id
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import EngineDep, visible_suggestions
 from api.security import SearchKeyDep
-from search.analysis import fold
+from search.analysis import fold, normalise_query
 from search.suggest import Suggestion
 
 router = APIRouter(tags=["search"])
@@ -32,7 +32,7 @@ def personalise(
     profiles = getattr(request.app.state, "profiles", None)
     if profiles is None or not (user_id or session_id):
         return suggestions
-    from search.behaviour import RankingContext
+    from search.rank.context import RankingContext
 
     profile = profiles.snapshot.for_context(RankingContext(user_id=user_id, session_id=session_id))
     if profile is None:
@@ -63,7 +63,7 @@ def personalise(
 def popular_queries(request: Request) -> dict[str, int] | None:
     """Past queries -> searches, from the behavioural signals (None without events).
 
-    Folded and whitespace-normalised, as suggestions match them; computed once per refresh of
+    Keyed by :func:`search.analysis.normalise_query`, as suggestions match them; computed once per refresh of
     the signals.
     """
     behaviour = getattr(request.app.state, "behaviour", None)
@@ -72,7 +72,7 @@ def popular_queries(request: Request) -> dict[str, int] | None:
     snapshot = behaviour.snapshot
     if _popular_cache.get("snapshot") is not snapshot:
         _popular_cache["queries"] = {
-            " ".join(fold(q).split()): round(signals.searches)
+            normalise_query(q): round(signals.searches)
             for q, signals in snapshot.queries.items()
             if signals.searches >= MIN_SEARCHES
         }

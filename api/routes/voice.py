@@ -2,12 +2,18 @@
 
 The recogniser and the catalogue corrector are built once, on first use, and kept on
 ``app.state`` (tests may put a loaded recogniser in ``app.state.speech_recognizer`` first).
+
+A voice answer is recorded as a ``GET /search`` answer is
+(:func:`api.routes.search.record_answer`) and carries its ``query_id``. The recorded query is
+the one searched (the transcript mapped onto catalogue terms), not the raw transcript: the hits
+are the answer to it, so clicks are attributed to the query that ranked them, and analytics
+count "leather sofa" rather than each way a recogniser misheard it. The stream's partial
+answers are not recorded (keystrokes of a spoken query); its final answer is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -29,6 +35,7 @@ from fastapi import (
 )
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from api.audio import (
     DEFAULT_MAX_BYTES,
@@ -46,6 +53,7 @@ from api.routes.search import (
     UserIdForm,
     parse_facets,
     parse_filters,
+    record_answer,
 )
 from api.schemas import FacetValuePublic, SearchHitPublic
 from api.security import SearchKeyDep, merge_filters
@@ -56,9 +64,6 @@ from search.types import Availability, Filters, SearchRequest, SearchResult
 from search.voice import Correction, VoiceOutcome, VoiceQueryCorrector, search_readings
 
 router = APIRouter(tags=["voice"])
-
-SPEECH_RECOGNIZER_ENV = "PRODUCTSEARCH_SPEECH_RECOGNIZER"
-"""Environment variable naming the recogniser spec (see :func:`models.speech.load_speech_recognizer`)."""
 
 DEFAULT_SPEECH_RECOGNIZER = "moonshine"
 """The recogniser used when nothing is configured."""
@@ -74,13 +79,13 @@ def speech_recognizer_spec(settings: Any = None) -> str:
         settings: Service settings; their ``speech_recognizer`` field wins when present.
 
     Returns:
-        ``settings.speech_recognizer``, else ``$PRODUCTSEARCH_SPEECH_RECOGNIZER``, else
-        :data:`DEFAULT_SPEECH_RECOGNIZER`.
+        ``settings.speech_recognizer`` (which the settings read from
+        ``PRODUCTSEARCH_SPEECH_RECOGNIZER``), else :data:`DEFAULT_SPEECH_RECOGNIZER`.
     """
     configured = getattr(settings, "speech_recognizer", None)
     if configured:
         return str(configured)
-    return os.environ.get(SPEECH_RECOGNIZER_ENV, "").strip() or DEFAULT_SPEECH_RECOGNIZER
+    return DEFAULT_SPEECH_RECOGNIZER
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,13 @@ class VoiceSearchResponse(BaseModel):
         default_factory=dict,
         description="The shopper's A/B test arms (experiment id to variant), as for GET /search; "
         "send them back on the shopper's events.",
+    )
+    query_id: str | None = Field(
+        default=None,
+        description="Id of this answer, as for GET /search: send it as the query_id of the "
+        "click, add_to_cart and purchase events of its products (with the same user_id or "
+        "session_id). The recorded query is `query`. null when nothing was searched (no "
+        "speech) or with events off.",
     )
 
 
@@ -416,7 +428,7 @@ async def search_by_voice(
         template,
         limiter=transcribe_limiter(request.app),
     )
-    return _response(
+    response = _response(
         voice,
         transcript,
         correction,
@@ -427,6 +439,22 @@ async def search_by_voice(
         started=started,
         variants=assignment.variants,
     )
+    response.query_id = _record(request, template, correction, result, assignment.variants)
+    return response
+
+
+def _record(
+    http: HTTPConnection,
+    template: SearchRequest,
+    correction: Correction,
+    result: SearchResult | None,
+    variants: Mapping[str, str],
+) -> str | None:
+    """Record a voice answer under the query searched (:func:`record_answer`); None when
+    nothing was searched."""
+    if result is None:
+        return None
+    return record_answer(http, replace(template, text=correction.text), result, variants)
 
 
 # --- streaming -----------------------------------------------------------------------------------
@@ -739,6 +767,9 @@ async def _stream(
             search_ms=search_ms,
             started=final_started,
             variants=assignment.variants,
+        )
+        response.query_id = _record(
+            websocket, template, outcome.correction, outcome.result, assignment.variants
         )
         await websocket.send_json({"type": "final", **response.model_dump(mode="json")})
         await websocket.close()

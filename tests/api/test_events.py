@@ -24,9 +24,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.routes.events import get_event_store
 from api.settings import Settings
+from events.profiles import ProfileAggregator
+from events.signals import SignalsRefresher
 from events.store import SQLiteEventStore
-from search.behaviour import SignalsRefresher
-from search.personal import Catalogue, ProfileAggregator
+from search.rank.personal import Catalogue
 from tests.api import PRODUCTS, build_snapshot
 
 

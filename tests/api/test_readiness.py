@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from indexer.delta import run_off_process, verify_and_prepare
-from search.behaviour import Reranked
 from search.engine import SearchEngine
 from search.errors import SnapshotError
+from search.rank.context import Reranked
 from search.suggest import Suggester
 from search.types import Hit
 from tests.api import build_snapshot

@@ -21,7 +21,6 @@ from api.app import create_app
 from api.audio import AudioError, DecodedAudio, check_size, decode_audio, pcm16_to_float
 from api.routes.voice import (
     DEFAULT_SPEECH_RECOGNIZER,
-    SPEECH_RECOGNIZER_ENV,
     speech_recognizer_spec,
 )
 from api.settings import Settings
@@ -163,11 +162,12 @@ class TestDecodeAudio:
 
 
 class TestRecognizerSetting:
-    def test_env_var_then_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.delenv(SPEECH_RECOGNIZER_ENV, raising=False)
+    def test_settings_then_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The settings read PRODUCTSEARCH_SPEECH_RECOGNIZER; the route reads only them."""
         assert speech_recognizer_spec() == DEFAULT_SPEECH_RECOGNIZER == "moonshine"
-        monkeypatch.setenv(SPEECH_RECOGNIZER_ENV, "whisper")
+        monkeypatch.setenv("PRODUCTSEARCH_SPEECH_RECOGNIZER", "whisper")
         assert speech_recognizer_spec(Settings()) == "whisper"
+        assert speech_recognizer_spec() == "moonshine"  # no settings: the environment is not read
 
 
 # --- the HTTP API -----------------------------------------------------------------------------

@@ -14,6 +14,12 @@ import pytest
 from events.analytics import query_stats
 from events.factory import open_event_store
 from events.impressions import ImpressionRecorder
+from events.signals import (
+    BehaviourAggregator,
+    BehaviourConfig,
+    RecentKeys,
+    SignalsRefresher,
+)
 from events.store import (
     Event,
     EventStore,
@@ -22,12 +28,6 @@ from events.store import (
     ingest,
     parse_event,
     served_event_id,
-)
-from search.behaviour import (
-    BehaviourAggregator,
-    BehaviourConfig,
-    RecentKeys,
-    SignalsRefresher,
 )
 from search.errors import EventStoreUnavailableError, InvalidEventError
 

@@ -28,11 +28,11 @@ from events.store import (
     event_to_dict,
     experiment_counts,
     ingest,
-    normalise_query,
     parse_event,
     unit_key,
 )
 from merchandising.experiments import VariantCounts, tally
+from search.analysis import normalise_query
 from search.errors import EventStoreUnavailableError, InvalidEventError
 
 NOW = 1_750_000_000.0

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from search.analysis import normalise_query
 from search.errors import InvalidRequestError
 from search.rules import (
     Boost,
@@ -24,7 +25,6 @@ from search.rules import (
     Synonyms,
     filters_from_dict,
     filters_to_dict,
-    normalise_query,
     rule_from_dict,
     rule_to_dict,
     rules_from_list,

@@ -69,3 +69,9 @@ class TestSuggester:
 
     def test_k_limits(self, suggester: Suggester) -> None:
         assert len(texts(suggester, "n", k=1)) == 1
+
+
+def test_punctuation_typed_still_completes_a_popular_query(suggester: Suggester) -> None:
+    """Popular queries are keyed by normalise_query; what the shopper types is keyed the same
+    way, so "sofa, g" completes "sofa grey"."""
+    assert texts(suggester, "sofa, g", popular={"sofa grey": 12})[:1] == ["sofa grey"]

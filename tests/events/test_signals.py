@@ -1,10 +1,9 @@
 """Behavioural signals: the click model, decayed popularity, smoothed rates, the background
-refresh, the behavioural retriever and re-ranker."""
+refresh, and the one query key that signals and merchandising rules share."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,70 +12,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from events.store import SQLiteEventStore, StoredEvent, ingest
-from search.behaviour import (
+from events.signals import (
     DAY_S,
     BehaviourAggregator,
-    BehaviouralRetriever,
     BehaviourConfig,
-    BehaviourReranker,
-    BehaviourSnapshot,
-    RankingContext,
     SignalsRefresher,
-    StaticBehaviour,
     fit_position_based_model,
-    normalised_scores,
 )
-from search.engine import SearchEngine
-from search.types import Hit, SearchRequest
-from search.understand import AnalyzedQuery
-
-NOW = 1_750_000_000.0
-
-
-def understand(engine: SearchEngine, text: str) -> AnalyzedQuery:
-    return engine.understander.understand(SearchRequest(text=text, as_you_type=False))
-
-
-def session(
-    query: str,
-    shown: list[str],
-    clicked: dict[str, int] | None = None,
-    *,
-    carts: tuple[str, ...] = (),
-    buys: tuple[str, ...] = (),
-    ts: float = NOW,
-    sid: str = "s",
-) -> list[dict[str, Any]]:
-    """A search showing ``shown`` and the clicks (product -> position), carts and purchases."""
-    base = {"session_id": sid, "timestamp": ts, "query": query}
-    events: list[dict[str, Any]] = [{**base, "type": "search", "results": shown}]
-    for pid, pos in (clicked or {}).items():
-        events.append({**base, "type": "click", "product_id": pid, "position": pos})
-    events += [{**base, "type": "add_to_cart", "product_id": p} for p in carts]
-    events += [{**base, "type": "purchase", "product_id": p} for p in buys]
-    return events
-
-
-def folded(events: list[dict[str, Any]], tmp_path: Path, **config: Any) -> BehaviourAggregator:
-    store = SQLiteEventStore(tmp_path / "e.db")
-    ingest(store, events, now=NOW + 1)
-    aggregator = BehaviourAggregator(BehaviourConfig(**config))
-    SignalsRefresher(store, [aggregator], clock=lambda: NOW).refresh()
-    return aggregator
-
-
-class TestRankingContext:
-    def test_from_request(self) -> None:
-        request = SearchRequest(text="x", user_id="u1", session_id="s1", channel="APP")
-        context = RankingContext.from_request(request, now=NOW)
-        assert (context.user_id, context.session_id, context.channel) == ("u1", "s1", "app")
-        assert context.hour == int(NOW // 3600) % 24
-
-    def test_is_frozen(self) -> None:
-        context = RankingContext()
-        with pytest.raises(AttributeError):
-            context.user_id = "x"  # type: ignore[misc]
+from events.store import Event, EventType, SQLiteEventStore, StoredEvent, ingest
+from search.analysis import normalise_query
+from search.rules import Boost, Rule, RuleSet, Selector
+from tests.events.shoppers import NOW, folded, session
 
 
 class TestPositionBasedModel:
@@ -358,108 +304,42 @@ class Recorder:
         self.forgotten.append(user_id)
 
 
-@pytest.fixture
-def trained(tmp_path: Path) -> BehaviourAggregator:
-    """Shoppers searching "oak chair" skip CHAIR-1 at the top and pick CHAIR-2 below it."""
-    rng = random.Random(1)
-    events: list[dict[str, Any]] = []
-    for i in range(40):
-        clicks = {"CHAIR-2": 2} if rng.random() < 0.6 else {}
-        if rng.random() < 0.05:
-            clicks["CHAIR-1"] = 1
-        carts = ("CHAIR-2",) if "CHAIR-2" in clicks and i % 3 == 0 else ()
-        events += session(
-            "oak chair", ["CHAIR-1", "CHAIR-2", "TABLE-1"], clicks, carts=carts, sid=f"s{i}"
-        )
-    events.append({"type": "purchase", "session_id": "x", "product_id": "SOFA-1", "timestamp": NOW})
-    return folded(events, tmp_path)
+class TestQueryKey:
+    """Rules and behavioural signals key a query alike (one :func:`normalise_query`)."""
 
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("", ""),
+            ("...", ""),
+            ("  Sofa,  GREY! ", "sofa grey"),
+            ("sofa,grey", "sofa grey"),
+            ("  Żółte   KRZESŁO ", "zolte krzeslo"),
+            ("2x4 in", "2x4 in"),
+            ("1/2 in. x 10 ft.", "1/2 in x 10 ft"),
+            ("3.5 inch, .5 in", "3.5 inch .5 in"),
+            ("1,000 lumen", "1,000 lumen"),
+            ("10' ladder", "10' ladder"),
+            ("men's shoes", "men s shoes"),
+        ],
+    )
+    def test_punctuation_outside_a_word_is_dropped(self, text: str, expected: str) -> None:
+        assert normalise_query(text) == expected
 
-def hits_of(engine: SearchEngine, ids: list[str]) -> list[Hit]:
-    return [Hit(engine.store.doc_of[pid], 10.0 - i, "fused") for i, pid in enumerate(ids)]
-
-
-class TestBehaviouralRetriever:
-    def test_returns_what_shoppers_chose(
-        self, core_engine: SearchEngine, trained: BehaviourAggregator
-    ) -> None:
-        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
-        hits = retriever.retrieve(understand(core_engine, "Oak   CHAIR"), 10)
-        assert [core_engine.store.products[h.doc].id for h in hits] == ["CHAIR-2"]
-        assert hits[0].source == "behaviour" and retriever.name == "behaviour"
-
-    def test_respects_filters_and_k(
-        self, core_engine: SearchEngine, trained: BehaviourAggregator
-    ) -> None:
-        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
-        query = understand(core_engine, "oak chair")
-        allowed = np.ones(len(core_engine.store), dtype=bool)
-        allowed[core_engine.store.doc_of["CHAIR-2"]] = False
-        assert retriever.retrieve(query, 10, allowed) == []
-        assert retriever.retrieve(query, 0) == []
-
-    def test_unknown_query(self, core_engine: SearchEngine, trained: BehaviourAggregator) -> None:
-        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
-        assert retriever.retrieve(understand(core_engine, "wardrobe"), 10) == []
-
-
-class TestBehaviourReranker:
-    def test_moves_the_chosen_product_up_and_explains(
-        self, core_engine: SearchEngine, trained: BehaviourAggregator
-    ) -> None:
-        ids = [p.id for p in core_engine.store.products]
-        reranker = BehaviourReranker(trained, ids, weight=0.5)
-        hits = hits_of(core_engine, ["CHAIR-1", "CHAIR-2", "TABLE-1"])
-        out = reranker.rerank(understand(core_engine, "oak chair"), hits, RankingContext())
-        assert [ids[h.doc] for h in out.hits][:2] == ["CHAIR-2", "CHAIR-1"]
-        effect = out.effects[core_engine.store.doc_of["CHAIR-2"]]
-        assert (effect.before_rank, effect.after_rank) == (2, 1)
-        assert "clicks" in effect.reason and effect.describe().startswith("rank 2 -> 1")
-        scores = [h.score for h in out.hits]
-        assert scores == sorted(scores, reverse=True)
-
-    def test_unknown_query_keeps_the_order(
-        self, core_engine: SearchEngine, trained: BehaviourAggregator
-    ) -> None:
-        ids = [p.id for p in core_engine.store.products]
-        reranker = BehaviourReranker(trained, ids, popularity_weight=0.0)
-        hits = hits_of(core_engine, ["WARDROBE-1", "SOFA-1"])
-        out = reranker.rerank(understand(core_engine, "wardrobe"), hits)
-        assert out.hits == hits and out.effects == {}
-
-    def test_popularity_lifts_a_popular_product(self, core_engine: SearchEngine) -> None:
-        ids = [p.id for p in core_engine.store.products]
-        snapshot = BehaviourSnapshot(popularity={"SOFA-1": 5.0, "WARDROBE-1": 0.5})
-        reranker = BehaviourReranker(StaticBehaviour(snapshot), ids, popularity_weight=0.6)
-        hits = [Hit(core_engine.store.doc_of[p], 1.0, "fused") for p in ["WARDROBE-1", "SOFA-1"]]
-        out = reranker.rerank(understand(core_engine, "wardrobe"), hits)
-        assert [ids[h.doc] for h in out.hits] == ["SOFA-1", "WARDROBE-1"]
-        assert "popularity 1.00" in out.effects[core_engine.store.doc_of["SOFA-1"]].reason
-
-    def test_hits_past_depth_keep_their_order_below(
-        self, core_engine: SearchEngine, trained: BehaviourAggregator
-    ) -> None:
-        ids = [p.id for p in core_engine.store.products]
-        reranker = BehaviourReranker(trained, ids, depth=2)
-        order = ["CHAIR-1", "CHAIR-2", "TABLE-1", "SOFA-1"]
-        out = reranker.rerank(understand(core_engine, "oak chair"), hits_of(core_engine, order))
-        assert [ids[h.doc] for h in out.hits][2:] == ["TABLE-1", "SOFA-1"]
-        assert out.hits[2].score < out.hits[1].score
-
-    def test_empty_input(self, core_engine: SearchEngine) -> None:
-        reranker = BehaviourReranker(StaticBehaviour(BehaviourSnapshot()), [])
-        assert reranker.rerank(understand(core_engine, "oak"), []).hits == []
-
-    @pytest.mark.parametrize("kwargs", [{"weight": -1.0}, {"depth": 0}])
-    def test_bad_arguments(self, kwargs: dict[str, Any]) -> None:
-        with pytest.raises(ValueError):
-            BehaviourReranker(StaticBehaviour(BehaviourSnapshot()), [], **kwargs)
-
-
-@pytest.mark.parametrize(
-    ("scores", "expected"),
-    [([], []), ([3.0, 2.0, 1.0], [1.0, 0.5, 0.0]), ([2.0, 2.0], [1.0, 0.5])],
-)
-def test_normalised_scores(scores: list[float], expected: list[float]) -> None:
-    hits = [Hit(i, s, "x") for i, s in enumerate(scores)]
-    assert list(normalised_scores(hits)) == pytest.approx(expected)
+    def test_sofa_comma_grey_keys_the_same_for_rules_and_behaviour(self, tmp_path: Path) -> None:
+        assert normalise_query("sofa, grey") == normalise_query("sofa grey")
+        # Behaviour: searches typed either way pool under one key.
+        events: list[dict[str, Any]] = []
+        for i, text in enumerate(["sofa, grey", "Sofa grey", "sofa grey!"]):
+            events += session(text, ["A"], {"A": 1}, sid=f"s{i}")
+        queries = folded(events, tmp_path).snapshot.queries
+        assert list(queries) == ["sofa grey"]
+        assert queries["sofa grey"].products["A"].clicks == pytest.approx(3)
+        event = Event("e", EventType.SEARCH, "s", NOW, query="sofa, grey")
+        assert event.normalised_query == "sofa grey"
+        # Rules: an exact rule written either way matches the query typed either way.
+        boost = Boost(Selector(product_ids=("A",)), 0.5)
+        for written in ("sofa, grey", "sofa grey"):
+            rules = RuleSet([Rule(id="r", match="exact", query=written, actions=(boost,))])
+            assert [r.id for r in rules.match("sofa, grey").rules] == ["r"]
+            assert [r.id for r in rules.match("Sofa  grey").rules] == ["r"]

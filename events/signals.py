@@ -1,4 +1,5 @@
-"""Behavioural signals: what shoppers chose, learnt from events and used to rank.
+"""Behavioural signals: what shoppers chose, learnt from events (the ranking stages that read
+them are in :mod:`search.rank.behaviour`).
 
 * A **position-based click model** (PBM): a shopper clicks a result when they examine its
   position (probability ``theta[position]``, the position bias) and find it attractive
@@ -22,7 +23,8 @@ many interacted with it, and a query counts as searched (suggestions) only when 
 searched it. An impression without a click is never a verdict on its own: the click model
 treats skips as evidence (position-bias corrected and smoothed towards the prior), and a
 product is moved *down* only when at least ``demote_min_shoppers`` distinct shoppers were shown
-it. A shopper's own history still personalises their own results (:mod:`search.personal`).
+it. A shopper's own history still personalises their own results (:mod:`events.profiles`,
+:mod:`search.rank.personal`).
 
 Every count is weighted by ``2 ** ((t - t_ref) / half_life)``: old events fade without a pass
 over the aggregates, and rates (ratios) are unaffected by the common scale.
@@ -30,15 +32,14 @@ over the aggregates, and rates (ratios) are unaffected by the common scale.
 :class:`SignalsRefresher` folds events new since the last sequence number into the aggregators
 on a background thread, drops the per-user state of users erased on any replica (the store's
 erasure log), and publishes immutable snapshots; searches read the current snapshot (one
-attribute read) and never wait for a refresh. :class:`BehaviouralRetriever` returns what
-shoppers chose for the normalised query; :class:`BehaviourReranker` re-orders a fused list.
+attribute read) and never wait for a refresh. Events are keyed by
+:func:`search.analysis.normalise_query` of their query, the key merchandising rules use too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -54,12 +55,10 @@ from events.store import (
     EventStore,
     EventType,
     StoredEvent,
-    normalise_query,
     superseded,
 )
 from search.errors import EventStoreUnavailableError
-from search.types import Hit, SearchRequest
-from search.understand import AnalyzedQuery
+from search.rank.behaviour import BehaviourSnapshot, ProductSignals, QuerySignals
 
 logger = logging.getLogger("productsearch.behaviour")
 
@@ -73,111 +72,6 @@ def shopper_of(event: Event) -> str:
     """Who an event counts for in the per-shopper caps: ``u:<user_id>``, else
     ``s:<session_id>``."""
     return f"u:{event.user_id}" if event.user_id else f"s:{event.session_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class RankingContext:
-    """Who is searching, where and when: what per-user re-rankers need besides the query.
-
-    Attributes:
-        user_id: The signed-in shopper, or None.
-        session_id: The shopper's session, or None.
-        channel: ``"web"``, ``"app"``... or None.
-        segment: A segment forced by the caller (e.g. a campaign), or None to derive it from
-            the shopper's profile.
-        now: Request time, seconds since the Unix epoch.
-    """
-
-    user_id: str | None = None
-    session_id: str | None = None
-    channel: str | None = None
-    segment: str | None = None
-    now: float = field(default_factory=time.time)
-
-    @classmethod
-    def from_request(cls, request: SearchRequest, now: float | None = None) -> RankingContext:
-        """The context of a search request.
-
-        Args:
-            request: The request (its ``user_id``, ``session_id`` and ``channel``).
-            now: Request time (default: the clock).
-        """
-        return cls(
-            user_id=request.user_id,
-            session_id=request.session_id,
-            channel=request.channel.lower() if request.channel else None,
-            now=time.time() if now is None else now,
-        )
-
-    @property
-    def hour(self) -> int:
-        """Hour of day (UTC, 0-23) of ``now``."""
-        return int(self.now // 3600) % 24
-
-
-@dataclass(frozen=True, slots=True)
-class Effect:
-    """What a re-ranker did to one hit (for explanations).
-
-    Attributes:
-        before_rank: 1-based rank in the list the re-ranker received.
-        after_rank: 1-based rank in the list it returned.
-        before_score: Score received.
-        after_score: Score returned.
-        reason: Why, in words a merchandiser understands.
-    """
-
-    before_rank: int
-    after_rank: int
-    before_score: float
-    after_score: float
-    reason: str
-
-    def describe(self) -> str:
-        """One line for :class:`search.types.Explanation` adjustments."""
-        return f"rank {self.before_rank} -> {self.after_rank}: {self.reason}"
-
-
-@dataclass(frozen=True, slots=True)
-class Reranked:
-    """A re-ranker's output: the new list and its effect on each hit it touched.
-
-    Attributes:
-        hits: Hits, best first.
-        effects: Document -> effect, for the hits the re-ranker acted on (evidence or
-            affinity of their own); hits that only moved because others did are left out.
-    """
-
-    hits: list[Hit]
-    effects: Mapping[int, Effect] = field(default_factory=dict)
-
-
-def normalised_scores(hits: Sequence[Hit]) -> npt.NDArray[np.float64]:
-    """Scores scaled to 0..1 over the list (best 1); all equal -> rank-based 1..1/n.
-
-    Re-rankers combine their evidence with these, not with raw scores, whose scale depends on
-    the stage before (BM25F, fusion, the learned ranker's log-odds).
-    """
-    if not hits:
-        return np.zeros(0)
-    scores = np.fromiter((h.score for h in hits), dtype=np.float64, count=len(hits))
-    low, high = float(scores.min()), float(scores.max())
-    if not math.isfinite(low) or not math.isfinite(high) or high - low <= 1e-12:
-        return 1.0 / np.arange(1, len(hits) + 1, dtype=np.float64)
-    return (scores - low) / (high - low)
-
-
-def effects_of(
-    before: Sequence[Hit], after: Sequence[Hit], reasons: Mapping[int, str]
-) -> dict[int, Effect]:
-    """Effects for the documents in ``reasons`` (rank and score before and after)."""
-    old = {h.doc: (rank, h.score) for rank, h in enumerate(before, start=1)}
-    new = {h.doc: (rank, h.score) for rank, h in enumerate(after, start=1)}
-    out: dict[int, Effect] = {}
-    for doc, reason in reasons.items():
-        if doc in old and doc in new:
-            out[doc] = Effect(old[doc][0], new[doc][0], old[doc][1], new[doc][1], reason)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,98 +171,6 @@ class BehaviourConfig:
             raise ValueError("min_shoppers and demote_min_shoppers must be 1 or more")
         if self.max_choices_per_query < 1:
             raise ValueError("max_choices_per_query must be 1 or more")
-
-
-@dataclass(frozen=True, slots=True)
-class ProductSignals:
-    """What shoppers did with one product for one query (time-decayed, bias-corrected; each
-    shopper counted at most once for each kind of event).
-
-    Attributes:
-        impressions: Times shown.
-        examinations: Expected times looked at (impressions weighted by position bias).
-        clicks: Clicks.
-        carts: Add-to-carts.
-        purchases: Purchases.
-        click_rate: Smoothed attractiveness (PBM alpha): clicks per examination.
-        cart_rate: Smoothed add-to-carts per examination.
-        purchase_rate: Smoothed purchases per examination.
-        utility: Weighted sum of the three rates.
-        shoppers: Distinct shoppers who clicked, carted or bought it for the query.
-        viewers: Distinct shoppers who were shown it for the query.
-    """
-
-    impressions: float
-    examinations: float
-    clicks: float
-    carts: float
-    purchases: float
-    click_rate: float
-    cart_rate: float
-    purchase_rate: float
-    utility: float
-    shoppers: int = 0
-    viewers: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class QuerySignals:
-    """Signals of one normalised query.
-
-    Attributes:
-        products: Product id -> signals, for every product shown or chosen for the query.
-        prior_utility: Utility of a product without evidence (the global means).
-        searches: Time-decayed searches by distinct shoppers (each counted once), and 0 until
-            ``min_shoppers`` of them searched it: what suggestions may call popular.
-        shoppers: Distinct shoppers who searched it.
-    """
-
-    products: Mapping[str, ProductSignals]
-    prior_utility: float
-    searches: float
-    shoppers: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BehaviourSnapshot:
-    """An immutable view of the behavioural signals (what searches read).
-
-    Attributes:
-        queries: Normalised query -> its signals.
-        popularity: Product id -> time-decayed popularity as of ``built_at``.
-        position_bias: Examination probability per position, relative to position 1
-            (index 0 = position 1).
-        last_seq: Last event sequence number folded in.
-        built_at: When the snapshot was built.
-        min_shoppers: Distinct shoppers who must have chosen a product before it is lifted
-            (the aggregator's setting; 0 in a hand-built snapshot: all evidence counts).
-        demote_min_shoppers: Distinct shoppers who must have been shown a product before it
-            is moved down (likewise).
-    """
-
-    queries: Mapping[str, QuerySignals] = field(default_factory=dict)
-    popularity: Mapping[str, float] = field(default_factory=dict)
-    position_bias: tuple[float, ...] = ()
-    last_seq: int = 0
-    built_at: float = 0.0
-    min_shoppers: int = 0
-    demote_min_shoppers: int = 0
-
-    def credible_lift(self, signals: QuerySignals, product: ProductSignals) -> float:
-        """How far a (query, product)'s utility is above (+) or below (-) the prior, relative
-        to it and clipped to -1..4; 0 without enough distinct shoppers for that direction."""
-        prior = max(signals.prior_utility, 1e-6)
-        lift = float(np.clip((product.utility - prior) / prior, -1.0, 4.0))
-        if lift > 0 and product.shoppers < self.min_shoppers:
-            return 0.0
-        if lift < 0 and product.viewers < self.demote_min_shoppers:
-            return 0.0
-        return lift
-
-    @property
-    def max_popularity(self) -> float:
-        """Highest popularity (0 when nothing is popular)."""
-        return max(self.popularity.values(), default=0.0)
 
 
 def fit_position_based_model(
@@ -950,196 +752,3 @@ class SignalsRefresher:
                 else:
                     logger.exception("refreshing behavioural signals failed")
             self._stop.wait(self.interval_s)
-
-
-# --------------------------------------------------------------------------------------------
-# Retrieval and re-ranking
-
-
-class BehaviourSource(Protocol):
-    """Anything holding a current :class:`BehaviourSnapshot` (an aggregator, a test double)."""
-
-    @property
-    def snapshot(self) -> BehaviourSnapshot:
-        """The current snapshot."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class StaticBehaviour:
-    """A fixed snapshot as a :class:`BehaviourSource` (benchmarks, tests, offline use)."""
-
-    snapshot: BehaviourSnapshot
-
-
-class BehaviouralRetriever:
-    """Products shoppers chose for this query: those whose smoothed utility beats the prior.
-
-    Args:
-        source: Where the current snapshot lives.
-        doc_of: Product id -> document number of the serving snapshot.
-        name: Retriever name in runs and explanations.
-        min_examinations: Evidence needed before a product is returned.
-    """
-
-    def __init__(
-        self,
-        source: BehaviourSource,
-        doc_of: Mapping[str, int],
-        *,
-        name: str = "behaviour",
-        min_examinations: float = 1.0,
-    ) -> None:
-        self.source = source
-        self.doc_of = doc_of
-        self._name = name
-        self.min_examinations = min_examinations
-
-    @property
-    def name(self) -> str:
-        """Name used in runs, weights and explanations."""
-        return self._name
-
-    def retrieve(
-        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
-    ) -> list[Hit]:
-        """The ``k`` products with the best utility for the normalised query text.
-
-        Args:
-            query: The query (its request text is what counts).
-            k: At most this many hits.
-            allowed: Filter mask, or None.
-
-        Returns:
-            Hits scored by utility, best first; empty for a query nobody searched.
-        """
-        snapshot = self.source.snapshot
-        signals = snapshot.queries.get(normalise_query(query.request.text))
-        if signals is None or k <= 0:
-            return []
-        scored: list[tuple[float, int]] = []
-        for product_id, s in signals.products.items():
-            doc = self.doc_of.get(product_id)
-            if doc is None or s.examinations < self.min_examinations:
-                continue
-            if s.utility <= signals.prior_utility or s.shoppers < snapshot.min_shoppers:
-                continue
-            if allowed is not None and not allowed[doc]:
-                continue
-            scored.append((s.utility, doc))
-        scored.sort(key=lambda x: (-x[0], x[1]))
-        return [Hit(doc, utility, self._name) for utility, doc in scored[:k]]
-
-
-class BehaviourReranker:
-    """Moves up what shoppers chose for this query, and down what they skipped.
-
-    Over the head of the list, each hit's score becomes ``base + weight * lift`` where ``base``
-    is its score normalised to 0..1 and ``lift = (utility - prior) / prior`` clipped to
-    -1..4, ``utility`` being its smoothed (query, product) utility: with little evidence it
-    stays near the prior, so the lift grows with the examinations behind it. A lift up needs
-    the snapshot's ``min_shoppers`` distinct shoppers who chose the product, a lift down its
-    ``demote_min_shoppers`` distinct shoppers who were shown it
-    (:meth:`BehaviourSnapshot.credible_lift`). Add ``popularity_weight`` times its
-    time-decayed popularity relative to the most popular product. Hits beyond ``depth`` keep
-    their order below; a list no evidence touches is returned as it came.
-
-    Args:
-        source: Where the current snapshot lives.
-        product_ids: Product id of each document (``store.products[doc].id``).
-        weight: Strength of the query-specific evidence.
-        popularity_weight: Strength of overall popularity (a tie-breaker).
-        depth: Hits re-scored.
-        name: Name in explanations.
-
-    Raises:
-        ValueError: A negative weight or a depth below 1.
-    """
-
-    def __init__(
-        self,
-        source: BehaviourSource,
-        product_ids: Sequence[str],
-        *,
-        weight: float = 0.5,
-        popularity_weight: float = 0.02,
-        depth: int = 50,
-        name: str = "behaviour",
-    ) -> None:
-        if weight < 0 or popularity_weight < 0:
-            raise ValueError("weights must be 0 or more")
-        if depth < 1:
-            raise ValueError("depth must be 1 or more")
-        self.source = source
-        self.product_ids = product_ids
-        self.weight = weight
-        self.popularity_weight = popularity_weight
-        self.depth = depth
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        """Name used in explanations."""
-        return self._name
-
-    def rerank(
-        self, query: AnalyzedQuery, hits: list[Hit], context: RankingContext | None = None
-    ) -> Reranked:
-        """Re-score the head of ``hits`` with the shoppers' evidence.
-
-        Args:
-            query: The query.
-            hits: Fused (and learned-ranked) hits, best first.
-            context: Unused: this evidence is the same for every shopper.
-
-        Returns:
-            The new order and each touched hit's effect.
-        """
-        snapshot = self.source.snapshot
-        signals = snapshot.queries.get(normalise_query(query.request.text))
-        max_pop = snapshot.max_popularity if self.popularity_weight > 0 else 0.0
-        if not hits or (signals is None and max_pop <= 0):
-            return Reranked(list(hits))
-        head, tail = hits[: self.depth], hits[self.depth :]
-        base = normalised_scores(head)
-        scores = base.copy()
-        reasons: dict[int, str] = {}
-        for i, hit in enumerate(head):
-            product_id = self.product_ids[hit.doc]
-            parts: list[str] = []
-            s = signals.products.get(product_id) if signals is not None else None
-            lift = (
-                snapshot.credible_lift(signals, s)
-                if s is not None and signals is not None and s.examinations > 0
-                else 0.0
-            )
-            if s is not None and signals is not None and lift != 0.0:
-                prior = max(signals.prior_utility, 1e-6)
-                scores[i] += self.weight * lift
-                parts.append(
-                    f"shoppers: {s.clicks:.1f} clicks, {s.carts:.1f} carts, {s.purchases:.1f} "
-                    f"purchases over {s.examinations:.1f} examinations by {s.viewers} shown and "
-                    f"{s.shoppers} choosing (utility {s.utility:.3f} vs {prior:.3f} prior)"
-                )
-            if max_pop > 0:
-                popularity = snapshot.popularity.get(product_id, 0.0)
-                if popularity > 0:
-                    scores[i] += self.popularity_weight * popularity / max_pop
-                    parts.append(f"popularity {popularity / max_pop:.2f} of the top product")
-            if parts:
-                reasons[hit.doc] = "; ".join(parts)
-        if not reasons:
-            # No credible evidence on this page: leave the list (and its scores) untouched, so
-            # the stages after this one see exactly what they would without events.
-            return Reranked(list(hits))
-        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-        floor = float(scores.min()) if len(scores) else 0.0
-        new_head = [Hit(head[i].doc, float(scores[i]), self._name) for i in order]
-        # The tail keeps its order, scored below the head.
-        tail_base = normalised_scores(tail)
-        new_tail = [
-            Hit(h.doc, floor - 1.0 - (1.0 - float(b)), h.source)
-            for h, b in zip(tail, tail_base, strict=True)
-        ]
-        new_hits = new_head + new_tail
-        return Reranked(new_hits, effects_of(hits, new_hits, reasons))
