@@ -19,9 +19,9 @@ from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weight
 from search.analysis import tokenize
 from search.engine import SearchEngine
 from search.errors import ProductNotFoundError
-from search.rules import RankingWeights
 from search.suggest import Suggester
 from search.types import Filters
+from search.weights import RankingWeights
 
 if TYPE_CHECKING:
     from search.store import ProductStore

@@ -544,7 +544,7 @@ class RulesIn(BaseModel):
 
 
 class RankingWeightsIn(BaseModel):
-    """Ranking weights (:meth:`search.rules.RankingWeights.from_dict`); keys left out take
+    """Ranking weights (:meth:`search.weights.RankingWeights.from_dict`); keys left out take
     their defaults."""
 
     model_config = ConfigDict(extra="forbid")
@@ -590,7 +590,7 @@ RuleReplaceJSON = Annotated[dict[str, Any], documented_as(RuleReplaceIn)]
 RulesJSON = Annotated[dict[str, Any], documented_as(RulesIn)]
 """``{"rules": [...]}``, validated by :func:`search.rules.rules_from_list`."""
 WeightsJSON = Annotated[dict[str, Any], documented_as(RankingWeightsIn)]
-"""Ranking weights, validated by :meth:`search.rules.RankingWeights.from_dict`."""
+"""Ranking weights, validated by :meth:`search.weights.RankingWeights.from_dict`."""
 ExperimentJSON = Annotated[dict[str, Any], documented_as(ExperimentIn)]
 """An experiment, validated by :func:`merchandising.experiments.experiment_from_dict`."""
 

@@ -26,9 +26,9 @@ from models.runtime import release_free_memory
 from search.engine import EngineConfig, SearchEngine
 from search.errors import SnapshotError
 from search.protocols import Reranker
-from search.rules import RankingWeights
 from search.snapshot import last_good_path, record_last_good, same_snapshot
 from search.types import SearchRequest
+from search.weights import RankingWeights
 
 if TYPE_CHECKING:
     from events.signals import SignalsRefresher

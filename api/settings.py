@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from indexer.formats.fields import DEFAULT_LIMITS, FieldLimits
+from search.weights import DEFAULT_WEIGHTS
 
 CONFIG_ENV_VAR = "PRODUCTSEARCH_CONFIG"
 """Environment variable naming an optional configuration file."""
@@ -174,13 +175,13 @@ class Settings(BaseSettings):
     events_retention_days: float | None = Field(default=None, gt=0)
     behaviour_refresh_s: float = Field(default=2.0, gt=0)
     behaviour_half_life_days: float = Field(default=14.0, gt=0)
-    behaviour_weight: float = Field(default=0.5, ge=0)
+    behaviour_weight: float = Field(default=DEFAULT_WEIGHTS.behaviour, ge=0)
     behaviour_min_shoppers: int = Field(default=3, ge=1, le=1000)
     behaviour_demote_min_shoppers: int = Field(default=10, ge=1, le=100_000)
     behaviour_max_choices_per_query: int = Field(default=5, ge=1, le=250)
     events_max_batch: int = Field(default=100, ge=1, le=1000)
     impressions_flush_s: float = Field(default=0.5, gt=0, le=60)
-    personalisation_strength: float = Field(default=0.3, ge=0, le=0.9)
+    personalisation_strength: float = Field(default=DEFAULT_WEIGHTS.personalisation, ge=0, le=0.9)
     keys_db: Path | None = Field(default_factory=lambda: DEFAULT_KEYS_DB.resolve())
     keys_secret: SecretStr | None = None
     open_mode: bool = False

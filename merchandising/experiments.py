@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from search.errors import InvalidRequestError
-from search.rules import RankingWeights
+from search.weights import RankingWeights
 
 Unit = Literal["user", "session"]
 """Whose id an experiment hashes: the user's (the session's while anonymous), or the session's."""

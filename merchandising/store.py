@@ -31,7 +31,8 @@ from search.private_files import prepare_private_db
 from search.protocols import Reranker
 from search.rank.behaviour import BehaviourReranker
 from search.rank.personal import PersonalisationReranker
-from search.rules import RankingWeights, Rule, RuleSet, rule_from_dict, rule_to_dict
+from search.rules import Rule, RuleSet, rule_from_dict, rule_to_dict
+from search.weights import RankingWeights
 
 T = TypeVar("T")
 

@@ -69,12 +69,7 @@ from search.types import (
 )
 from search.understand import AnalyzedQuery, QueryUnderstander, UnderstandConfig
 from search.vocabulary import Vocabulary
-
-
-def default_weights() -> dict[str, float]:
-    """Fusion weight per retriever (tuned on the Home Depot dev queries)."""
-    return {"lexical": 1.0, "semantic": 0.4}
-
+from search.weights import DEFAULT_WEIGHTS, default_retriever_weights
 
 #: Colour match from which a product is clearly in the asked colour (a colour stated in its text,
 #: or its photo's main colour, close to the asked one): a photo search with a colour word looks
@@ -203,7 +198,7 @@ class EngineConfig:
             numbers.
     """
 
-    weights: Mapping[str, float] = field(default_factory=default_weights)
+    weights: Mapping[str, float] = field(default_factory=default_retriever_weights)
     fusion: str = "score"
     rrf_k: float = 60.0
     candidates: int = 200
@@ -214,8 +209,8 @@ class EngineConfig:
     understand: UnderstandConfig = field(default_factory=UnderstandConfig)
     max_k: int = 250
     ranker_depth: int = 100
-    colour_weight: float = 0.6
-    colour_rerank: float = 3.0
+    colour_weight: float = DEFAULT_WEIGHTS.colour_weight
+    colour_rerank: float = DEFAULT_WEIGHTS.colour_rerank
     image_weight: float = 1.0
     fallback_margin: float = 0.05
     ann_ef_search: int = 256

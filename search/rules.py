@@ -39,7 +39,7 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -1051,78 +1051,6 @@ class RuleSet:
         return out
 
 
-# --------------------------------------------------------------------------------------------
-# Ranking weights
-
-
-@dataclass(frozen=True, slots=True)
-class RankingWeights:
-    """Ranking strengths a merchandiser changes at run time (versioned in the config store).
-
-    Attributes:
-        retrievers: Fusion weight per retriever (``EngineConfig.weights``); 0 turns one off.
-        colour_weight: ``EngineConfig.colour_weight`` (colour words in the lexical match).
-        colour_rerank: ``EngineConfig.colour_rerank`` (colour re-ranking strength).
-        behaviour: ``BehaviourReranker.weight`` (query-specific click evidence).
-        personalisation: ``PersonalisationReranker.strength``, 0..0.9.
-    """
-
-    retrievers: Mapping[str, float] = field(
-        default_factory=lambda: {"lexical": 1.0, "semantic": 0.4}
-    )
-    colour_weight: float = 0.6
-    colour_rerank: float = 3.0
-    behaviour: float = 0.5
-    personalisation: float = 0.3
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (read back by :meth:`from_dict`)."""
-        return {
-            "retrievers": dict(self.retrievers),
-            "colour_weight": self.colour_weight,
-            "colour_rerank": self.colour_rerank,
-            "behaviour": self.behaviour,
-            "personalisation": self.personalisation,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any, name: str = "weights") -> RankingWeights:
-        """Validate weights written as JSON; missing keys keep their defaults.
-
-        Raises:
-            InvalidRequestError: an unknown key or a value out of range (naming it).
-        """
-        if not isinstance(data, Mapping):
-            raise _fail(name, "must be an object")
-        valid = ("retrievers", "colour_weight", "colour_rerank", "behaviour", "personalisation")
-        for key in data:
-            if key not in valid:
-                raise _fail(f"{name}.{key}", f"unknown weight; valid: {', '.join(valid)}")
-        default = cls()
-        retrievers = dict(default.retrievers)
-        raw = data.get("retrievers", {})
-        if not isinstance(raw, Mapping):
-            raise _fail(f"{name}.retrievers", "must be an object of retriever -> weight")
-        for key, value in raw.items():
-            weight = _number(value, f"{name}.retrievers.{key}")
-            if weight is None or not 0 <= weight <= 100:
-                raise _fail(f"{name}.retrievers.{key}", "must be a number from 0 to 100")
-            retrievers[str(key)] = weight
-        limits = {
-            "colour_weight": (0.0, 10.0),
-            "colour_rerank": (0.0, 100.0),
-            "behaviour": (0.0, 100.0),
-            "personalisation": (0.0, 0.9),
-        }
-        values: dict[str, float] = {}
-        for key, (lo, hi) in limits.items():
-            value = _number(data.get(key, getattr(default, key)), f"{name}.{key}")
-            if value is None or not lo <= value <= hi:
-                raise _fail(f"{name}.{key}", f"must be a number from {lo:g} to {hi:g}")
-            values[key] = value
-        return cls(retrievers=retrievers, **values)
-
-
 def explain_lines(effects: Mapping[int, Sequence[str]], doc: int) -> tuple[tuple[str, str], ...]:
     """A document's rule effects as ``Explanation.adjustments`` pairs.
 
@@ -1146,7 +1074,6 @@ __all__ = [
     "MatchKind",
     "MatchedRules",
     "Pin",
-    "RankingWeights",
     "Redirect",
     "Rule",
     "RuleSet",

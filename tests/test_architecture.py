@@ -21,7 +21,7 @@ PACKAGES = ("search", "events", "merchandising", "indexer", "models", "api", "be
 FORBIDDEN: dict[str, frozenset[str]] = {
     "search": frozenset({"events", "merchandising", "indexer", "api", "benchmarks"}),
     "events": frozenset({"indexer", "api", "benchmarks", "models"}),
-    "merchandising": frozenset({"indexer", "api", "benchmarks", "models"}),
+    "merchandising": frozenset({"events", "indexer", "api", "benchmarks", "models"}),
     "models": frozenset({"events", "merchandising", "indexer", "api", "benchmarks"}),
     "indexer": frozenset({"events", "merchandising", "api", "benchmarks"}),
     "api": frozenset({"benchmarks"}),

@@ -44,7 +44,6 @@ from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weight
 from search.engine import SearchEngine
 from search.errors import ConfigConflictError, ConfigNotFoundError, InvalidRequestError
 from search.rules import (
-    RankingWeights,
     Rule,
     RuleSet,
     filters_from_dict,
@@ -53,6 +52,7 @@ from search.rules import (
     rules_from_list,
 )
 from search.types import Filters, Hit, SearchRequest
+from search.weights import RankingWeights
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)])
 

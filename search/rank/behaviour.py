@@ -26,6 +26,7 @@ from search.analysis import normalise_query
 from search.rank.context import RankingContext, Reranked, effects_of, normalised_scores
 from search.types import Hit
 from search.understand import AnalyzedQuery
+from search.weights import DEFAULT_WEIGHTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +226,7 @@ class BehaviourReranker:
         source: BehaviourSource,
         product_ids: Sequence[str],
         *,
-        weight: float = 0.5,
+        weight: float = DEFAULT_WEIGHTS.behaviour,
         popularity_weight: float = 0.02,
         depth: int = 50,
         name: str = "behaviour",

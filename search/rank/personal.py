@@ -39,6 +39,7 @@ from search.rank.context import (
 from search.store import ProductStore, category_label, item_or_slice
 from search.types import Hit, Product
 from search.understand import AnalyzedQuery, MatchKind
+from search.weights import DEFAULT_WEIGHTS
 
 PRICE_BANDS = 5
 
@@ -455,7 +456,7 @@ class PersonalisationReranker:
         source: ProfileSource,
         catalogue: Catalogue,
         *,
-        strength: float = 0.3,
+        strength: float = DEFAULT_WEIGHTS.personalisation,
         depth: int = 50,
         relevance_floor: float = 0.3,
         name: str = "personal",

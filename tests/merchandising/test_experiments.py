@@ -24,7 +24,7 @@ from merchandising.experiments import (
     wilson_interval,
 )
 from search.errors import InvalidRequestError
-from search.rules import RankingWeights
+from search.weights import RankingWeights
 
 EXP = Experiment("ranking-1", (Variant("control", 0.5), Variant("b", 0.3), Variant("c", 0.2)))
 

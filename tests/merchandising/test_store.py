@@ -13,7 +13,8 @@ from merchandising.experiments import Experiment, Variant
 from merchandising.store import ConfigStore, apply_weights, compare_rankings
 from search.engine import EngineConfig
 from search.errors import ConfigConflictError, ConfigNotFoundError
-from search.rules import Pin, RankingWeights, Redirect, Rule
+from search.rules import Pin, Redirect, Rule
+from search.weights import RankingWeights
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 

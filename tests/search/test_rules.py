@@ -17,7 +17,6 @@ from search.rules import (
     Hide,
     MatchedRules,
     Pin,
-    RankingWeights,
     Redirect,
     Rule,
     RuleSet,
@@ -31,6 +30,7 @@ from search.rules import (
 )
 from search.store import ProductStore
 from search.types import Filters, Hit, Product
+from search.weights import RankingWeights
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
