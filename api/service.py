@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from api.settings import Settings
 from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weights
+from models.loader import PACKAGED_MODELS
 from models.runtime import release_free_memory
 from search.engine import EngineConfig, SearchEngine
 from search.errors import SnapshotError
@@ -102,8 +103,23 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def open_snapshot(path: Path, **options: Any) -> SearchEngine:
+    """Open a snapshot with the installed model backends: the query embedder, the photo
+    encoder with its catalogue projection and the learned ranker its manifest names.
+
+    Args:
+        path: Snapshot folder.
+        **options: :meth:`search.engine.SearchEngine.open`'s other keyword arguments.
+
+    Raises:
+        SnapshotError: the snapshot is missing, corrupt or incompatible, or a model it names
+            cannot load.
+    """
+    return SearchEngine.open(path, models=PACKAGED_MODELS, **options)
+
+
 def _open(settings: Settings, path: Path) -> SearchEngine:
-    return SearchEngine.open(
+    return open_snapshot(
         path,
         use_semantic=settings.text_embedder != "none",
         config=engine_config(settings),

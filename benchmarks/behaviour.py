@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.service import open_snapshot
 from benchmarks.common import load_home_depot, ndcg_at_k, percentile
 from benchmarks.train_ranker import is_training_query
 from events.profiles import ProfileAggregator
@@ -140,7 +141,7 @@ def simulate(
 def load_world(index: Path, n_queries: int, seed: int) -> World:
     """Open the snapshot and compute the foundation's ranking for a sample of dev queries."""
     hd = load_home_depot()
-    engine = SearchEngine.open(index, use_semantic=False, verify=False)
+    engine = open_snapshot(index, use_semantic=False, verify=False)
     ids = [p.id for p in engine.store.products]
     brand = [brand_of_title(p.title) for p in engine.store.products]
     rng = random.Random(seed)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.service import open_snapshot
 from benchmarks.common import load_home_depot, percentile
 from benchmarks.train_ranker import is_training_query
 from events.impressions import ImpressionRecorder
@@ -229,7 +230,7 @@ def run(
 ) -> dict[str, Any]:
     """Both measurements; returns the report."""
     started = time.perf_counter()
-    engine = SearchEngine.open(index, use_semantic=False, verify=False)
+    engine = open_snapshot(index, use_semantic=False, verify=False)
     ids = engine.store.ids
     print(f"picking {n_crowd} crowd and {n_actor} single-actor queries...", flush=True)
     crowd, actor = pick_cases(engine, n_crowd, n_actor, seed)

@@ -29,11 +29,11 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from api.service import open_snapshot
 from api.uploads import decode_image_upload
 from benchmarks.common import percentile, results_dir, shared_dir
 from benchmarks.fashion_search import load_catalogue
 from models.runtime import limit_cpu_threads
-from search.engine import SearchEngine
 from search.types import SearchRequest
 
 
@@ -100,7 +100,7 @@ PhotoSearch = Callable[[bytes, str], list[str]]
 
 def in_process_search(index: Path) -> PhotoSearch:
     """Decode the upload and search the snapshot in this process."""
-    engine = SearchEngine.open(index, use_semantic=False)
+    engine = open_snapshot(index, use_semantic=False)
     if engine.images is None:
         raise SystemExit(f"{index} has no photo vectors: build it with benchmarks.fashion_search")
 

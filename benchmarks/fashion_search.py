@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.service import open_snapshot
 from benchmarks.common import results_dir, shared_dir
 from indexer.build import BuildConfig, build_snapshot
 from search.colour import lookup
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             progress=progress,
         )
         build_s = time.perf_counter() - started
-    engine = SearchEngine.open(index, use_semantic=args.embedder != "none")
+    engine = open_snapshot(index, use_semantic=args.embedder != "none")
     text_only = SearchEngine(
         engine.manifest,
         engine.store,

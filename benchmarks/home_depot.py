@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.service import open_snapshot
 from benchmarks.common import (
     QUERY_SETS,
     HomeDepot,
@@ -89,12 +90,9 @@ def open_ours(index_dir: Path, *, semantic: bool, learned: bool = True) -> Searc
     Returns:
         ``search(text, k) -> product ids``.
     """
-    from search.engine import SearchEngine
 
     # use_semantic=True loads the query embedder the snapshot's manifest names.
-    engine = SearchEngine.open(
-        index_dir, use_semantic=semantic, ranker="auto" if learned else "none"
-    )
+    engine = open_snapshot(index_dir, use_semantic=semantic, ranker="auto" if learned else "none")
     return engine.search_ids
 
 

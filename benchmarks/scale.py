@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from api.service import open_snapshot
 from benchmarks.catalogue_gen import CatalogueGenerator, write_catalogue
 from benchmarks.common import percentile, results_dir, rss_bytes, with_keyboard_typo
 
@@ -472,12 +473,11 @@ def serve_probe(snapshot: Path, queries: int, seed: int, semantic: bool) -> dict
         anonymous / file-backed split from ``/proc``), p50/p99/mean per query set.
     """
     from models.runtime import limit_cpu_threads
-    from search.engine import SearchEngine
 
     limit_cpu_threads(1)  # as the service does (PRODUCTSEARCH_MODEL_THREADS)
     rss_start = rss_bytes(os.getpid())
     started = time.perf_counter()
-    engine = SearchEngine.open(snapshot, use_semantic=semantic, use_images=False)
+    engine = open_snapshot(snapshot, use_semantic=semantic, use_images=False)
     load_s = time.perf_counter() - started
     gc.collect()
     rss_loaded = rss_bytes(os.getpid())

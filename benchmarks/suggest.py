@@ -12,8 +12,8 @@ import random
 import time
 from pathlib import Path
 
+from api.service import open_snapshot
 from benchmarks.common import load_home_depot, percentile, results_dir
-from search.engine import SearchEngine
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     hd = load_home_depot()
-    engine = SearchEngine.open(args.index, use_semantic=False, ranker="none")
+    engine = open_snapshot(args.index, use_semantic=False, ranker="none")
     started = time.perf_counter()
     suggester = engine.suggester
     build_s = time.perf_counter() - started

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from api.service import open_snapshot
 from benchmarks.common import evaluate, load_home_depot, make_query_sets
 from search.engine import SearchEngine
 from search.features import FEATURE_NAMES
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.limit_queries:
         qids = qids[: args.limit_queries]
     sets = make_query_sets({q: hd.queries[q] for q in qids})
-    engine = SearchEngine.open(args.index, ranker="none")
+    engine = open_snapshot(args.index, ranker="none")
     print(f"snapshot {args.index}: {len(engine)} products, retrievers {list(engine.retrievers)}")
     data: dict[str, dict[str, tuple[list[str], np.ndarray]]] = {}
     for name, texts in sets.items():

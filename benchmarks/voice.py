@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from api.audio import decode_audio
+from api.service import open_snapshot
 from benchmarks.common import load_home_depot, ndcg_at_k, percentile, results_dir
 from benchmarks.train_ranker import is_training_query
 from models.speech import (
@@ -640,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         condition = conditions[i % len(conditions)]
         clips.append((qid, condition, synth.clip(condition, qid, text)))
     uploads = latency_clips(clips, args.latency_clips)
-    engine = SearchEngine.open(args.snapshot, ranker=args.ranker)
+    engine = open_snapshot(args.snapshot, ranker=args.ranker)
     corrector = VoiceQueryCorrector.from_titles(
         engine.vocabulary,
         engine.analyzer,

@@ -26,7 +26,7 @@ from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotErr
 from search.features import FeatureExtractor
 from search.fusion import FUSERS
 from search.lexical import Bm25Params, GroupScores, LexicalData, LexicalIndex
-from search.protocols import ImageEncoder, Reranker, Retriever, TextEmbedder
+from search.protocols import ImageEncoder, ModelLoader, Reranker, Retriever, TextEmbedder
 from search.rank.context import Effect, RankingContext
 from search.ranking import LearnedRanker, RelevanceScorer
 from search.retrievers import (
@@ -115,26 +115,20 @@ class ImageVectors:
         return cls(vectors, has_vector, VectorIndex(vectors, ann))
 
 
-def _adapted(path: Path, encoder: ImageEncoder) -> ImageEncoder:
-    """The query photo encoder through the snapshot's catalogue photo projection. An encoder
-    that went through another snapshot's projection (the serving engine's, handed to the
-    engine of a delta) is unwrapped first: each build fits its own.
+def _adapted(path: Path, encoder: ImageEncoder, models: ModelLoader) -> ImageEncoder:
+    """The query photo encoder through the snapshot's catalogue photo projection (the loader
+    unwraps an encoder that went through another snapshot's projection: each build fits its
+    own).
 
     Raises:
         SnapshotError: the projection cannot be read or does not fit the encoder.
     """
-    from models.image_adapter import AdaptedImageEmbedder, ImageAdapter
-
-    if isinstance(encoder, AdaptedImageEmbedder):
-        encoder = encoder.base
     try:
-        adapted = AdaptedImageEmbedder(encoder, ImageAdapter.load(path / IMAGE_ADAPTER))
-        adapted.warm_up()
+        return models.adapt_image_embedder(path / IMAGE_ADAPTER, encoder)
     except (OSError, ValueError, KeyError) as exc:
         raise SnapshotError(
             f"{path}: cannot use the photo projection {IMAGE_ADAPTER}: {exc}"
         ) from exc
-    return adapted
 
 
 def read_vector_index(path: Path, manifest: Manifest, names: Sequence[str]) -> Any:
@@ -378,12 +372,13 @@ class SearchEngine:
         ranker: str | RelevanceScorer | None = "auto",
         use_images: bool = True,
         image_encoder: ImageEncoder | None = None,
+        models: ModelLoader | None = None,
     ) -> SearchEngine:
         """Load and check a snapshot.
 
         Args:
             path: Snapshot folder.
-            embedder: Query embedder; by default the one the manifest names is loaded.
+            embedder: Query embedder; by default ``models`` loads the one the manifest names.
             use_semantic: Load text vectors and the embedder (False: lexical retrieval only).
             config: Query-time settings.
             verify: Check every file's SHA-256 against the manifest.
@@ -392,6 +387,11 @@ class SearchEngine:
             use_images: Load photo vectors and the image embedder the manifest names (photo
                 search, similar products); False leaves photo search off.
             image_encoder: Encoder of query photos; by default the one the manifest names.
+            models: Loads the models the manifest names (the query embedder, the photo
+                encoder and its catalogue projection, the learned ranker by name); the
+                composition root passes ``models.loader.PACKAGED_MODELS``. None loads no model:
+                lexical retrieval, photo search off (unless ``image_encoder`` is given for a
+                snapshot without a projection) and fusion order for ``"auto"``.
 
         Raises:
             SnapshotError: the snapshot is missing, corrupt or incompatible.
@@ -428,10 +428,8 @@ class SearchEngine:
                 ann = read_vector_index(path, manifest, (TEXT_ANN, TEXT_COMPRESSED))
             except RuntimeError as exc:
                 raise SnapshotError(f"{path}: cannot read the text vector index: {exc}") from exc
-            if embedder is None:
-                from models.text import load_text_embedder
-
-                embedder = load_text_embedder(spec)
+            if embedder is None and models is not None:
+                embedder = models.text_embedder(spec)
             if embedder is not None:
                 embedder.warm_up()
                 if embedder.dim != vectors.shape[1]:
@@ -443,14 +441,17 @@ class SearchEngine:
         if images is not None:
             if image_encoder is not None:
                 image_embedder = image_encoder
-            else:
-                from models.image import load_image_embedder
-
-                image_embedder = load_image_embedder(manifest.models["image_embedder"])
+            elif models is not None:
+                image_embedder = models.image_embedder(manifest.models["image_embedder"])
             if image_embedder is not None:
                 image_embedder.warm_up()
                 if IMAGE_ADAPTER in manifest.files:
-                    image_embedder = _adapted(path, image_embedder)
+                    if models is None:
+                        raise SnapshotError(
+                            f"{path}: the photo projection {IMAGE_ADAPTER} needs a model "
+                            "loader (models=...) to wrap the photo encoder"
+                        )
+                    image_embedder = _adapted(path, image_embedder, models)
                 if image_embedder.dim != images.vectors.shape[1]:
                     raise SnapshotError(
                         f"{path}: image embedder {image_embedder.name!r} gives "
@@ -460,12 +461,18 @@ class SearchEngine:
         semantic = vectors is not None and embedder is not None
         scorer: RelevanceScorer | None
         if ranker is None or isinstance(ranker, str):
-            from models.ranker import load_ranker
-
-            try:
-                scorer = load_ranker(ranker or "none", semantic=semantic)
-            except (OSError, ValueError) as exc:
-                raise SnapshotError(f"cannot load ranking model {ranker!r}: {exc}") from exc
+            spec = ranker or "none"
+            if models is None:
+                if spec not in ("auto", "none"):
+                    raise SnapshotError(
+                        f"cannot load ranking model {ranker!r}: no model loader given"
+                    )
+                scorer = None  # no loader: fusion order
+            else:
+                try:
+                    scorer = models.ranker(spec, semantic=semantic)
+                except (OSError, ValueError) as exc:
+                    raise SnapshotError(f"cannot load ranking model {ranker!r}: {exc}") from exc
         else:
             scorer = ranker
         return cls(

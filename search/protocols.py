@@ -6,10 +6,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import numpy.typing as npt
 
     from search.rank.context import RankingContext, Reranked
+    from search.ranking import RelevanceScorer
     from search.types import Hit
     from search.understand import AnalyzedQuery
 
@@ -93,4 +96,26 @@ class ImageEncoder(Protocol):
         self, images: Sequence[Any], batch_size: int = 32, show_progress: bool = False
     ) -> npt.NDArray[np.float32]:
         """Encode decoded photos (PIL images): shape ``(len(images), dim)``, unit rows."""
+        ...
+
+
+class ModelLoader(Protocol):
+    """Loads the models a snapshot's manifest names (``models.loader.PackagedModels``); given
+    to ``SearchEngine.open`` by the composition root, so the pipeline never imports a model
+    backend itself."""
+
+    def text_embedder(self, spec: str) -> TextEmbedder | None:
+        """The query embedder a ``text_embedder`` spec names, or None for none."""
+        ...
+
+    def image_embedder(self, spec: str) -> ImageEncoder | None:
+        """The photo encoder an ``image_embedder`` spec names, or None for none."""
+        ...
+
+    def adapt_image_embedder(self, projection: Path, encoder: ImageEncoder) -> ImageEncoder:
+        """``encoder`` through the catalogue photo projection stored at ``projection``."""
+        ...
+
+    def ranker(self, spec: str, *, semantic: bool) -> RelevanceScorer | None:
+        """The learned ranking model ``spec`` names (``auto``, ``none`` or a file)."""
         ...

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.engine import SearchEngine
 from search.types import Availability, Product
@@ -227,7 +228,7 @@ def core_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def core_engine(core_snapshot: Path) -> SearchEngine:
     """The engine over :func:`core_snapshot` (lexical retrieval only). Fusion order (no learned ranker), so retriever tests see their own ranking."""
-    return SearchEngine.open(core_snapshot, ranker="none")
+    return open_snapshot(core_snapshot, ranker="none")
 
 
 def pytest_configure(config: pytest.Config) -> None:

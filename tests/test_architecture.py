@@ -161,13 +161,9 @@ def test_no_model_runtime_outside_models(room: str) -> None:
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SearchEngine.open still loads the embedders, the image adapter and the ranker "
-    "through models/; they move to the composition root (api/service.py) in the next step "
-    "of issue 16",
-)
 def test_search_does_not_import_models() -> None:
+    """The pipeline is handed its models (``search.protocols.ModelLoader``) by the
+    composition root; it never loads a backend itself."""
     wrong = sorted(
         f"{name} -> {target}"
         for name, path in project_modules().items()

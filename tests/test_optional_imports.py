@@ -43,7 +43,7 @@ import models.text
 import search.analysis
 import search.engine
 from indexer.build import BuildConfig, build_snapshot
-from search.engine import SearchEngine
+from api.service import open_snapshot
 from search.types import Product, SearchRequest
 
 products = [
@@ -53,7 +53,7 @@ products = [
 ]
 out = Path(tempfile.mkdtemp()) / "snapshot"
 build_snapshot(products, out, config=BuildConfig(embedder="none"))
-engine = SearchEngine.open(out)
+engine = open_snapshot(out)
 result = engine.search(SearchRequest(text="wallnut chiar", facets=("brand",)))
 
 try:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import EngineDep, SettingsDep
 from api.schemas import ProductJSON
 from api.security import AdminKeyDep
+from api.service import open_snapshot
 from search.engine import SearchEngine
 from search.errors import SnapshotError
 from search.snapshot import Manifest
@@ -117,7 +118,7 @@ def _apply(
         verify=False,
     )
     with loading_off_gc():
-        fresh = SearchEngine.open(
+        fresh = open_snapshot(
             out_dir,
             embedder=engine.embedder,
             use_semantic=engine.embedder is not None,
@@ -147,7 +148,7 @@ def _open_verified(settings: Any, serving: SearchEngine | None, manifest: Manife
         and manifest.models.get("text_embedder") == serving.manifest.models.get("text_embedder")
     ):
         embedder = serving.embedder  # loading a model again is seconds of GIL-bound work
-    fresh = SearchEngine.open(
+    fresh = open_snapshot(
         settings.index_dir,
         embedder=embedder,
         use_semantic=settings.text_embedder != "none",

@@ -22,6 +22,7 @@ from api.security import (
     create_key_cli,
     merge_filters,
 )
+from api.service import open_snapshot
 from merchandising.experiments import VariantCounts
 from merchandising.store import ConfigStore
 from search.engine import SearchEngine
@@ -42,7 +43,7 @@ class FakeClock:
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
     snapshot = build_snapshot(tmp_path_factory.mktemp("admin-api"))
-    return SearchEngine.open(snapshot, use_semantic=False, ranker="none")
+    return open_snapshot(snapshot, use_semantic=False, ranker="none")
 
 
 def make_app(engine: SearchEngine, security: Security, store: ConfigStore) -> FastAPI:

@@ -26,10 +26,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.service import open_snapshot
 from api.settings import Settings
 from benchmarks.home_depot import serve_command
 from benchmarks.load import Service, publish_copy, start_service
-from search.engine import SearchEngine
 from search.errors import SnapshotError
 from search.snapshot import MANIFEST, read_manifest
 from tests.api import PRODUCTS, build_snapshot, write_catalogue
@@ -144,7 +144,7 @@ def test_sigkill_during_a_build_keeps_the_previous_snapshot(
     # The previous snapshot is intact (every file's SHA-256) and serves.
     assert read_manifest(out, verify=True).snapshot_id == before
     assert product_ids(out) == {p.id for p in PRODUCTS}
-    assert SearchEngine.open(out).search_ids("sofa", 3)
+    assert open_snapshot(out).search_ids("sofa", 3)
     # The half-written folder is never taken for a snapshot.
     [half] = building_folders(out)
     with pytest.raises(SnapshotError, match=MANIFEST):
@@ -201,7 +201,7 @@ def test_sigkill_while_publishing_leaves_a_complete_snapshot(tmp_path: Path) -> 
     manifest = read_manifest(out, verify=True)
     assert product_ids(out) in ({p.id for p in PRODUCTS}, {"NEW-1"})
     assert manifest.counts["products"] == len(product_ids(out))
-    assert SearchEngine.open(out).search_ids("", 20)
+    assert open_snapshot(out).search_ids("", 20)
 
 
 # --------------------------------------------------------------------------------------------

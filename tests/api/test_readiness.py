@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.service import open_snapshot
 from api.settings import Settings
 from indexer.delta import run_off_process, verify_and_prepare
 from search.engine import SearchEngine
@@ -57,7 +58,7 @@ def snapshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def cold_engine(snapshot_dir: Path) -> tuple[SearchEngine, ColdModel]:
     model = ColdModel()
-    engine = SearchEngine.open(snapshot_dir, use_semantic=False, ranker="none")
+    engine = open_snapshot(snapshot_dir, use_semantic=False, ranker="none")
     return engine.with_rerankers([*engine.rerankers, model]), model
 
 
@@ -108,7 +109,7 @@ class TestReady:
             def rerank(self, query: object, hits: list[Hit], context: object) -> Reranked:
                 raise RuntimeError("model file is corrupt")
 
-        engine = SearchEngine.open(snapshot_dir, use_semantic=False, ranker="none")
+        engine = open_snapshot(snapshot_dir, use_semantic=False, ranker="none")
         engine = engine.with_rerankers([Broken()])
         settings = Settings(text_embedder="none", events_db="none", ready_wait_s=10)
         with TestClient(create_app(settings, engine=engine)) as client:
@@ -131,11 +132,11 @@ class TestSwapsOffTheRequestPath:
 
     def test_the_suggester_built_in_the_child_is_the_engines(self, snapshot_dir: Path) -> None:
         manifest, arrays = run_off_process(verify_and_prepare, snapshot_dir)
-        engine = SearchEngine.open(snapshot_dir, use_semantic=False, ranker="none")
+        engine = open_snapshot(snapshot_dir, use_semantic=False, ranker="none")
         assert manifest == engine.manifest
         for ours, theirs in zip(arrays, engine.suggester.arrays, strict=True):
             assert np.array_equal(ours, theirs)
-        adopted = SearchEngine.open(snapshot_dir, use_semantic=False, ranker="none")
+        adopted = open_snapshot(snapshot_dir, use_semantic=False, ranker="none")
         adopted.adopt_suggester(Suggester.from_arrays(arrays, adopted.vocabulary, adopted.analyzer))
         expected = engine.suggester.suggest("oa").suggestions
         assert expected and adopted.suggester.suggest("oa").suggestions == expected

@@ -18,10 +18,10 @@ import numpy.typing as npt
 import orjson
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot, embedding_text
 from indexer.delta import apply_changes, remove_hnsw_nodes
 from search.colour_index import ColourIndex
-from search.engine import SearchEngine
 from search.errors import ProductNotFoundError, SnapshotError
 from search.snapshot import COLOURS, TEXT_ANN, TEXT_VECTORS, read_manifest
 from search.types import Product, SearchRequest
@@ -90,13 +90,13 @@ def base(tmp_path: Path) -> Path:
 
 
 def vectors_by_id(snapshot: Path) -> dict[str, npt.NDArray[np.float32]]:
-    engine = SearchEngine.open(snapshot, use_semantic=False, ranker="none")
+    engine = open_snapshot(snapshot, use_semantic=False, ranker="none")
     vectors = np.load(snapshot / TEXT_VECTORS)
     return {p.id: vectors[doc] for doc, p in enumerate(engine.store.products)}
 
 
 def colours_by_id(snapshot: Path) -> dict[str, tuple[str, ...]]:
-    engine = SearchEngine.open(snapshot, use_semantic=False, ranker="none")
+    engine = open_snapshot(snapshot, use_semantic=False, ranker="none")
     colours = ColourIndex.load(snapshot / COLOURS)
     return {
         p.id: tuple(c.name for c in colours.of(doc)) for doc, p in enumerate(engine.store.products)
@@ -110,7 +110,7 @@ def lexical_by_term(snapshot: Path) -> dict[str, dict[tuple[str, str], float]]:
 
     from search.lexical import LexicalData
 
-    engine = SearchEngine.open(snapshot, use_semantic=False, ranker="none")
+    engine = open_snapshot(snapshot, use_semantic=False, ranker="none")
     ids = [p.id for p in engine.store.products]
     terms = orjson.loads((snapshot / "terms.json").read_bytes())
     data = LexicalData.load(snapshot / "lexical.npz", terms)
@@ -155,7 +155,7 @@ class TestApplyChanges:
         assert embedder.embedded == [embedding_text(NEW_LAMP)]
         assert (result.embedded, result.vectors_reused) == (1, len(PRODUCTS))
         assert (result.colours_read, result.colours_reused) == (1, len(PRODUCTS))
-        engine = SearchEngine.open(result.snapshot_dir, embedder=CountingEmbedder(), ranker="none")
+        engine = open_snapshot(result.snapshot_dir, embedder=CountingEmbedder(), ranker="none")
         assert len(engine) == len(PRODUCTS) + 1
         assert engine.search_ids("floor lamp")[0] == "LAMP-2"
         assert engine.manifest.counts["products"] == len(PRODUCTS) + 1
@@ -168,7 +168,7 @@ class TestApplyChanges:
         assert result.replaced == ("SOFA-1",)
         assert result.inserted == ()
         assert embedder.embedded == [embedding_text(renamed)]
-        engine = SearchEngine.open(result.snapshot_dir, use_semantic=False, ranker="none")
+        engine = open_snapshot(result.snapshot_dir, use_semantic=False, ranker="none")
         assert engine.get_product("SOFA-1").title == "Oslo three-seat settee"
         # A product with a new text goes after the unchanged ones (with the new products).
         assert [p.id for p in engine.store.products] == [
@@ -189,7 +189,7 @@ class TestApplyChanges:
         assert result.replaced == ("SOFA-2",)
         assert embedder.embedded == []
         assert not embedder.warmed  # nothing to embed: the model is never loaded
-        engine = SearchEngine.open(result.snapshot_dir, use_semantic=False, ranker="none")
+        engine = open_snapshot(result.snapshot_dir, use_semantic=False, ranker="none")
         assert [p.id for p in engine.store.products] == [p.id for p in PRODUCTS]  # same place
         assert (result.embedded, result.colours_read) == (0, 0)
         old, new = vectors_by_id(base), vectors_by_id(result.snapshot_dir)
@@ -217,7 +217,7 @@ class TestApplyChanges:
         assert result.deleted == ("CHAIR-1",)
         assert result.unknown_deletes == ("NO-SUCH",)
         assert embedder.embedded == []
-        engine = SearchEngine.open(result.snapshot_dir, embedder=CountingEmbedder(), ranker="none")
+        engine = open_snapshot(result.snapshot_dir, embedder=CountingEmbedder(), ranker="none")
         assert len(engine) == len(PRODUCTS) - 1
         with pytest.raises(ProductNotFoundError):
             engine.get_product("CHAIR-1")
@@ -256,8 +256,8 @@ class TestApplyChanges:
         assert colours_by_id(result.snapshot_dir) == colours_by_id(full)
         assert lexical_by_term(result.snapshot_dir) == lexical_by_term(full)
         assert vocabulary_by_word(result.snapshot_dir) == vocabulary_by_word(full)
-        delta_engine = SearchEngine.open(result.snapshot_dir, embedder=CountingEmbedder())
-        full_engine = SearchEngine.open(full, embedder=CountingEmbedder())
+        delta_engine = open_snapshot(result.snapshot_dir, embedder=CountingEmbedder())
+        full_engine = open_snapshot(full, embedder=CountingEmbedder())
         queries = ("oak table", "sofa", "lamp", "linen", "walnut backrest", "extendible", "sofaa")
         for query in (*queries, "cushion", "chiar", ""):
             request = SearchRequest(text=query, k=20, explain=True)
@@ -274,7 +274,7 @@ class TestApplyChanges:
         assert result.base_snapshot_id == before.snapshot_id
         after = read_manifest(base)
         assert after.snapshot_id == result.manifest.snapshot_id != before.snapshot_id
-        assert len(SearchEngine.open(base, use_semantic=False, ranker="none")) == len(PRODUCTS) + 1
+        assert len(open_snapshot(base, use_semantic=False, ranker="none")) == len(PRODUCTS) + 1
         assert sorted(p.name for p in base.parent.iterdir()) == ["base"]
 
     def test_existing_out_dir_is_refused_without_overwrite(
@@ -298,7 +298,7 @@ class TestApplyChanges:
         build_snapshot(PRODUCTS, base, config=BuildConfig(embedder="none"))
         result = apply_changes(base, tmp_path / "new", upserts=[NEW_LAMP])
         assert result.embedded == result.vectors_reused == 0
-        engine = SearchEngine.open(result.snapshot_dir, ranker="none")
+        engine = open_snapshot(result.snapshot_dir, ranker="none")
         assert TEXT_VECTORS not in engine.manifest.files
         assert engine.search_ids("floor lamp")[0] == "LAMP-2"
 
@@ -383,7 +383,7 @@ class TestInterruptedBuild:
         left = sorted(p.name for p in base.parent.iterdir() if p.name.startswith(".base."))
         assert [name.split("-")[0] for name in left] == [".base.building", ".base.writer"]
         assert read_manifest(base, verify=True) == before
-        engine = SearchEngine.open(base, embedder=CountingEmbedder(), ranker="none")
+        engine = open_snapshot(base, embedder=CountingEmbedder(), ranker="none")
         assert len(engine) == len(PRODUCTS)
         assert engine.get_product(PRODUCTS[0].id).title == PRODUCTS[0].title
         # The next build of the snapshot clears them away.
@@ -457,7 +457,7 @@ class TestGraphReuse:
         )
         assert recall > 0.95
         assert found.min() >= 0 and found.max() < total
-        engine = SearchEngine.open(result.snapshot_dir, embedder=CountingEmbedder(), ranker="none")
+        engine = open_snapshot(result.snapshot_dir, embedder=CountingEmbedder(), ranker="none")
         assert engine.search_ids(new[0].title, k=3)[0] == "NEW-0"
         assert not set(deletes) & set(engine.search_ids("oak sofa model", k=250))
 
@@ -545,7 +545,7 @@ class TestImageVectors:
         assert result.images_embedded == 2  # the new photo and the new product
         old_vectors, new_vectors = (np.load(s / IMAGE_VECTORS) for s in (base, result.snapshot_dir))
         old_ids = [p.id for p in products]
-        engine = SearchEngine.open(result.snapshot_dir, use_semantic=False, ranker="none")
+        engine = open_snapshot(result.snapshot_dir, use_semantic=False, ranker="none")
         new_ids = [p.id for p in engine.store.products]
         for pid in (products[2].id, products[3].id, products[7].id):
             assert np.array_equal(new_vectors[new_ids.index(pid)], old_vectors[old_ids.index(pid)])

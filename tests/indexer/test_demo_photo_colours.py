@@ -17,6 +17,7 @@ import orjson
 import pytest
 from PIL import Image
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from indexer.catalogue import read_catalogue
 from indexer.colours import PhotoColourExtractor, measure
@@ -139,7 +140,7 @@ def engine(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> SearchEngine
     out = tmp_path_factory.mktemp("demo-colour-snapshot") / "snap"
     products = read_catalogue(demo).products
     build_snapshot(products, out, config=BuildConfig(languages=("en", "pl"), embedder="none"))
-    return SearchEngine.open(out, use_semantic=False, ranker="none")
+    return open_snapshot(out, use_semantic=False, ranker="none")
 
 
 class TestDemoSnapshot:
@@ -169,7 +170,7 @@ class TestAsTheCliBuildsIt:
         products = read_catalogue(catalogue).products
         config = BuildConfig(languages=("en", "pl"), embedder="none", image_embedder="lite0")
         build_snapshot(products, tmp_path / "snap", config=config)
-        engine = SearchEngine.open(tmp_path / "snap", use_semantic=False, ranker="none")
+        engine = open_snapshot(tmp_path / "snap", use_semantic=False, ranker="none")
         agree = 0
         for doc, product in enumerate(engine.store.products):
             photo = [c for c in engine.colours.of(doc) if c.source == "photo"]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from indexer.delta import apply_changes
 from models.image_adapter import AdaptedImageEmbedder, ImageAdapter
-from search.engine import SearchEngine
 from search.snapshot import IMAGE_ADAPTER, IMAGE_VECTORS, read_manifest
 from search.types import Product, SearchRequest
 
@@ -83,7 +83,7 @@ def test_a_shoppers_photo_is_projected_like_the_catalogue(
     catalogue: tuple[Path, list[Product]],
 ) -> None:
     folder, _ = catalogue
-    engine = SearchEngine.open(folder / "snap", use_semantic=False, ranker="none")
+    engine = open_snapshot(folder / "snap", use_semantic=False, ranker="none")
     assert isinstance(engine.image_embedder, AdaptedImageEmbedder)
     photo = draw("vase", (40, 70, 190), 26)  # a size and shade the catalogue does not have
     result = engine.search_image(photo, SearchRequest(k=5, as_you_type=False))
@@ -103,7 +103,7 @@ def test_the_projection_can_be_turned_off(
     manifest = build_snapshot(items, tmp_path / "raw", config=off)
     assert IMAGE_ADAPTER not in manifest.files
     assert manifest.settings["image_adapter"] == "off"
-    engine = SearchEngine.open(tmp_path / "raw", use_semantic=False, ranker="none")
+    engine = open_snapshot(tmp_path / "raw", use_semantic=False, ranker="none")
     assert not isinstance(engine.image_embedder, AdaptedImageEmbedder)
 
 
@@ -137,9 +137,9 @@ def test_a_delta_refits_on_the_raw_vectors(
     assert IMAGE_ADAPTER in result.manifest.files
     full = tmp_path / "full"
     build_snapshot([p for p in items[1:]] + [new], full, config=CONFIG)
-    engine = SearchEngine.open(result.snapshot_dir, use_semantic=False, ranker="none")
+    engine = open_snapshot(result.snapshot_dir, use_semantic=False, ranker="none")
     order = {p.id: i for i, p in enumerate(engine.store.products)}
-    full_engine = SearchEngine.open(full, use_semantic=False, ranker="none")
+    full_engine = open_snapshot(full, use_semantic=False, ranker="none")
     full_order = [order[p.id] for p in full_engine.store.products]
     delta_vectors = np.load(result.snapshot_dir / IMAGE_VECTORS)[full_order]
     assert np.allclose(delta_vectors, np.load(full / IMAGE_VECTORS), atol=1e-4)
@@ -153,10 +153,10 @@ def test_an_engine_after_a_delta_projects_with_the_new_fit(
     """The service opens a delta's snapshot with the serving engine's photo encoder: the
     encoder must take the delta's projection, not keep the old one."""
     folder, items = catalogue
-    serving = SearchEngine.open(folder / "snap", use_semantic=False, ranker="none")
+    serving = open_snapshot(folder / "snap", use_semantic=False, ranker="none")
     old = ImageAdapter.load(folder / "snap" / IMAGE_ADAPTER)
     result = apply_changes(folder / "snap", tmp_path / "delta", deletes=[p.id for p in items[:12]])
-    fresh = SearchEngine.open(
+    fresh = open_snapshot(
         result.snapshot_dir,
         use_semantic=False,
         ranker="none",

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import orjson
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import (
     BuildConfig,
     BuildResult,
@@ -33,7 +34,6 @@ from indexer.ray_build import (
     build_from_catalogue_on_ray,
     build_snapshot_on_ray,
 )
-from search.engine import SearchEngine
 from search.errors import CatalogueError
 from search.snapshot import (
     IMAGE_HAS,
@@ -211,7 +211,7 @@ class TestRayBuild:
 
     def test_vectors_in_product_order(self, builds: Builds) -> None:
         vectors = np.load(builds.ray.snapshot_dir / TEXT_VECTORS)
-        engine = SearchEngine.open(builds.ray.snapshot_dir, use_semantic=False, ranker="none")
+        engine = open_snapshot(builds.ray.snapshot_dir, use_semantic=False, ranker="none")
         from indexer.build import embedding_text
 
         texts = [embedding_text(p) for p in engine.store.products]
@@ -235,9 +235,7 @@ class TestRayBuild:
         assert {"import", "analyse", "images", "colours", "embed", "write"} <= builds.stages
 
     def test_service_loads_it(self, builds: Builds) -> None:
-        engine = SearchEngine.open(
-            builds.ray.snapshot_dir, embedder=HashingEmbedder(), ranker="none"
-        )
+        engine = open_snapshot(builds.ray.snapshot_dir, embedder=HashingEmbedder(), ranker="none")
         result = engine.search(SearchRequest(text="oak dining chair", k=3))
         assert result.hits[0].product.id == "CHAIR-1"
         assert "semantic" in engine.retrievers

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from models.text import (
     E5SmallEmbedder,
@@ -115,7 +116,7 @@ def minilm_engine(
         config=BuildConfig(languages=("en", "pl"), embedder="minilm"),
         embedder=minilm,
     )
-    return SearchEngine.open(out, embedder=minilm)
+    return open_snapshot(out, embedder=minilm)
 
 
 @pytest.mark.slow
@@ -156,10 +157,10 @@ class TestMiniLMSnapshot:
 
     def test_open_loads_the_manifests_embedder(self, minilm_engine: SearchEngine) -> None:
         assert minilm_engine.snapshot_dir is not None
-        engine = SearchEngine.open(minilm_engine.snapshot_dir)
+        engine = open_snapshot(minilm_engine.snapshot_dir)
         assert engine.embedder is not None
         assert engine.embedder.name == "minilm"
-        lexical = SearchEngine.open(minilm_engine.snapshot_dir, use_semantic=False)
+        lexical = open_snapshot(minilm_engine.snapshot_dir, use_semantic=False)
         assert list(lexical.retrievers) == ["lexical"]
 
 
@@ -186,7 +187,7 @@ class TestE5Small:
         config = BuildConfig(languages=("en", "pl"), embedder="e5-small")
         manifest = build_snapshot(core_products, out, config=config, embedder=e5_small)
         assert manifest.models["text_embedder"] == "e5-small"
-        engine = SearchEngine.open(out)  # loads e5-small from the manifest
+        engine = open_snapshot(out)  # loads e5-small from the manifest
         assert list(engine.retrievers) == ["lexical", "semantic"]
         result = engine.search(SearchRequest(text="walnut chair", k=3))
         assert result.hits[0].product.id == "CHAIR-2"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from indexer.catalogue import read_catalogue
 from indexer.demo import write_demo_catalogue
@@ -28,7 +29,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
     build_snapshot(
         products, work / "snap", config=BuildConfig(languages=("en", "pl"), embedder="none")
     )
-    return SearchEngine.open(work / "snap", use_semantic=False, ranker="none")
+    return open_snapshot(work / "snap", use_semantic=False, ranker="none")
 
 
 def search(engine: SearchEngine, text: str, colour: str | None, page: int = 1) -> SearchResult:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.colour import lookup
 from search.colour_index import FAMILY_GRADE, ColourIndex, text_colours
@@ -60,7 +61,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
     build_snapshot(
         products, work / "snap", config=BuildConfig(languages=("en", "pl"), embedder="none")
     )
-    return SearchEngine.open(work / "snap", use_semantic=False, ranker="none")
+    return open_snapshot(work / "snap", use_semantic=False, ranker="none")
 
 
 def ids(engine: SearchEngine, **kwargs: object) -> list[str]:
@@ -301,7 +302,7 @@ def photo_engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
         work / "snap",
         config=BuildConfig(embedder="none", image_embedder="descriptor"),
     )
-    return SearchEngine.open(work / "snap", use_semantic=False, ranker="none")
+    return open_snapshot(work / "snap", use_semantic=False, ranker="none")
 
 
 class TestPhotoWithColourWord:

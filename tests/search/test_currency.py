@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.service import open_snapshot
 from api.settings import Settings
 from indexer.build import BuildConfig, build_snapshot
 from search.engine import EngineConfig, SearchEngine
@@ -58,7 +59,7 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def plain(snapshot: Path) -> SearchEngine:
     """No currency settings: the base is the catalogue's main currency (PLN), no rates."""
-    return SearchEngine.open(snapshot, use_semantic=False, ranker="none")
+    return open_snapshot(snapshot, use_semantic=False, ranker="none")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.engine import EngineConfig, SearchEngine, replace_weights
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
@@ -48,7 +49,7 @@ class TestOpen:
 
     def test_missing_snapshot(self, tmp_path: Path) -> None:
         with pytest.raises(SnapshotError, match="does not exist"):
-            SearchEngine.open(tmp_path / "nowhere")
+            open_snapshot(tmp_path / "nowhere")
 
 
 class TestQueries:
@@ -413,7 +414,7 @@ def toy_snapshot(
 @pytest.fixture(scope="module")
 def toy_engine(toy_snapshot: Path) -> SearchEngine:
     """Lexical and (toy) semantic retrieval."""
-    return SearchEngine.open(toy_snapshot, embedder=ToyEmbedder())
+    return open_snapshot(toy_snapshot, embedder=ToyEmbedder())
 
 
 class TestSemantic:
@@ -457,7 +458,7 @@ class TestSemantic:
         # "settee" shares no word with any product; with a strict similarity floor the normal
         # pipeline finds nothing, and the fallback shows the nearest products by meaning.
         strict = EngineConfig(semantic_min_similarity=0.999, fallback_margin=0.5)
-        engine = SearchEngine.open(toy_snapshot, embedder=ToyEmbedder(), config=strict)
+        engine = open_snapshot(toy_snapshot, embedder=ToyEmbedder(), config=strict)
         result = engine.search(SearchRequest(text="settee"))
         assert result.fallback == "semantic"
         assert set(ids(result)) == {"COUCH-1", "SOFA-1"}
@@ -469,9 +470,9 @@ class TestSemantic:
         assert toy_engine.search(SearchRequest(text="sofa")).fallback is None
 
     def test_use_semantic_false(self, toy_snapshot: Path) -> None:
-        engine = SearchEngine.open(toy_snapshot, embedder=ToyEmbedder(), use_semantic=False)
+        engine = open_snapshot(toy_snapshot, embedder=ToyEmbedder(), use_semantic=False)
         assert list(engine.retrievers) == ["lexical"]
 
     def test_embedder_of_another_width_is_refused(self, toy_snapshot: Path) -> None:
         with pytest.raises(SnapshotError, match="gives 3-d vectors, the snapshot holds 5-d"):
-            SearchEngine.open(toy_snapshot, embedder=ToyEmbedder(dim=3))
+            open_snapshot(toy_snapshot, embedder=ToyEmbedder(dim=3))

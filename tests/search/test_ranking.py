@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from api.service import open_snapshot
 from models.ranker import PACKAGED_RANKERS, LightGBMScorer, load_ranker
 from search.engine import SearchEngine
 from search.features import FEATURE_NAMES, FeatureExtractor
@@ -142,7 +143,7 @@ class TestLearnedRanker:
             LearnedRanker(FeatureExtractor(core_engine.lexical), Stale())
 
     def test_engine_explains_the_learned_stage(self, core_snapshot: Path, tmp_path: Path) -> None:
-        engine = SearchEngine.open(
+        engine = open_snapshot(
             core_snapshot, ranker=str(train_model(tmp_path / "m.txt", "coverage").path)
         )
         hit = engine.search(SearchRequest(text="oak chair", explain=True)).hits[0]
@@ -158,4 +159,4 @@ class TestLearnedRanker:
         from search.errors import SnapshotError
 
         with pytest.raises(SnapshotError, match="cannot load ranking model"):
-            SearchEngine.open(core_snapshot, ranker=str(tmp_path / "nope.txt"))
+            open_snapshot(core_snapshot, ranker=str(tmp_path / "nope.txt"))

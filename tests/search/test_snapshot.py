@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
-from search.engine import SearchEngine
 from search.errors import SnapshotError
 from search.snapshot import (
     FORMAT_VERSION,
@@ -167,7 +167,7 @@ class TestRefusal:
             read_manifest(snapshot_copy)
         assert str(snapshot_copy) in str(info.value) or MANIFEST in str(info.value)
         with pytest.raises(SnapshotError, match=message):
-            SearchEngine.open(snapshot_copy)
+            open_snapshot(snapshot_copy)
 
     @pytest.mark.parametrize("name", [PRODUCTS, LEXICAL, VOCABULARY, TERMS])
     def test_flipped_byte_in_any_file(self, snapshot_copy: Path, name: str) -> None:
@@ -189,7 +189,7 @@ class TestRefusal:
             read_manifest(tmp_path / "nowhere")
 
     def test_intact_copy_opens(self, snapshot_copy: Path) -> None:
-        assert len(SearchEngine.open(snapshot_copy)) == 12
+        assert len(open_snapshot(snapshot_copy)) == 12
 
 
 class TestWriter:
@@ -294,11 +294,11 @@ class TestBuildSnapshot:
         overwrite = BuildConfig(embedder="none", overwrite=True)
         manifest = build_snapshot(self.PRODUCTS[:1], tmp_path / "snap", config=overwrite)
         assert manifest.counts["products"] == 1
-        assert len(SearchEngine.open(tmp_path / "snap")) == 1
+        assert len(open_snapshot(tmp_path / "snap")) == 1
 
     def test_empty_catalogue(self, tmp_path: Path) -> None:
         build_snapshot((), tmp_path / "snap", config=BuildConfig(embedder="none"))
-        engine = SearchEngine.open(tmp_path / "snap")
+        engine = open_snapshot(tmp_path / "snap")
         assert len(engine) == 0
 
     @pytest.mark.parametrize("embedder", ["nope", "st:"])
@@ -315,7 +315,7 @@ class TestBuildSnapshot:
             import_report={"errors": [{"row": 3}]},
             progress=lambda stage, done, total: stages.append(stage),
         )
-        engine = SearchEngine.open(tmp_path / "snap")
+        engine = open_snapshot(tmp_path / "snap")
         assert engine.import_report() == {"errors": [{"row": 3}]}
         assert engine.manifest.counts["import_errors"] == 1
         assert {"analyse", "write"} <= set(stages)

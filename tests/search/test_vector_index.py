@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
-from search.engine import SearchEngine
 from search.retrievers import (
     VectorIndex,
     build_hnsw_sq8,
@@ -156,7 +156,7 @@ class TestSnapshotIndexKind:
         files = read_manifest(tmp_path / "snap").files
         if file is not None:
             assert file in files and absent not in files
-        engine = SearchEngine.open(tmp_path / "snap", embedder=embedder, ranker="none")  # type: ignore[arg-type]
+        engine = open_snapshot(tmp_path / "snap", embedder=embedder, ranker="none")  # type: ignore[arg-type]
         assert engine.vector_index is not None and engine.vector_index.kind == kind
         assert isinstance(engine.vector_index.vectors, np.memmap)
         result = engine.search(SearchRequest("blue lamp", k=5))

@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
-from search.engine import SearchEngine
 from search.retrievers import VectorIndex, build_ann
 from search.snapshot import TEXT_ANN, read_manifest
 from search.types import Product, SearchRequest
@@ -96,8 +96,8 @@ def test_snapshot_carries_a_graph_past_the_threshold(tmp_path: Path) -> None:
     )
     assert TEXT_ANN in read_manifest(tmp_path / "ann").files
     assert TEXT_ANN not in read_manifest(tmp_path / "flat").files
-    with_ann = SearchEngine.open(tmp_path / "ann", embedder=embedder, ranker="none")  # type: ignore[arg-type]
-    flat = SearchEngine.open(tmp_path / "flat", embedder=embedder, ranker="none")  # type: ignore[arg-type]
+    with_ann = open_snapshot(tmp_path / "ann", embedder=embedder, ranker="none")  # type: ignore[arg-type]
+    flat = open_snapshot(tmp_path / "flat", embedder=embedder, ranker="none")  # type: ignore[arg-type]
     assert with_ann.vector_index is not None and with_ann.vector_index.ann is not None
     assert flat.vector_index is not None and flat.vector_index.ann is None
     request = SearchRequest(text="colour 3", k=5, as_you_type=False)

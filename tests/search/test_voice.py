@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.analysis import Analyzer
 from search.engine import SearchEngine
@@ -39,7 +40,7 @@ VOICE_PRODUCTS: tuple[Product, ...] = (
 def voice_engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
     out: Path = tmp_path_factory.mktemp("voice") / "snapshot"
     build_snapshot(VOICE_PRODUCTS, out, config=BuildConfig(languages=("en",), embedder="none"))
-    return SearchEngine.open(out, ranker="none")
+    return open_snapshot(out, ranker="none")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.engine import SearchEngine
 from search.types import SearchRequest, SearchResult
@@ -23,7 +24,7 @@ from tests.search.test_voice import VOICE_PRODUCTS
 def voice_engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
     out: Path = tmp_path_factory.mktemp("voice-readings") / "snapshot"
     build_snapshot(VOICE_PRODUCTS, out, config=BuildConfig(languages=("en",), embedder="none"))
-    return SearchEngine.open(out, ranker="none")
+    return open_snapshot(out, ranker="none")
 
 
 @pytest.fixture(scope="module")
