@@ -50,6 +50,7 @@ from search.analysis import fold, normalise_query
 from search.errors import InvalidRequestError
 from search.store import ProductStore, category_label, parse_category
 from search.types import Availability, Filters, Hit
+from search.weights import json_number as _number
 
 MatchKind = Literal["exact", "contains", "pattern", "global"]
 MATCH_KINDS: tuple[str, ...] = get_args(MatchKind)
@@ -280,14 +281,6 @@ def _str_list(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise _fail(name, "must be a list of strings")
     return tuple(dict.fromkeys(v.strip() for v in value if v.strip()))
-
-
-def _number(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise _fail(name, f"must be a number, got {value!r}")
-    return float(value)
 
 
 def filters_from_dict(data: Any, name: str = "filters") -> Filters:

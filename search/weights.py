@@ -15,15 +15,16 @@ from typing import Any
 from search.errors import InvalidRequestError
 
 
-def _fail(field_name: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(field_name, message)
+def json_number(value: Any, name: str) -> float | None:
+    """A number written as JSON (None stays None; booleans and NaN are refused).
 
-
-def _number(value: Any, name: str) -> float | None:
+    Raises:
+        InvalidRequestError: ``value`` is not a number (naming ``name``).
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise _fail(name, f"must be a number, got {value!r}")
+        raise InvalidRequestError(name, f"must be a number, got {value!r}")
     return float(value)
 
 
@@ -69,20 +70,26 @@ class RankingWeights:
             InvalidRequestError: an unknown key or a value out of range (naming it).
         """
         if not isinstance(data, Mapping):
-            raise _fail(name, "must be an object")
+            raise InvalidRequestError(name, "must be an object")
         valid = ("retrievers", "colour_weight", "colour_rerank", "behaviour", "personalisation")
         for key in data:
             if key not in valid:
-                raise _fail(f"{name}.{key}", f"unknown weight; valid: {', '.join(valid)}")
+                raise InvalidRequestError(
+                    f"{name}.{key}", f"unknown weight; valid: {', '.join(valid)}"
+                )
         default = cls()
         retrievers = dict(default.retrievers)
         raw = data.get("retrievers", {})
         if not isinstance(raw, Mapping):
-            raise _fail(f"{name}.retrievers", "must be an object of retriever -> weight")
+            raise InvalidRequestError(
+                f"{name}.retrievers", "must be an object of retriever -> weight"
+            )
         for key, value in raw.items():
-            weight = _number(value, f"{name}.retrievers.{key}")
+            weight = json_number(value, f"{name}.retrievers.{key}")
             if weight is None or not 0 <= weight <= 100:
-                raise _fail(f"{name}.retrievers.{key}", "must be a number from 0 to 100")
+                raise InvalidRequestError(
+                    f"{name}.retrievers.{key}", "must be a number from 0 to 100"
+                )
             retrievers[str(key)] = weight
         limits = {
             "colour_weight": (0.0, 10.0),
@@ -92,9 +99,11 @@ class RankingWeights:
         }
         values: dict[str, float] = {}
         for key, (lo, hi) in limits.items():
-            value = _number(data.get(key, getattr(default, key)), f"{name}.{key}")
+            value = json_number(data.get(key, getattr(default, key)), f"{name}.{key}")
             if value is None or not lo <= value <= hi:
-                raise _fail(f"{name}.{key}", f"must be a number from {lo:g} to {hi:g}")
+                raise InvalidRequestError(
+                    f"{name}.{key}", f"must be a number from {lo:g} to {hi:g}"
+                )
             values[key] = value
         return cls(retrievers=retrievers, **values)
 
