@@ -28,7 +28,7 @@ from api import __version__
 from api.settings import DEFAULT_KEYS_DB, Settings
 from indexer.formats.fields import DEFAULT_LIMITS, FieldLimits
 from search.errors import CatalogueError, InvalidRequestError, SnapshotError
-from search.snapshot import MANIFEST
+from search.index.snapshot import MANIFEST
 from search.types import SearchRequest
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ def index(
 
 
 def _print_report(result: BuildResult) -> None:
-    from search.snapshot import COLOUR_REPORT, IMPORT_REPORT
+    from search.index.snapshot import COLOUR_REPORT, IMPORT_REPORT
 
     report = result.report
     errors = report.errors
@@ -515,7 +515,7 @@ def prepare_demo(data_dir: Path, *, embedder: str = "minilm") -> Path:
         typer.Exit: The demo catalogue could not be built.
     """
     from indexer.demo import write_demo_catalogue
-    from search.snapshot import read_manifest, sha256_file
+    from search.index.snapshot import read_manifest, sha256_file
 
     data_dir.mkdir(parents=True, exist_ok=True)
     catalogue = write_demo_catalogue(data_dir)

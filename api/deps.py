@@ -24,7 +24,7 @@ from search.types import Filters
 from search.weights import RankingWeights
 
 if TYPE_CHECKING:
-    from search.store import ProductStore
+    from search.index.store import ProductStore
     from search.types import Product
 
 

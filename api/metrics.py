@@ -38,7 +38,7 @@ from prometheus_client import (
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from search.snapshot import Manifest
+from search.index.snapshot import Manifest
 
 NAMESPACE = "productsearch"
 

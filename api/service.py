@@ -26,8 +26,8 @@ from models.loader import PACKAGED_MODELS
 from models.runtime import release_free_memory
 from search.engine import EngineConfig, SearchEngine
 from search.errors import SnapshotError
+from search.index.snapshot import last_good_path, record_last_good, same_snapshot
 from search.protocols import Reranker
-from search.snapshot import last_good_path, record_last_good, same_snapshot
 from search.types import SearchRequest
 from search.weights import RankingWeights
 
@@ -47,7 +47,7 @@ def open_engine(settings: Settings, *, last_good: bool = True) -> SearchEngine:
 
     A restart must not turn a bad rebuild (which ``/admin/snapshot/reload`` refuses) into an
     outage: when the configured snapshot fails its checks, the last snapshot this service
-    verified and served (kept beside it by :func:`search.snapshot.record_last_good`) is opened
+    verified and served (kept beside it by :func:`search.index.snapshot.record_last_good`) is opened
     instead, with an error in the logs, and the service reports ``"degraded": true`` and the
     reason in ``/health`` until a good snapshot is reloaded.
 

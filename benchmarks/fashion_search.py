@@ -33,8 +33,8 @@ from api.service import open_snapshot
 from benchmarks.common import results_dir, shared_dir
 from indexer.build import BuildConfig, build_snapshot
 from search.colour import lookup
-from search.colour_index import ColourIndex
 from search.engine import SearchEngine
+from search.index.colours import ColourIndex
 from search.types import Product
 
 #: Shop words for fashion colour labels: word -> the labels a shopper using it would accept.

@@ -596,7 +596,7 @@ def publish_copy(source: Path, target: Path) -> str:
     Returns:
         The new snapshot id.
     """
-    from search.snapshot import MANIFEST, SnapshotWriter, read_manifest
+    from search.index.snapshot import MANIFEST, SnapshotWriter, read_manifest
 
     manifest = read_manifest(source, verify=False)
     with SnapshotWriter(target, overwrite=True) as writer:
@@ -729,7 +729,7 @@ def cached_snapshot(catalogue: Catalogue, cache: Path, *, semantic: bool) -> tup
         The folder and what was done (``reused`` or build seconds).
     """
     from search.errors import SnapshotError
-    from search.snapshot import read_manifest
+    from search.index.snapshot import read_manifest
 
     try:
         manifest = read_manifest(cache, verify=False)

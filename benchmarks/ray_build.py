@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import load_home_depot, results_dir
-from search.snapshot import IMAGE_VECTORS, TEXT_VECTORS, read_manifest
+from search.index.snapshot import IMAGE_VECTORS, TEXT_VECTORS, read_manifest
 
 
 def compare(local: Path, ray: Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from typing import Any
 
 from benchmarks.common import load_home_depot, percentile, results_dir
 from search.analysis import normalise_query
+from search.index.store import ProductStore
 from search.rules import (
     Boost,
     Bury,
@@ -50,7 +51,6 @@ from search.rules import (
     Selector,
     Synonyms,
 )
-from search.store import ProductStore
 from search.types import Filters, Hit, Product
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

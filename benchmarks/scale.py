@@ -311,8 +311,14 @@ def attach_vectors(
     """
     import faiss
 
+    from search.index.snapshot import (
+        MANIFEST,
+        TEXT_ANN,
+        TEXT_COMPRESSED,
+        TEXT_VECTORS,
+        SnapshotWriter,
+    )
     from search.retrievers import build_vector_index
-    from search.snapshot import MANIFEST, TEXT_ANN, TEXT_COMPRESSED, TEXT_VECTORS, SnapshotWriter
 
     base = json.loads((lexical_dir / MANIFEST).read_text())
     with SnapshotWriter(out_dir, overwrite=True) as writer:
@@ -354,7 +360,13 @@ def attach_prebuilt(n: int, seed: int, kind: str) -> Path:
     Raises:
         FileNotFoundError: the lexical snapshot or the ``vectors`` step's files are missing.
     """
-    from search.snapshot import MANIFEST, TEXT_ANN, TEXT_COMPRESSED, TEXT_VECTORS, SnapshotWriter
+    from search.index.snapshot import (
+        MANIFEST,
+        TEXT_ANN,
+        TEXT_COMPRESSED,
+        TEXT_VECTORS,
+        SnapshotWriter,
+    )
 
     lexical_dir = WORK / f"scale-lex-{n}-s{seed}"
     vectors_file = WORK / f"scale-vectors-{n}-s{seed}.npy"
@@ -449,7 +461,7 @@ def make_queries(n_products: int, seed: int, count: int) -> list[BenchQuery]:
 
 
 def _request(query: BenchQuery, k: int) -> Any:
-    from search.store import parse_category
+    from search.index.store import parse_category
     from search.types import Availability, Filters, SearchRequest
 
     filters = Filters(
@@ -605,7 +617,7 @@ def service_probe(snapshot: Path, queries: int, seed: int, semantic: bool) -> di
 
 
 def _products_in(snapshot: Path) -> int:
-    from search.snapshot import read_manifest
+    from search.index.snapshot import read_manifest
 
     return int(read_manifest(snapshot, verify=False).counts["products"])
 
@@ -851,8 +863,8 @@ def run(n: int, seed: int, kind: str, queries: int, recall_queries: int) -> dict
     """
     import faiss
 
+    from search.index.snapshot import TEXT_ANN, TEXT_COMPRESSED
     from search.retrievers import choose_index_kind
-    from search.snapshot import TEXT_ANN, TEXT_COMPRESSED
 
     lexical_dir = WORK / f"scale-lex-{n}-s{seed}"
     build_log = WORK / f"scale-lex-{n}-s{seed}.json"
@@ -917,8 +929,8 @@ def memory_probe(n: int, seed: int, index_file: Path, vectors_file: Path) -> dic
     from indexer.catalogue import read_catalogue
     from models.runtime import limit_cpu_threads
     from models.text import load_text_embedder
+    from search.index.store import ProductStore
     from search.retrievers import VectorIndex
-    from search.store import ProductStore
 
     limit_cpu_threads(1)  # as the service does (PRODUCTSEARCH_MODEL_THREADS)
     out: dict[str, Any] = {"rss_start_bytes": rss_bytes(os.getpid())}

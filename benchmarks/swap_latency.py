@@ -128,7 +128,7 @@ def prepare_snapshot(n: int, cache: Path) -> tuple[Path, list[str]]:
     from benchmarks.catalogue_gen import write_catalogue
     from indexer.build import BuildConfig, build_from_catalogue
     from search.errors import SnapshotError
-    from search.snapshot import read_manifest
+    from search.index.snapshot import read_manifest
 
     catalogue = cache / f"catalogue-{n}.jsonl"
     snapshot = cache / f"snapshot-{n}"

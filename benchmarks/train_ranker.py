@@ -26,7 +26,7 @@ import numpy as np
 from api.service import open_snapshot
 from benchmarks.common import evaluate, load_home_depot, make_query_sets
 from search.engine import SearchEngine
-from search.features import FEATURE_NAMES
+from search.rank.features import FEATURE_NAMES
 from search.types import SearchRequest
 
 TRAIN_SHARE = 7  # of 10 hash buckets
@@ -48,7 +48,7 @@ def collect(
     out = {}
     extractor = engine.ranker.extractor if engine.ranker is not None else None
     if extractor is None:
-        from search.features import FeatureExtractor
+        from search.rank.features import FeatureExtractor
 
         vectors = engine.vector_index.vectors if engine.vector_index is not None else None
         extractor = FeatureExtractor(engine.lexical, vectors)

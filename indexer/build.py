@@ -13,17 +13,9 @@ import orjson
 
 from indexer.formats.fields import DEFAULT_LIMITS, FieldLimits
 from search.analysis import Analyzer
-from search.colour_index import ColourIndex
-from search.lexical import FIELD_NAMES, LexicalData, LexicalDataBuilder
-from search.protocols import TextEmbedder
-from search.retrievers import (
-    ANN_THRESHOLD,
-    COMPRESSED_THRESHOLD,
-    build_vector_index,
-    choose_index_kind,
-    index_kind_of,
-)
-from search.snapshot import (
+from search.index.colours import ColourIndex
+from search.index.lexical import FIELD_NAMES, LexicalData, LexicalDataBuilder
+from search.index.snapshot import (
     COLOUR_REPORT,
     COLOURS,
     IMAGE_ADAPTER,
@@ -43,9 +35,17 @@ from search.snapshot import (
     Manifest,
     SnapshotWriter,
 )
-from search.store import ProductStore
+from search.index.store import ProductStore
+from search.index.vocabulary import Vocabulary, VocabularyBuilder
+from search.protocols import TextEmbedder
+from search.retrievers import (
+    ANN_THRESHOLD,
+    COMPRESSED_THRESHOLD,
+    build_vector_index,
+    choose_index_kind,
+    index_kind_of,
+)
 from search.types import Product, ProductColour
-from search.vocabulary import Vocabulary, VocabularyBuilder
 
 if TYPE_CHECKING:
     from indexer.catalogue import CatalogueFormat, ImportReport, ImportResult

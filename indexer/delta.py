@@ -2,7 +2,7 @@
 
 :func:`apply_changes` reads the serving snapshot, applies the changes and writes a new, complete
 snapshot (the same format :func:`indexer.build.build_snapshot` writes, published atomically by
-:class:`search.snapshot.SnapshotWriter`). What is slow in a full build is reused wherever the
+:class:`search.index.snapshot.SnapshotWriter`). What is slow in a full build is reused wherever the
 product did not change, so the work is proportional to the changes:
 
 * text vectors: copied for every product whose :func:`indexer.build.embedding_text` is the same
@@ -48,10 +48,9 @@ from indexer.build import (
     write_snapshot,
 )
 from search.analysis import Analyzer, fold
-from search.colour_index import COLOUR_ATTRIBUTES, ColourIndex
-from search.lexical import FIELD_NAMES, LexicalData
-from search.protocols import TextEmbedder
-from search.snapshot import (
+from search.index.colours import COLOUR_ATTRIBUTES, ColourIndex
+from search.index.lexical import FIELD_NAMES, LexicalData
+from search.index.snapshot import (
     COLOUR_REPORT,
     COLOURS,
     IMAGE_ADAPTER,
@@ -68,9 +67,10 @@ from search.snapshot import (
     Manifest,
     read_manifest,
 )
-from search.store import ProductStore
+from search.index.store import ProductStore
+from search.index.vocabulary import Vocabulary, VocabularyBuilder
+from search.protocols import TextEmbedder
 from search.types import Product, ProductColour
-from search.vocabulary import Vocabulary, VocabularyBuilder
 
 _T = TypeVar("_T")
 

@@ -15,7 +15,7 @@ from search.colour import (
     closeness,
     lab_to_hex,
 )
-from search.colour_index import ProductColour, text_colours
+from search.index.colours import ProductColour, text_colours
 
 if TYPE_CHECKING:
     from indexer.colours import PhotoColourExtractor

@@ -51,8 +51,8 @@ from search.analysis import Analyzer
 from search.types import Product, ProductColour
 
 if TYPE_CHECKING:
+    from search.index.snapshot import Manifest
     from search.protocols import TextEmbedder
-    from search.snapshot import Manifest
 
 RAY_INSTALL_HINT = "install 'productsearch[distributed]' (ray[data]) to build on Ray"
 

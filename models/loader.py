@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from search.protocols import ImageEncoder, TextEmbedder
-from search.ranking import RelevanceScorer
+from search.rank.learned import RelevanceScorer
 
 
 class PackagedModels:

@@ -1,4 +1,4 @@
-"""Learned ranking models behind :class:`search.ranking.RelevanceScorer`.
+"""Learned ranking models behind :class:`search.rank.learned.RelevanceScorer`.
 
 The packaged model (``models/rankers/*.txt``) is a LightGBM LambdaMART trained with
 ``python -m benchmarks.train_ranker`` on generic features (coverage, title position, word order,

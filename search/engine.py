@@ -21,21 +21,11 @@ import orjson
 
 from search.analysis import Analyzer
 from search.colour import parse_colour
-from search.colour_index import MATCH_GRADE, ColourIndex, family_swatch, text_colours
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
-from search.features import FeatureExtractor
 from search.fusion import FUSERS
-from search.lexical import Bm25Params, GroupScores, LexicalData, LexicalIndex
-from search.protocols import ImageEncoder, ModelLoader, Reranker, Retriever, TextEmbedder
-from search.rank.context import Effect, RankingContext
-from search.ranking import LearnedRanker, RelevanceScorer
-from search.retrievers import (
-    SemanticRetriever,
-    TermRetriever,
-    VectorIndex,
-)
-from search.rules import MatchedRules, RuleSet, explain_lines
-from search.snapshot import (
+from search.index.colours import MATCH_GRADE, ColourIndex, family_swatch, text_colours
+from search.index.lexical import Bm25Params, GroupScores, LexicalData, LexicalIndex
+from search.index.snapshot import (
     COLOUR_REPORT,
     COLOURS,
     IMAGE_ADAPTER,
@@ -54,7 +44,18 @@ from search.snapshot import (
     Manifest,
     read_manifest,
 )
-from search.store import PriceColumn, ProductStore
+from search.index.store import PriceColumn, ProductStore
+from search.index.vocabulary import Vocabulary
+from search.protocols import ImageEncoder, ModelLoader, Reranker, Retriever, TextEmbedder
+from search.rank.context import Effect, RankingContext
+from search.rank.features import FeatureExtractor
+from search.rank.learned import LearnedRanker, RelevanceScorer
+from search.retrievers import (
+    SemanticRetriever,
+    TermRetriever,
+    VectorIndex,
+)
+from search.rules import MatchedRules, RuleSet, explain_lines
 from search.suggest import Suggester
 from search.types import (
     Explanation,
@@ -68,7 +69,6 @@ from search.types import (
     SortOrder,
 )
 from search.understand import AnalyzedQuery, QueryUnderstander, UnderstandConfig
-from search.vocabulary import Vocabulary
 from search.weights import DEFAULT_WEIGHTS, default_retriever_weights
 
 #: Colour match from which a product is clearly in the asked colour (a colour stated in its text,
@@ -1045,7 +1045,7 @@ class SearchEngine:
         category_votes: npt.NDArray[np.float64] | None,
     ) -> list[Hit]:
         """Order look-alikes in an asked colour: products in the colour (closeness at least
-        :data:`search.colour_index.MATCH_GRADE`) first, each group by photo similarity rank (1
+        :data:`search.index.colours.MATCH_GRADE`) first, each group by photo similarity rank (1
         down to 1/n) plus :data:`PHOTO_CATEGORY_WEIGHT` times the product's category vote and
         :data:`PHOTO_COLOUR_WEIGHT` times its colour closeness (candidates are usually all in
         the colour already, so closeness mostly breaks near-ties)."""

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from search.rank.context import RankingContext, Reranked
-    from search.ranking import RelevanceScorer
+    from search.rank.learned import RelevanceScorer
     from search.types import Hit
     from search.understand import AnalyzedQuery
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from search.colour_index import MATCH_GRADE, ColourIndex
-from search.lexical import GroupScores, LexicalIndex
+from search.index.colours import MATCH_GRADE, ColourIndex
+from search.index.lexical import GroupScores, LexicalIndex
 from search.types import Hit
 from search.understand import AnalyzedQuery
 
@@ -73,7 +73,7 @@ class TermRetriever:
         words form one group scored by each product's colour closeness (from text and photos)
         times ``colour_weight`` times a typical score of one of the other words; a product
         counts as matching that group when its colour is close (see
-        :data:`search.colour_index.MATCH_GRADE`). So "navy shirt" finds dark blue shirts whose
+        :data:`search.index.colours.MATCH_GRADE`). So "navy shirt" finds dark blue shirts whose
         text never says navy, shirts of other colours still match "shirt", and a rare colour
         word cannot outweigh the product type the way its BM25 idf would.
 

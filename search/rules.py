@@ -48,7 +48,7 @@ import numpy.typing as npt
 
 from search.analysis import fold, normalise_query
 from search.errors import InvalidRequestError
-from search.store import ProductStore, category_label, parse_category
+from search.index.store import ProductStore, category_label, parse_category
 from search.types import Availability, Filters, Hit
 from search.weights import json_number as _number
 

@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 
 from search.analysis import Analyzer, fold, normalise_query, tokenize
+from search.index.vocabulary import Vocabulary
 from search.understand import max_edits
-from search.vocabulary import Vocabulary
 
 SuggestionKind = Literal["query", "catalogue"]
 

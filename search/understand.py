@@ -18,8 +18,8 @@ import numpy.typing as npt
 from search.analysis import Analyzer, Token, tokenize
 from search.colour import Colour, parse_colour, spot_colours
 from search.errors import InvalidRequestError
+from search.index.vocabulary import Vocabulary
 from search.types import SearchRequest
-from search.vocabulary import Vocabulary
 
 
 class MatchKind(StrEnum):

@@ -23,8 +23,8 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel, Levenshtein
 
 from search.analysis import Analyzer, fold, tokenize
+from search.index.vocabulary import Vocabulary
 from search.types import SearchResult
-from search.vocabulary import Vocabulary
 
 # --- spoken numbers ---------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 from scipy import sparse
 
 from search.colour import lookup
-from search.colour_index import ColourIndex
-from search.lexical import LexicalData, LexicalDataBuilder, LexicalIndex, StoredCounts
+from search.index.colours import ColourIndex
+from search.index.lexical import LexicalData, LexicalDataBuilder, LexicalIndex, StoredCounts
 from search.types import ColourSource, ProductColour
 
 DOCS: tuple[dict[str, list[str]], ...] = (

@@ -24,7 +24,7 @@ from api.security import AdminKeyDep
 from api.service import open_snapshot
 from search.engine import SearchEngine
 from search.errors import SnapshotError
-from search.snapshot import Manifest
+from search.index.snapshot import Manifest
 from search.suggest import Suggester
 
 router = APIRouter(prefix="/admin", tags=["admin"])

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from search.analysis import fold, tokenize
+from search.index.store import ProductStore, category_label, item_or_slice
 from search.rank.context import (
     Effect,
     RankingContext,
@@ -36,7 +37,6 @@ from search.rank.context import (
     effects_of,
     normalised_scores,
 )
-from search.store import ProductStore, category_label, item_or_slice
 from search.types import Hit, Product
 from search.understand import AnalyzedQuery, MatchKind
 from search.weights import DEFAULT_WEIGHTS

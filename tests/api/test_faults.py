@@ -31,7 +31,7 @@ from api.settings import Settings
 from benchmarks.home_depot import serve_command
 from benchmarks.load import Service, publish_copy, start_service
 from search.errors import SnapshotError
-from search.snapshot import MANIFEST, read_manifest
+from search.index.snapshot import MANIFEST, read_manifest
 from tests.api import PRODUCTS, build_snapshot, write_catalogue
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +164,7 @@ _KILLED_MID_PUBLISH = """
 import os, signal, sys
 from pathlib import Path
 
-import search.snapshot as snapshot
+import search.index.snapshot as snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.types import Product
 

@@ -15,8 +15,8 @@ from api.app import create_app
 from api.settings import Settings
 from indexer.build import BuildConfig, build_from_catalogue
 from search.errors import SnapshotError
-from search.snapshot import PRODUCTS as PRODUCTS_FILE
-from search.snapshot import last_good_path, read_manifest, record_last_good
+from search.index.snapshot import PRODUCTS as PRODUCTS_FILE
+from search.index.snapshot import last_good_path, read_manifest, record_last_good
 from tests.api import PRODUCTS, build_snapshot, write_catalogue
 
 

@@ -21,9 +21,9 @@ import pytest
 from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot, embedding_text
 from indexer.delta import apply_changes, remove_hnsw_nodes
-from search.colour_index import ColourIndex
 from search.errors import ProductNotFoundError, SnapshotError
-from search.snapshot import COLOURS, TEXT_ANN, TEXT_VECTORS, read_manifest
+from search.index.colours import ColourIndex
+from search.index.snapshot import COLOURS, TEXT_ANN, TEXT_VECTORS, read_manifest
 from search.types import Product, SearchRequest
 from tests.api import PRODUCTS, PRODUCTS_BY_ID
 
@@ -108,7 +108,7 @@ def lexical_by_term(snapshot: Path) -> dict[str, dict[tuple[str, str], float]]:
     of term and document numbering."""
     import orjson
 
-    from search.lexical import LexicalData
+    from search.index.lexical import LexicalData
 
     engine = open_snapshot(snapshot, use_semantic=False, ranker="none")
     ids = [p.id for p in engine.store.products]
@@ -130,7 +130,7 @@ def vocabulary_by_word(snapshot: Path) -> dict[str, tuple[int, tuple[str, ...], 
     """word -> (document frequency, its index terms, its sound keys)."""
     import orjson
 
-    from search.vocabulary import Vocabulary
+    from search.index.vocabulary import Vocabulary
 
     terms = orjson.loads((snapshot / "terms.json").read_bytes())
     vocabulary = Vocabulary.load(snapshot / "vocabulary.json")
@@ -522,7 +522,7 @@ class TestImageVectors:
         return str(path)
 
     def test_photo_vectors(self, tmp_path: Path) -> None:
-        from search.snapshot import IMAGE_HAS, IMAGE_REPORT, IMAGE_VECTORS
+        from search.index.snapshot import IMAGE_HAS, IMAGE_REPORT, IMAGE_VECTORS
 
         colours = [(200, 30, 30), (30, 30, 200), (30, 160, 30), (20, 20, 20)]
         products = [

@@ -14,7 +14,7 @@ from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from indexer.delta import apply_changes
 from models.image_adapter import AdaptedImageEmbedder, ImageAdapter
-from search.snapshot import IMAGE_ADAPTER, IMAGE_VECTORS, read_manifest
+from search.index.snapshot import IMAGE_ADAPTER, IMAGE_VECTORS, read_manifest
 from search.types import Product, SearchRequest
 
 KINDS = ("lamp", "vase", "cushion")

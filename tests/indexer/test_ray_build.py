@@ -35,7 +35,7 @@ from indexer.ray_build import (
     build_snapshot_on_ray,
 )
 from search.errors import CatalogueError
-from search.snapshot import (
+from search.index.snapshot import (
     IMAGE_HAS,
     IMAGE_VECTORS,
     IMPORT_REPORT,

@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.colour import lookup
-from search.colour_index import FAMILY_GRADE, ColourIndex, text_colours
 from search.engine import EngineConfig, SearchEngine
 from search.errors import InvalidRequestError
+from search.index.colours import FAMILY_GRADE, ColourIndex, text_colours
 from search.types import Product, ProductColour, SearchRequest
 
 

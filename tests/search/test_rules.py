@@ -11,6 +11,7 @@ import pytest
 
 from search.analysis import normalise_query
 from search.errors import InvalidRequestError
+from search.index.store import ProductStore
 from search.rules import (
     Boost,
     Bury,
@@ -28,7 +29,6 @@ from search.rules import (
     rule_to_dict,
     rules_from_list,
 )
-from search.store import ProductStore
 from search.types import Filters, Hit, Product
 from search.weights import RankingWeights
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from search.analysis import Analyzer
+from search.index.vocabulary import VocabularyBuilder
 from search.suggest import Suggester
-from search.vocabulary import VocabularyBuilder
 
 TITLES = [
     "Navy linen shirt",

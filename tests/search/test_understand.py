@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from search.analysis import Analyzer
-from search.lexical import LexicalDataBuilder
+from search.index.lexical import LexicalDataBuilder
+from search.index.vocabulary import Vocabulary, VocabularyBuilder
 from search.types import SearchRequest
 from search.understand import (
     AnalyzedQuery,
@@ -18,7 +19,6 @@ from search.understand import (
     UnderstandConfig,
     max_edits,
 )
-from search.vocabulary import Vocabulary, VocabularyBuilder
 
 TEXTS = (
     "toilet seat",

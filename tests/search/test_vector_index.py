@@ -10,6 +10,7 @@ import pytest
 
 from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
+from search.index.snapshot import TEXT_ANN, TEXT_COMPRESSED, read_manifest
 from search.retrievers import (
     VectorIndex,
     build_hnsw_sq8,
@@ -18,7 +19,6 @@ from search.retrievers import (
     choose_index_kind,
     index_kind_of,
 )
-from search.snapshot import TEXT_ANN, TEXT_COMPRESSED, read_manifest
 from search.types import Filters, Product, SearchRequest
 from tests.search.test_vectors import ConceptEmbedder
 
@@ -177,7 +177,7 @@ class TestSnapshotIndexKind:
 
 def test_photo_vectors_past_the_threshold_get_product_quantised_codes(tmp_path: Path) -> None:
     from indexer.build import PhotoVectors, write_snapshot
-    from search.snapshot import IMAGE_COMPRESSED
+    from search.index.snapshot import IMAGE_COMPRESSED
 
     products = catalogue(300)
     vectors = clustered_rows(300, dim=32)

@@ -10,8 +10,8 @@ import pytest
 
 from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
+from search.index.snapshot import TEXT_ANN, read_manifest
 from search.retrievers import VectorIndex, build_ann
-from search.snapshot import TEXT_ANN, read_manifest
 from search.types import Product, SearchRequest
 
 

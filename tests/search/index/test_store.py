@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from search.errors import InvalidRequestError, ProductNotFoundError
-from search.store import (
+from search.index.store import (
     IdIndex,
     LazyProducts,
     ProductIds,

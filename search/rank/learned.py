@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from search.features import FEATURE_NAMES, FeatureExtractor
+from search.rank.features import FEATURE_NAMES, FeatureExtractor
 from search.types import Hit
 from search.understand import AnalyzedQuery
 

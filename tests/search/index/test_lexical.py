@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.lexical import (
+from search.index.lexical import (
     FIELD_NAMES,
     Bm25Params,
     FieldParams,

@@ -11,8 +11,8 @@ import pytest
 from api.service import open_snapshot
 from models.ranker import PACKAGED_RANKERS, LightGBMScorer, load_ranker
 from search.engine import SearchEngine
-from search.features import FEATURE_NAMES, FeatureExtractor
-from search.ranking import LearnedRanker
+from search.rank.features import FEATURE_NAMES, FeatureExtractor
+from search.rank.learned import LearnedRanker
 from search.types import SearchRequest
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}

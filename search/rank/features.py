@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from search.lexical import LexicalIndex
+from search.index.lexical import LexicalIndex
 from search.types import Hit
 from search.understand import AnalyzedQuery
 

@@ -13,7 +13,7 @@ import pytest
 from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.errors import SnapshotError
-from search.snapshot import (
+from search.index.snapshot import (
     FORMAT_VERSION,
     LEXICAL,
     MANIFEST,
