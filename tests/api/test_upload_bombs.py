@@ -57,7 +57,7 @@ class TestDecodedPixels:
         assert f"{DEFAULT_UPLOAD_MAX_DECODED_PIXELS / 1e6:g} megapixel decoding limit" in (
             caught.value.message
         )
-        assert time.perf_counter() - began < 0.5  # decoding 49 MP would take seconds
+        assert time.perf_counter() - began < 2.0  # refused from the header, never decoded
 
     def test_large_jpeg_is_decoded_reduced(self) -> None:
         jpeg = encode(Image.new("RGB", (7000, 7000), (30, 60, 90)), "JPEG", quality=50)

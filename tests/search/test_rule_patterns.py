@@ -55,7 +55,9 @@ class TestPatternMatching:
         matched = rules.match("x" * length)
         took = time.perf_counter() - started
         assert not matched
-        assert took < 0.05, f"{took:.3f} s for {length} characters"
+        # Backtracking takes 14 s at 27 characters and never ends at 40; RE2 takes under a
+        # millisecond: a bound far above that keeps a busy CI machine from failing it.
+        assert took < 1.0, f"{took:.3f} s for {length} characters"
         assert rules.match("x" * length + "y")  # it still matches what it should
 
     def test_patterns_are_case_insensitive_on_the_folded_query(self) -> None:
@@ -209,5 +211,5 @@ class TestThroughTheService:
             assert response.status_code == 200, response.text
         took = time.perf_counter() - started
         prober.join(30)
-        assert took < 2.0, f"three searches took {took:.1f} s"
-        assert max(health_ms) < 1000, health_ms
+        assert took < 5.0, f"three searches took {took:.1f} s"  # backtracking: minutes
+        assert max(health_ms) < 3000, health_ms  # the issue saw /health frozen for 14 s
