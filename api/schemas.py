@@ -453,36 +453,33 @@ class PinAction(BaseModel):
     position: int = Field(ge=1, le=10_000)
 
 
-class BoostAction(BaseModel):
+class _SelectingAction(BaseModel):
+    """An action on the products ``product_ids`` and/or ``filter`` select."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_ids: list[str] | None = None
+    filter: FiltersIn | None = None
+
+
+class BoostAction(_SelectingAction):
     """Lift the selected products (``product_ids`` and/or ``filter``) by ``weight``."""
 
-    model_config = ConfigDict(extra="forbid")
-
     type: Literal["boost"]
-    product_ids: list[str] | None = None
-    filter: FiltersIn | None = None
     weight: float = Field(gt=0, le=10, description="Share of the result list (see the docs).")
 
 
-class BuryAction(BaseModel):
+class BuryAction(_SelectingAction):
     """Push the selected products (``product_ids`` and/or ``filter``) down by ``weight``."""
 
-    model_config = ConfigDict(extra="forbid")
-
     type: Literal["bury"]
-    product_ids: list[str] | None = None
-    filter: FiltersIn | None = None
     weight: float = Field(gt=0, le=10, description="Share of the result list (see the docs).")
 
 
-class HideAction(BaseModel):
+class HideAction(_SelectingAction):
     """Remove the selected products (``product_ids`` and/or ``filter``) from the results."""
 
-    model_config = ConfigDict(extra="forbid")
-
     type: Literal["hide"]
-    product_ids: list[str] | None = None
-    filter: FiltersIn | None = None
 
 
 class SynonymsAction(BaseModel):

@@ -248,6 +248,8 @@ class TestSearchValidation:
             ({"channel": "tv"}, "channel"),
             ({"explain": "maybe"}, "explain"),
             ({"q": "x" * 1001}, "q"),
+            ({"currency": "euro"}, "currency"),
+            ({"currency": "JPY"}, "currency"),  # no product priced in it, no rate to it
         ],
     )
     def test_bad_parameter_is_422_naming_it(
