@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import __version__
 from api.docs import install_docs
+from api.errors import install_error_handlers
 from api.limits import install_limits
 from api.metrics import install_metrics
 from api.routes import (
@@ -38,12 +38,7 @@ from api.service import open_engine, serve_engine, warm_then_ready
 from api.settings import Settings
 from merchandising.store import ConfigStore
 from search.engine import SearchEngine
-from search.errors import (
-    EventStoreUnavailableError,
-    InvalidRequestError,
-    ProductNotFoundError,
-    SnapshotError,
-)
+from search.errors import SnapshotError
 
 if TYPE_CHECKING:
     pass
@@ -157,9 +152,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.add_middleware(RequestIdMiddleware)
     install_metrics(app)
 
-    app.add_exception_handler(InvalidRequestError, _invalid_request_handler)
-    app.add_exception_handler(ProductNotFoundError, _product_not_found_handler)
-    app.add_exception_handler(EventStoreUnavailableError, events.store_unavailable_handler)
+    install_error_handlers(app)
 
     searcher = [Depends(require_search_key)]
     app.include_router(search.router, dependencies=searcher)
@@ -175,25 +168,6 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.include_router(voice.router, dependencies=searcher)
     app.include_router(pages.router)
     return app
-
-
-async def _invalid_request_handler(request: Request, exc: Exception) -> JSONResponse:
-    # Same shape as FastAPI's own RequestValidationError responses, so clients parse one format.
-    assert isinstance(exc, InvalidRequestError)
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={
-            "detail": [{"loc": ["query", exc.field], "msg": exc.message, "type": "value_error"}]
-        },
-    )
-
-
-async def _product_not_found_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProductNotFoundError)
-    return JSONResponse(
-        status_code=status.HTTP_404_NOT_FOUND,
-        content={"detail": f"no product with id {exc.product_id!r}"},
-    )
 
 
 class RequestIdMiddleware:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -14,14 +15,14 @@ from starlette.requests import HTTPConnection
 from api.security import ApiKey, merge_filters
 from api.service import apply_merchandising
 from api.settings import Settings
-from merchandising.experiments import NO_ASSIGNMENT, Assignment, Experiment, assign
-from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weights
+from merchandising.experiments import NO_ASSIGNMENT, Assignment, assign
+from merchandising.store import ConfigVersion
 from search.analysis import tokenize
 from search.engine import SearchEngine
 from search.errors import ProductNotFoundError
 from search.suggest import Suggester
+from search.tuning import Tuning
 from search.types import Filters
-from search.weights import RankingWeights
 
 if TYPE_CHECKING:
     from search.index.store import ProductStore
@@ -43,7 +44,13 @@ def get_engine(request: Request) -> SearchEngine:
     engine: SearchEngine | None = getattr(request.app.state, "engine", None)
     if engine is None:
         raise RuntimeError("no search engine on app.state: was the app started via its lifespan?")
-    state = request.app.state
+    return _refresh_merchandising(request.app) or engine
+
+
+def _refresh_merchandising(app: Any) -> SearchEngine | None:
+    """Serve the newest merchandising version when one was saved since (here or on another
+    replica sharing the store); the serving engine then, or None when nothing is set up."""
+    state = app.state
     store = getattr(state, "config_store", None)
     serving_version = getattr(state, "config_version", None)
     if (
@@ -53,7 +60,8 @@ def get_engine(request: Request) -> SearchEngine:
         and store.current().version != serving_version
     ):
         # A merchandiser saved rules or weights (here or on another replica): serve them now.
-        engine = apply_merchandising(request.app)
+        apply_merchandising(app)
+    engine: SearchEngine | None = getattr(state, "engine", None)
     return engine
 
 
@@ -70,95 +78,15 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-class VariantEngines:
-    """The engines of the A/B test variants for one serving engine and configuration version.
-
-    Built lazily, one per distinct set of variant weights, and dropped with the serving engine
-    or version they belong to, so a search pays a hash per experiment, not an engine build.
-
-    Args:
-        serving: The serving engine (weights and rules of ``version`` applied).
-        version: The configuration version it serves; its experiments are assigned.
-        base: The engine before merchandising, or None (then variants start from ``serving``).
-    """
-
-    def __init__(
-        self, serving: SearchEngine, version: ConfigVersion, base: SearchEngine | None
-    ) -> None:
-        self.serving = serving
-        self.version = version
-        self.base = base
-        self.experiments: tuple[Experiment, ...] = tuple(
-            e for e in version.experiments if e.enabled
-        )
-        self._engines: dict[str, SearchEngine] = {}
-        self._by_identity: dict[int, SearchEngine] = {}
-        self._keep: list[RankingWeights] = []
-        self._lock = threading.Lock()
-
-    def engine_for(self, weights: RankingWeights | None) -> SearchEngine:
-        """The engine ranking with ``weights`` (the serving one for None), rules applied."""
-        if weights is None:
-            return self.serving
-        # The variants' weights objects live as long as this version: look them up by identity
-        # first, so a search does not compare or serialise weights.
-        engine = self._by_identity.get(id(weights))
-        if engine is not None:
-            return engine
-        with self._lock:
-            if weights == self.version.weights:
-                engine = self.serving
-            else:
-                key = repr(sorted(weights.to_dict().items()))
-                engine = self._engines.get(key)
-                if engine is None:
-                    engine = self._build(weights)
-                    self._engines[key] = engine
-            self._by_identity[id(weights)] = engine
-            self._keep.append(weights)  # keeps id() from being reused while cached
-        return engine
-
-    def _build(self, weights: RankingWeights) -> SearchEngine:
-        if self.base is None:
-            return apply_ranking_weights(self.serving, weights)
-        # From the engine before merchandising, as the serving weights are applied: a variant's
-        # weights (behaviour and personalisation strengths included) replace the serving
-        # weights rather than add to them.
-        engine = apply_ranking_weights(self.base, weights)
-        return engine.with_rules(self.version.rule_set()) if self.version.rules else engine
-
-
-_VARIANTS_LOCK = threading.Lock()
-
-
-def variant_engines(state: Any, engine: SearchEngine) -> VariantEngines | None:
-    """The :class:`VariantEngines` of ``engine`` on ``app.state`` (rebuilt when the serving
-    engine or the configuration version changed), or None without a configuration store."""
-    store: ConfigStore | None = getattr(state, "config_store", None)
-    if store is None:
-        return None
-    # Keyed by the version number the serving engine was built for (``get_engine`` keeps it
-    # current), so a search reads no configuration while nothing changed.
-    key = (engine, getattr(state, "config_version", None))
-    cached: tuple[tuple[SearchEngine, Any], VariantEngines] | None = getattr(
-        state, "variant_engines", None
-    )
-    if cached is not None and cached[0][0] is key[0] and cached[0][1] == key[1]:
-        return cached[1]
-    with _VARIANTS_LOCK:
-        base = getattr(state, "base_engine", None)
-        # An engine other than the application's (a test override) gets variants built on it.
-        built = VariantEngines(
-            engine, store.current(), base if engine is getattr(state, "engine", None) else None
-        )
-        state.variant_engines = (key, built)
-    return built
-
-
 def serve_variants(
     request: HTTPConnection, engine: SearchEngine, user_id: str | None, session_id: str | None
-) -> tuple[SearchEngine, Assignment]:
-    """Assign a shopper to the running A/B tests and pick the engine that ranks for them.
+) -> tuple[Tuning, Assignment]:
+    """Assign a shopper to the running A/B tests and decide the tuning their search ranks with.
+
+    The serving tuning (the current version's weights and rules, resolved by
+    :func:`api.service.apply_merchandising`) with, for a shopper in a weighted arm, that arm's
+    weights instead: a value handed to :meth:`search.engine.SearchEngine.search`, so an arm
+    costs no engine and no memory of its own.
 
     Args:
         request: The current request (its application holds the configuration).
@@ -167,16 +95,26 @@ def serve_variants(
         session_id: The shopper's session, or None.
 
     Returns:
-        The engine to search with (``engine`` itself for a shopper without ids or in no
-        weighted arm) and the assignment (see :func:`merchandising.experiments.assign`).
+        The tuning to search with and the assignment (see
+        :func:`merchandising.experiments.assign`).
     """
-    if not (user_id or session_id):
-        return engine, NO_ASSIGNMENT
-    variants = variant_engines(request.app.state, engine)
-    if variants is None or not variants.experiments:
-        return engine, NO_ASSIGNMENT
-    assignment = assign(variants.experiments, user_id, session_id, variants.version.weights)
-    return variants.engine_for(assignment.weights), assignment
+    if request.scope["type"] == "websocket":  # HTTP routes refreshed it in get_engine
+        _refresh_merchandising(request.app)
+    serving: tuple[SearchEngine, ConfigVersion, Tuning] | None = getattr(
+        request.app.state, "serving", None
+    )
+    if serving is None or serving[0] is not engine:
+        # An engine other than the application's (a test override): its own tuning.
+        return engine.tuning, NO_ASSIGNMENT
+    _, version, tuning = serving
+    if not (user_id or session_id) or not version.experiments:
+        return tuning, NO_ASSIGNMENT
+    running = [e for e in version.experiments if e.enabled]
+    assignment = assign(running, user_id, session_id, version.weights)
+    if assignment.weights is None or assignment.weights == version.weights:
+        return tuning, assignment
+    # The arm's weights replace the serving ones (behaviour and personalisation included).
+    return replace(tuning, weights=assignment.weights), assignment
 
 
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from api.settings import Settings
-from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weights
+from merchandising.store import ConfigStore, ConfigVersion
 from models.loader import PACKAGED_MODELS
 from models.runtime import release_free_memory
 from search.engine import EngineConfig, SearchEngine
 from search.errors import SnapshotError
 from search.index.snapshot import last_good_path, record_last_good, same_snapshot
 from search.protocols import Reranker
+from search.tuning import Tuning
 from search.types import SearchRequest
 from search.weights import RankingWeights
 
@@ -167,17 +168,23 @@ def warm_up_engine(engine: SearchEngine) -> None:
     suggester.suggest(text[:3])
 
 
-def serving_weights(settings: Settings | None, version: ConfigVersion) -> RankingWeights:
+def serving_weights(
+    settings: Settings | None, version: ConfigVersion, engine: SearchEngine | None = None
+) -> RankingWeights:
     """The ranking weights a configuration version serves with.
 
-    Until a merchandiser saves weights (the version's are the defaults), the behaviour and
-    personalisation strengths come from the settings (``PRODUCTSEARCH_BEHAVIOUR_WEIGHT``,
-    ``PRODUCTSEARCH_PERSONALISATION_STRENGTH``); saved weights replace them.
+    Until a merchandiser saves weights (the version's are the defaults), the engine's own
+    weights serve (its configuration's retriever and colour weights) with the behaviour and
+    personalisation strengths of the settings (``PRODUCTSEARCH_BEHAVIOUR_WEIGHT``,
+    ``PRODUCTSEARCH_PERSONALISATION_STRENGTH``); saved weights replace them all.
     """
-    if settings is None or version.weights != RankingWeights():
+    if version.weights != RankingWeights():
         return version.weights
+    weights = engine.tuning.weights if engine is not None else version.weights
+    if settings is None:
+        return weights
     return replace(
-        version.weights,
+        weights,
         behaviour=settings.behaviour_weight,
         personalisation=settings.personalisation_strength,
     )
@@ -296,29 +303,28 @@ def _keep_as_last_good(settings: Settings, engine: SearchEngine) -> None:
 _MERCH_LOCK = threading.Lock()
 
 
-def apply_merchandising(app: FastAPI) -> SearchEngine:
-    """Serve the base engine with the current merchandising version: its ranking weights and
-    its rules (applied last). Called at start-up, on a snapshot swap, and by the engine
-    dependency when a newer version was saved (on this replica or another sharing the store).
+def apply_merchandising(app: FastAPI) -> Tuning:
+    """Resolve the current merchandising version into the tuning the service serves with: its
+    ranking weights (:func:`serving_weights`) and its rules. Called at start-up, on a snapshot
+    swap, and by the engine dependency when a newer version was saved (on this replica or
+    another sharing the store). Nothing is built: the serving engine stays the same object
+    and each search is handed the tuning (or its A/B arm's, :func:`api.deps.serve_variants`).
 
     Returns:
-        The engine now serving.
+        The tuning now served.
     """
     with _MERCH_LOCK:
         base: SearchEngine = app.state.base_engine
         store: ConfigStore | None = getattr(app.state, "config_store", None)
-        if store is None:
-            app.state.engine = base
-            app.state.config_version = 0
-            return base
-        version = store.current()
-        weights = serving_weights(app.state.settings, version)
-        # The defaults are what the base engine was built with (settings defaults included).
-        engine = base if weights == RankingWeights() else apply_ranking_weights(base, weights)
-        if version.rules:
-            engine = engine.with_rules(version.rule_set())
-        app.state.engine = engine
+        settings: Settings | None = getattr(app.state, "settings", None)
+        version = ConfigVersion(0) if store is None else store.current()
+        rules = version.rule_set() if version.rules else base.tuning.rules
+        tuning = Tuning(serving_weights(settings, version, base), rules)
+        # One assignment, so a request reads an engine, version and tuning that belong together.
+        app.state.serving = (base, version, tuning)
+        app.state.engine = base
+        app.state.tuning = tuning
         app.state.config_version = version.version
         if version.version:
             logger.info("serving merchandising version %d", version.version)
-        return engine
+        return tuning

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from api.service import open_snapshot
-from benchmarks.common import load_home_depot, ndcg_at_k, percentile
+from benchmarks.common import learned_order, load_home_depot, ndcg_at_k, percentile
 from benchmarks.train_ranker import is_training_query
 from events.profiles import ProfileAggregator
 from events.signals import BehaviourAggregator, SignalsRefresher
@@ -152,8 +152,10 @@ def load_world(index: Path, n_queries: int, seed: int) -> World:
     chosen = usable[:n_queries]
     candidates = {}
     for qid in chosen:
-        found = engine.candidates(SearchRequest(text=hd.queries[qid], as_you_type=False))
-        candidates[qid] = (found.query, found.ranked[:DEPTH])
+        found, ranked = learned_order(
+            engine, SearchRequest(text=hd.queries[qid], as_you_type=False)
+        )
+        candidates[qid] = (found.query, ranked[:DEPTH])
     return World(engine, ids, brand, hd.qrels, dict(hd.queries), candidates)
 
 
@@ -400,9 +402,9 @@ def latency(
         started = time.perf_counter()
         user = users[i % len(users)] if users else None
         request = SearchRequest(text=text, as_you_type=False, user_id=user)
-        found = engine.candidates(request)
+        found, ranked = learned_order(engine, request)
         context = RankingContext.from_request(request)
-        hits = ranker.rerank(found.query, found.ranked, context).hits
+        hits = ranker.rerank(found.query, ranked, context).hits
         personal.rerank(found.query, hits, context)
         return (time.perf_counter() - started) * 1000.0
 

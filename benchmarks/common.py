@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 #: Relevance at or above which a product counts as relevant for recall and MRR.
 RELEVANT_GRADE = 2.0
@@ -575,3 +576,13 @@ def make_query_sets(queries: Mapping[str, str], seed: int = 0) -> dict[str, dict
             qid: make(text, random.Random(f"{name}:{seed}:{qid}")) for qid, text in queries.items()
         }
     return sets
+
+
+def learned_order(engine: Any, request: Any) -> tuple[Any, list[Any]]:
+    """A request's candidates (``SearchEngine.candidates``) and their order after the learned
+    ranker (the fused order without one): the list the behaviour and personalisation stages
+    receive, for benchmarks that drive those stages themselves."""
+    found = engine.candidates(request)
+    if engine.ranker is None:
+        return found, list(found.fused)
+    return found, engine.ranker.rank(found.query, found.fused, found.runs)

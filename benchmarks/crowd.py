@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from api.service import open_snapshot
-from benchmarks.common import load_home_depot, percentile
+from benchmarks.common import learned_order, load_home_depot, percentile
 from benchmarks.train_ranker import is_training_query
 from events.impressions import ImpressionRecorder
 from events.signals import BehaviourAggregator, SignalsRefresher
@@ -98,8 +98,8 @@ def pick_cases(
         if len(crowd) >= n_crowd and len(actor) >= n_actor:
             break
         text = hd.queries[qid]
-        found = engine.candidates(SearchRequest(text=text, as_you_type=False))
-        hits = list(found.ranked[:DEPTH])
+        found, ranked = learned_order(engine, SearchRequest(text=text, as_you_type=False))
+        hits = ranked[:DEPTH]
         if len(crowd) < n_crowd:
             grades = hd.qrels.get(qid, {})
             relevant = [

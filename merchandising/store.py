@@ -14,7 +14,6 @@ transactions, so two processes sharing the file (replicas) cannot both write the
 
 from __future__ import annotations
 
-import copy
 import json
 import sqlite3
 import threading
@@ -25,12 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from merchandising.experiments import Experiment, experiment_from_dict
-from search.engine import EngineConfig, SearchEngine
 from search.errors import ConfigConflictError, ConfigNotFoundError
 from search.private_files import prepare_private_db
-from search.protocols import Reranker
-from search.rank.behaviour import BehaviourReranker
-from search.rank.personal import PersonalisationReranker
 from search.rules import Rule, RuleSet, rule_from_dict, rule_to_dict
 from search.weights import RankingWeights
 
@@ -119,79 +114,6 @@ class AuditEntry:
     before: Any
     after: Any
     version: int
-
-
-def apply_weights(config: EngineConfig, weights: RankingWeights) -> EngineConfig:
-    """An engine configuration with the weights' engine part applied (retriever weights,
-    colour weight and colour re-ranking); the behaviour and personalisation strengths belong to
-    the re-rankers and are applied by whoever builds them.
-
-    Args:
-        config: The serving configuration.
-        weights: The weights to apply.
-
-    Returns:
-        A new configuration for ``SearchEngine.with_config``.
-    """
-    return replace(
-        config,
-        weights={**config.weights, **weights.retrievers},
-        colour_weight=weights.colour_weight,
-        colour_rerank=weights.colour_rerank,
-    )
-
-
-def weigh_rerankers(rerankers: Sequence[Reranker], weights: RankingWeights) -> tuple[Reranker, ...]:
-    """The re-rankers with the weights' behaviour and personalisation strengths.
-
-    The behaviour re-ranker gets ``weights.behaviour`` as its weight and the personalisation
-    re-ranker ``weights.personalisation`` as its strength (copies; the given ones are left as
-    they are, since requests in flight may be using them). A strength of 0 leaves that
-    re-ranker out, so it costs nothing. Other re-rankers pass through unchanged.
-
-    Args:
-        rerankers: The engine's re-rankers, in order.
-        weights: The weights to apply.
-
-    Returns:
-        The re-rankers to serve, in the same order.
-    """
-    out: list[Reranker] = []
-    for reranker in rerankers:
-        if isinstance(reranker, BehaviourReranker):
-            if weights.behaviour <= 0:
-                continue
-            if reranker.weight != weights.behaviour:
-                reranker = copy.copy(reranker)
-                reranker.weight = weights.behaviour
-        elif isinstance(reranker, PersonalisationReranker):
-            if weights.personalisation <= 0:
-                continue
-            if reranker.strength != weights.personalisation:
-                reranker = copy.copy(reranker)
-                reranker.strength = weights.personalisation
-        out.append(reranker)
-    return tuple(out)
-
-
-def apply_ranking_weights(engine: SearchEngine, weights: RankingWeights) -> SearchEngine:
-    """``engine`` ranking with ``weights``: retriever and colour weights through its
-    configuration (:func:`apply_weights`), behaviour and personalisation strengths through its
-    re-rankers (:func:`weigh_rerankers`).
-
-    Args:
-        engine: The engine before merchandising (its re-rankers at their built strengths).
-        weights: The weights to apply.
-
-    Returns:
-        ``engine`` itself when nothing changes, else a new engine sharing its snapshot.
-    """
-    config = apply_weights(engine.config, weights)
-    out = engine if config == engine.config else engine.with_config(config)
-    rerankers = weigh_rerankers(engine.rerankers, weights)
-    if rerankers != tuple(engine.rerankers):
-        out = out.with_rerankers(rerankers)
-    return out
 
 
 def compare_rankings(before: Sequence[str], after: Sequence[str]) -> list[dict[str, Any]]:

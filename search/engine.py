@@ -6,6 +6,7 @@ explanations. The engine holds no per-request state; one instance serves all req
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import threading
@@ -47,7 +48,9 @@ from search.index.snapshot import (
 from search.index.store import PriceColumn, ProductStore
 from search.index.vocabulary import Vocabulary
 from search.protocols import ImageEncoder, ModelLoader, Reranker, Retriever, TextEmbedder
-from search.rank.context import Effect, RankingContext
+from search.rank.colour import ColourReranker
+from search.rank.context import Effect, RankingContext, Reranked
+from search.rank.fallback import SemanticFallback
 from search.rank.features import FeatureExtractor
 from search.rank.learned import LearnedRanker, RelevanceScorer
 from search.retrievers import (
@@ -57,6 +60,7 @@ from search.retrievers import (
 )
 from search.rules import MatchedRules, RuleSet, explain_lines
 from search.suggest import Suggester
+from search.tuning import Tuning
 from search.types import (
     Explanation,
     FacetValue,
@@ -69,7 +73,7 @@ from search.types import (
     SortOrder,
 )
 from search.understand import AnalyzedQuery, QueryUnderstander, UnderstandConfig
-from search.weights import DEFAULT_WEIGHTS, default_retriever_weights
+from search.weights import DEFAULT_WEIGHTS, RankingWeights, default_retriever_weights
 
 #: Colour match from which a product is clearly in the asked colour (a colour stated in its text,
 #: or its photo's main colour, close to the asked one): a photo search with a colour word looks
@@ -213,6 +217,17 @@ class EngineConfig:
     currency: str | None = None
     currency_rates: Mapping[str, float] = field(default_factory=dict)
 
+    def ranking_weights(self) -> RankingWeights:
+        """The weights an engine with this configuration ranks with when a request brings no
+        tuning: these retriever weights, colour weight and colour re-ranking, and the default
+        behaviour and personalisation strengths."""
+        return replace(
+            DEFAULT_WEIGHTS,
+            retrievers=dict(self.weights),
+            colour_weight=self.colour_weight,
+            colour_rerank=self.colour_rerank,
+        )
+
 
 #: An ISO 4217 code as requests and settings write it.
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
@@ -249,13 +264,14 @@ class SearchEngine:
         vectors: Text vectors, or None.
         ann: An HNSW graph over ``vectors`` (faiss), or None for exact search.
         embedder: Query embedder matching the vectors.
-        config: Query-time settings.
-        rerankers: Re-rankers applied after fusion and learned ranking, in order.
+        config: Query-time settings (its weights are the default tuning's).
+        rerankers: The shop's re-rankers (behaviour, personalisation), applied in order after
+            the built-in stages (learned ranking, colour, semantic fallback).
         scorer: A trained relevance model re-ranking the head of the fused list, or None.
         snapshot_dir: Where the snapshot was loaded from.
         colours: Product colours, or None to read them from the products' text.
-        rules: Merchandising rules applied last (pin, boost, bury, hide, synonyms, redirect),
-            or None.
+        rules: Merchandising rules of the default tuning (what a request without a tuning of
+            its own is ranked with), or None.
         images: Product photo vectors (with the products that have one), or None.
         image_embedder: Encodes shoppers' photos like the product photos were encoded.
     """
@@ -281,22 +297,21 @@ class SearchEngine:
         image_embedder: ImageEncoder | None = None,
     ) -> None:
         self.manifest = manifest
-        self.rules = rules
         self.images = images
         self.image_embedder = image_embedder
         self._leaf_category_ids: npt.NDArray[np.int64] | None = None
-        self._synonym_engines: dict[tuple[tuple[str, tuple[str, ...]], ...], SearchEngine] = {}
         self.store = store
         self.lexical = lexical
         self.vocabulary = vocabulary
         self.analyzer = analyzer
         self.embedder = embedder
         self.config = config or EngineConfig()
-        self.rerankers = tuple(rerankers)
         self.snapshot_dir = snapshot_dir
         if self.config.fusion not in FUSERS:
             raise ValueError(f"unknown fusion {self.config.fusion!r}; valid: {', '.join(FUSERS)}")
         _check_currencies(self.config)
+        #: What a request without a tuning of its own is ranked with.
+        self.tuning = Tuning(self.config.ranking_weights(), rules)
         self.understander = QueryUnderstander(
             analyzer, vocabulary, lexical.term_ids, self.config.understand
         )
@@ -311,25 +326,25 @@ class SearchEngine:
                 f"colour index has {len(colours)} products but the store has {len(store)}"
             )
         self.colours = colours
-        # One box shared by every engine derived from this one (with_config, with_rules...):
+        # One box shared by every engine derived from this one (with_config, with_rerankers):
         # same titles, vocabulary and analyser, so the suggester (seconds to build on a large
         # catalogue) is built once, never on the request path of a freshly swapped engine.
         self._suggester_box: list[Suggester] = []
         self._suggester_lock = threading.Lock()
-        lexical_retriever = TermRetriever(
+        self._match_all = TermRetriever(
             "lexical",
             lexical,
             self.config.coverage_exponent,
             colours=colours,
             colour_weight=self.config.colour_weight,
         )
-        self._match_all = lexical_retriever
-        retrievers: dict[str, Retriever] = {"lexical": lexical_retriever}
+        self.retrievers: dict[str, Retriever] = {"lexical": self._match_all}
         self.vector_index: VectorIndex | None = None
         configured = self.config.semantic_min_similarity
         self.semantic_min_similarity = (
             configured if configured is not None else getattr(embedder, "min_similarity", 0.25)
         )
+        fallback: SemanticFallback | None = None
         if vectors is not None and embedder is not None and len(vectors):
             self.vector_index = VectorIndex(
                 vectors,
@@ -338,25 +353,41 @@ class SearchEngine:
                 nprobe=self.config.ann_nprobe,
                 rerank=self.config.ann_rerank,
             )
-            retrievers["semantic"] = SemanticRetriever(
+            self.retrievers["semantic"] = SemanticRetriever(
                 "semantic",
                 embedder.embed_queries,
                 self.vector_index,
                 self.semantic_min_similarity,
                 self.config.semantic_margin,
             )
-        self.retrievers = {
-            n: r for n, r in retrievers.items() if self.config.weights.get(n, 1.0) > 0
-        }
+            fallback = SemanticFallback(
+                embedder.embed_queries,
+                self.vector_index,
+                self.semantic_min_similarity - self.config.fallback_margin,
+                self.config.semantic_margin,
+            )
         self.scorer = scorer
         self.ranker: LearnedRanker | None = None
         if scorer is not None:
             scorer.warm_up()
-            use_vectors = self.vector_index is not None and "semantic" in self.retrievers
-            extractor = FeatureExtractor(
-                lexical, self.vector_index if self.vector_index and use_vectors else None
-            )
+            # Semantic features need the query's vector: a request whose weights turn the
+            # semantic retriever off is not embedded, and the ranker sees lexical features only.
+            extractor = FeatureExtractor(lexical, self.vector_index)
             self.ranker = LearnedRanker(extractor, scorer, self.config.ranker_depth)
+        self.colour_stage = ColourReranker(colours, self.config.colour_rerank)
+        # The built-in stages, in order; the shop's re-rankers follow (see :attr:`stages`).
+        self._builtin: tuple[Reranker, ...] = tuple(
+            stage for stage in (self.ranker, self.colour_stage, fallback) if stage is not None
+        )
+        self.rerankers = tuple(rerankers)
+
+    @property
+    def stages(self) -> tuple[Reranker, ...]:
+        """Every re-ranking stage, in order: the learned ranker, colour re-ranking, the
+        semantic fallback (each when the snapshot has what it needs), then the shop's re-rankers
+        (behaviour, personalisation). A new stage is one class behind
+        :class:`search.protocols.Reranker` and one line here or in the composition root."""
+        return (*self._builtin, *self.rerankers)
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -582,22 +613,19 @@ class SearchEngine:
             )
         return self.store.price_column(code, base, self.config.currency_rates)
 
-    def with_rules(self, rules: RuleSet | None) -> SearchEngine:
-        """A new engine over the same snapshot, settings and re-rankers with other
-        merchandising rules (None: no rules, e.g. to preview a proposed rule set)."""
-        engine = self.with_config(self.config)
-        engine.rules = rules
-        return engine
-
     def with_rerankers(self, rerankers: Sequence[Reranker]) -> SearchEngine:
-        """A new engine over the same loaded snapshot and settings with other re-rankers
-        (behaviour, personalisation, merchandising rules), applied in order."""
-        engine = self.with_config(self.config)
+        """This engine with the shop's re-rankers (behaviour, personalisation) after the
+        built-in stages: the composition root assembles the serving pipeline with it once per
+        snapshot. Everything else is shared; what changes per request goes in a
+        :class:`search.tuning.Tuning`."""
+        engine = copy.copy(self)
         engine.rerankers = tuple(rerankers)
         return engine
 
     def with_config(self, config: EngineConfig) -> SearchEngine:
-        """A new engine over the same loaded snapshot with other query-time settings."""
+        """A new engine over the same loaded snapshot with other query-time settings (BM25
+        parameters, candidate depths, currencies: what a service sets once at start-up; weights
+        and rules that vary per request go in a :class:`search.tuning.Tuning` instead)."""
         lexical = self.lexical
         if config.bm25 != self.config.bm25:
             lexical = LexicalIndex(self.lexical.data, config.bm25)
@@ -618,7 +646,7 @@ class SearchEngine:
             scorer=self.scorer,
             snapshot_dir=self.snapshot_dir,
             colours=self.colours,
-            rules=self.rules,
+            rules=self.tuning.rules,
             images=self.images,
             image_embedder=self.image_embedder,
         )
@@ -644,28 +672,45 @@ class SearchEngine:
                 )
 
     def run_retrievers(
-        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None
+        self,
+        query: AnalyzedQuery,
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None,
+        tuning: Tuning | None = None,
     ) -> dict[str, list[Hit]]:
-        """Each retriever's hits for an analysed query."""
-        return self._retrieve(query, k, allowed)[0]
+        """Each retriever's hits for an analysed query (those the tuning's weights keep on)."""
+        return self._retrieve(query, k, allowed, tuning or self.tuning)[0]
 
     def _retrieve(
-        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None
+        self,
+        query: AnalyzedQuery,
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None,
+        tuning: Tuning,
     ) -> tuple[dict[str, list[Hit]], GroupScores | None]:
         runs: dict[str, list[Hit]] = {}
         lexical_scores = None
         for name, retriever in self.retrievers.items():
+            if tuning.retriever_weight(name) <= 0:
+                continue
             if retriever is self._match_all:
-                runs[name], lexical_scores = self._match_all.retrieve_scored(query, k, allowed)
+                runs[name], lexical_scores = self._match_all.retrieve_scored(
+                    query, k, allowed, colour_weight=tuning.weights.colour_weight
+                )
             else:
                 runs[name] = retriever.retrieve(query, k, allowed)
         return runs, lexical_scores
 
-    def fuse(self, runs: Mapping[str, Sequence[Hit]]) -> list[Hit]:
-        """Fuse runs with the configured method and weights."""
+    def fusion_weights(self, tuning: Tuning | None = None) -> dict[str, float]:
+        """Fusion weight per retriever: the configured ones with the tuning's over them."""
+        return {**self.config.weights, **(tuning or self.tuning).weights.retrievers}
+
+    def fuse(self, runs: Mapping[str, Sequence[Hit]], tuning: Tuning | None = None) -> list[Hit]:
+        """Fuse runs with the configured method and the tuning's weights."""
+        weights = self.fusion_weights(tuning)
         if self.config.fusion == "rrf":
-            return FUSERS["rrf"](runs, self.config.weights, self.config.rrf_k)  # type: ignore[call-arg]
-        return FUSERS["score"](runs, self.config.weights)
+            return FUSERS["rrf"](runs, weights, self.config.rrf_k)  # type: ignore[call-arg]
+        return FUSERS["score"](runs, weights)
 
     def _matching_docs(
         self,
@@ -691,12 +736,11 @@ class SearchEngine:
 
     @dataclass(frozen=True, slots=True)
     class Candidates:
-        """What retrieval, fusion and learned ranking made of a query (before re-rankers)."""
+        """What understanding, retrieval and fusion made of a query (before re-ranking)."""
 
         query: AnalyzedQuery
         runs: Mapping[str, list[Hit]]
         fused: list[Hit]
-        ranked: list[Hit]
         lexical_scores: GroupScores | None = None
 
     def candidates(
@@ -704,144 +748,184 @@ class SearchEngine:
         request: SearchRequest,
         allowed: npt.NDArray[np.bool_] | None = None,
         k: int | None = None,
+        tuning: Tuning | None = None,
+        synonyms: Mapping[str, Sequence[str]] | None = None,
     ) -> SearchEngine.Candidates:
-        """Understand, embed, retrieve, fuse and apply the learned ranker.
+        """Understand, embed, retrieve and fuse.
 
         Args:
             request: The request (its text is what counts here).
             allowed: Filter mask, or None.
             k: Candidates per retriever (default: the configured number).
+            tuning: Weights of the retrievers and the colour match (default: the engine's).
+            synonyms: Query synonyms of the matched rules, over the configured ones.
         """
-        query = self.understander.understand(request)
+        tuning = tuning or self.tuning
+        query = self.understander.understand(request, synonyms)
         if query.is_empty:
-            return SearchEngine.Candidates(query, {}, [], [])
+            return SearchEngine.Candidates(query, {}, [])
         if (
             self.embedder is not None
             and "semantic" in self.retrievers
+            and tuning.retriever_weight("semantic") > 0
             and query.semantic_text.strip()
         ):
             query = replace(query, vector=self.embedder.embed_queries([query.semantic_text])[0])
-        runs, lexical_scores = self._retrieve(query, k or self.config.candidates, allowed)
-        fused = self.fuse(runs)
-        ranked = self.ranker.rank(query, fused, runs) if self.ranker is not None else fused
-        return SearchEngine.Candidates(query, runs, fused, ranked, lexical_scores)
+        runs, lexical_scores = self._retrieve(query, k or self.config.candidates, allowed, tuning)
+        return SearchEngine.Candidates(query, runs, self.fuse(runs, tuning), lexical_scores)
 
-    def search(self, request: SearchRequest) -> SearchResult:
-        """Run the pipeline for one request.
+    def rerank(
+        self, query: AnalyzedQuery, hits: list[Hit], context: RankingContext
+    ) -> tuple[Reranked, dict[str, Mapping[int, Effect]]]:
+        """Run every stage (:attr:`stages`) over the fused hits, in order.
+
+        Returns:
+            The last stage's output (with the fallback that filled an empty list, if any) and
+            each stage's effects by stage name.
+        """
+        effects: dict[str, Mapping[int, Effect]] = {}
+        out = Reranked(hits)
+        fallback = None
+        for stage in self.stages:
+            out = stage.rerank(query, out.hits, context)
+            fallback = out.fallback or fallback
+            if out.effects:
+                effects[stage.name] = out.effects
+        return replace(out, fallback=fallback), effects
+
+    def search(self, request: SearchRequest, tuning: Tuning | None = None) -> SearchResult:
+        """Run the pipeline for one request: understand -> retrieve -> fuse -> re-rank ->
+        merchandise -> page.
+
+        Args:
+            request: What the shopper asked.
+            tuning: Ranking weights and merchandising rules for this request (a saved
+                version's, an A/B arm's); None ranks with the engine's own (:attr:`tuning`).
 
         Raises:
             InvalidRequestError: a bad parameter (the error names it).
         """
         started = time.perf_counter()
+        tuning = tuning or self.tuning
         self._validate(request)
-        matched = self.rules.match(request.text, channel=request.channel) if self.rules else None
-        if matched is not None and matched.synonyms:
-            # Query-specific synonyms from rules: search with an engine that knows them.
-            return self._with_synonyms(matched.synonyms)._search(request, started, matched)
-        return self._search(request, started, matched)
-
-    def _with_synonyms(self, synonyms: Mapping[str, Sequence[str]]) -> SearchEngine:
-        key = tuple(sorted((k, tuple(v)) for k, v in synonyms.items()))
-        engine = self._synonym_engines.get(key)
-        if engine is None:
-            merged = {**self.config.understand.synonyms, **synonyms}
-            config = replace(
-                self.config, understand=replace(self.config.understand, synonyms=merged)
-            )
-            engine = self.with_config(config)
-            if len(self._synonym_engines) >= 64:
-                self._synonym_engines.pop(next(iter(self._synonym_engines)))
-            self._synonym_engines[key] = engine
-        return engine
-
-    def _search(
-        self, request: SearchRequest, started: float, matched: MatchedRules | None
-    ) -> SearchResult:
+        rules = tuning.rules
+        matched = rules.match(request.text, channel=request.channel) if rules else None
         prices = self.price_column(request.currency)
-        allowed = self.store.mask(request.filters, prices)
-        if matched is not None and self.rules is not None:
-            hidden = self.rules.hidden_mask(self.store, matched)
-            if hidden is not None:
-                allowed = ~hidden if allowed is None else allowed & ~hidden
-        if request.colour is not None:
-            in_colour = self.colour_filter(request.colour)
-            allowed = in_colour if allowed is None else allowed & in_colour
+        allowed = self._allowed(request, prices, rules, matched)
         window = request.page * request.k
+        depth = max(self.config.candidates, window)
+        synonyms = {**tuning.synonyms, **matched.synonyms} if matched else tuning.synonyms
+        found = self.candidates(request, allowed, depth, tuning, synonyms)
         effects: dict[str, Mapping[int, Effect]] = {}
-        fallback: str | None = None
-        found = self.candidates(request, allowed, max(self.config.candidates, window))
-        query = found.query
-        if query.is_empty:
-            matching = np.arange(len(self.store)) if allowed is None else np.flatnonzero(allowed)
-            if query.colours:
-                closeness = self.colours.match_all(query.colours)[matching]
-                order = np.argsort(-closeness, kind="stable")
-                matching = matching[order]
-            ranked = [Hit(int(d), 0.0, "browse") for d in matching[: max(window, 0)]]
-            if request.sort is not SortOrder.RELEVANCE:
-                ranked = [Hit(int(d), 0.0, "browse") for d in matching]
+        if found.query.is_empty:  # a browse: every allowed product, sorted or a page's worth
+            matching = self._browsable(found.query, allowed)
+            shown = matching[:window] if request.sort is SortOrder.RELEVANCE else matching
+            out = Reranked([Hit(int(d), 0.0, "browse") for d in shown])
         else:
-            ranked = self._colour_rerank(query, found.ranked, found.lexical_scores)
-            if not ranked:
-                ranked = self._semantic_fallback(
-                    query, allowed, max(window, self.config.candidates)
-                )
-                fallback = "semantic" if ranked else None
-            context = RankingContext.from_request(request)
-            for reranker in self.rerankers:
-                out = reranker.rerank(query, ranked, context)
-                ranked = out.hits
-                if out.effects:
-                    effects[reranker.name] = out.effects
-            matching = self._matching_docs(found, allowed, ranked)
-            if request.sort is not SortOrder.RELEVANCE:
-                in_ranked = {h.doc for h in ranked}
-                ranked = ranked + [
-                    Hit(int(d), 0.0, "match") for d in matching if int(d) not in in_ranked
-                ]
-        rule_effects: dict[int, list[str]] = {}
-        if matched is not None and self.rules is not None and matched.rules:
-            ranked, rule_effects = self.rules.apply(
-                ranked,
-                self.store,
-                matched,
+            context = replace(
+                RankingContext.from_request(request),
+                weights=tuning.weights,
+                runs=found.runs,
+                lexical=found.lexical_scores,
                 allowed=allowed,
-                explain=request.explain,
-                window=window,
+                depth=depth,
+            )
+            out, effects = self.rerank(found.query, found.fused, context)
+            matching = self._matching_docs(found, allowed, out.hits)
+        ranked = out.hits
+        if request.sort is not SortOrder.RELEVANCE and not found.query.is_empty:
+            in_ranked = {h.doc for h in ranked}
+            ranked = ranked + [
+                Hit(int(d), 0.0, "match") for d in matching if int(d) not in in_ranked
+            ]
+        rule_effects: dict[int, list[str]] = {}
+        if matched and rules is not None:
+            ranked, rule_effects = rules.apply(
+                ranked, self.store, matched, allowed=allowed, explain=request.explain, window=window
             )
         if request.sort is not SortOrder.RELEVANCE:
             ranked = self._sort_by_price(
                 ranked, prices, descending=request.sort is SortOrder.PRICE_DESC
             )
         page = ranked[window - request.k : window]
+        explain = (found, tuning, effects, rule_effects) if request.explain else None
+        return replace(
+            self._answer(request, page, matching, prices, started, explain),
+            corrected_query=found.query.corrected_text,
+            fallback=out.fallback,
+            redirect=matched.redirect if matched is not None else None,
+        )
+
+    def _answer(
+        self,
+        request: SearchRequest,
+        page: Sequence[Hit],
+        matching: npt.NDArray[np.int64],
+        prices: PriceColumn,
+        started: float,
+        explain: tuple[
+            SearchEngine.Candidates,
+            Tuning,
+            Mapping[str, Mapping[int, Effect]],
+            Mapping[int, Sequence[str]],
+        ]
+        | None,
+    ) -> SearchResult:
+        """The answer: the page's products (with explanations when asked), the total and the
+        facets over every matching product, in the prices' currency."""
         hits = tuple(
             ResultHit(
                 product=self.store.products[h.doc],
                 score=h.score,
-                explanation=(
-                    self._explain(query, h, found, effects, rule_effects)
-                    if request.explain
-                    else None
-                ),
+                explanation=self._explain(*explain, hit=h) if explain is not None else None,
                 colours=self.colours.of(h.doc),
             )
             for h in page
         )
-        facets = self._facets(matching.astype(np.int64), request.facets, prices)
         return SearchResult(
             query=request.text,
-            corrected_query=query.corrected_text,
+            corrected_query=None,
             total=len(matching),
             hits=hits,
-            facets=facets,
+            facets=self._facets(matching.astype(np.int64), request.facets, prices),
             took_ms=(time.perf_counter() - started) * 1000.0,
-            fallback=fallback,
-            redirect=matched.redirect if matched is not None else None,
             currency=prices.currency,
             converted=prices.converted,
         )
 
-    def search_image(self, image: Any, request: SearchRequest) -> SearchResult:
+    def _allowed(
+        self,
+        request: SearchRequest,
+        prices: PriceColumn,
+        rules: RuleSet | None,
+        matched: MatchedRules | None,
+    ) -> npt.NDArray[np.bool_] | None:
+        """The products a request may show: its filters, minus what its rules hide (neither
+        retrieved nor counted in ``total`` and facets), narrowed to its ``colour``."""
+        allowed = self.store.mask(request.filters, prices)
+        if matched is not None and rules is not None:
+            hidden = rules.hidden_mask(self.store, matched)
+            if hidden is not None:
+                allowed = ~hidden if allowed is None else allowed & ~hidden
+        if request.colour is not None:
+            in_colour = self.colour_filter(request.colour)
+            allowed = in_colour if allowed is None else allowed & in_colour
+        return allowed
+
+    def _browsable(
+        self, query: AnalyzedQuery, allowed: npt.NDArray[np.bool_] | None
+    ) -> npt.NDArray[np.int64]:
+        """A browse request's products (no words to match): every allowed one, closest to the
+        query's colours first when it names some."""
+        matching = np.arange(len(self.store)) if allowed is None else np.flatnonzero(allowed)
+        if query.colours:
+            closeness = self.colours.match_all(query.colours)[matching]
+            matching = matching[np.argsort(-closeness, kind="stable")]
+        return matching.astype(np.int64)
+
+    def search_image(
+        self, image: Any, request: SearchRequest, tuning: Tuning | None = None
+    ) -> SearchResult:
         """Products that look like a shopper's photo, optionally narrowed by text.
 
         The photo is encoded like the product photos and matched against them (cosine, over the
@@ -855,6 +939,8 @@ class SearchEngine:
         Args:
             image: A decoded photo (PIL image).
             request: Filters, paging, facets and optional text.
+            tuning: The request's weights (colour match and re-ranking of the text); None
+                takes the engine's.
 
         Raises:
             InvalidRequestError: photo search is off for this snapshot (field ``image``), or a
@@ -865,9 +951,11 @@ class SearchEngine:
                 "image", "photo search is off: this snapshot was built without photo vectors"
             )
         vector = self.image_embedder.embed_images([image])[0]
-        return self._search_by_vector(vector, request, exclude=None)
+        return self._search_by_vector(vector, request, tuning or self.tuning, exclude=None)
 
-    def similar(self, product_id: str, request: SearchRequest) -> SearchResult:
+    def similar(
+        self, product_id: str, request: SearchRequest, tuning: Tuning | None = None
+    ) -> SearchResult:
         """Products whose photos look like this product's main photo.
 
         Raises:
@@ -886,10 +974,16 @@ class SearchEngine:
             raise InvalidRequestError(
                 "product_id", f"product {product_id!r} has no readable photo to compare"
             )
-        return self._search_by_vector(self.images.vectors[doc], request, exclude=doc)
+        return self._search_by_vector(
+            self.images.vectors[doc], request, tuning or self.tuning, exclude=doc
+        )
 
     def _search_by_vector(
-        self, vector: npt.NDArray[np.float32], request: SearchRequest, exclude: int | None
+        self,
+        vector: npt.NDArray[np.float32],
+        request: SearchRequest,
+        tuning: Tuning,
+        exclude: int | None,
     ) -> SearchResult:
         assert self.images is not None
         started = time.perf_counter()
@@ -933,11 +1027,12 @@ class SearchEngine:
             ranked = self._photo_colour_rank(query, runs["image"], category_votes)
         else:
             if not query.is_empty:
-                text_runs, lexical_scores = self._retrieve(query, depth, allowed)
+                text_runs, lexical_scores = self._retrieve(query, depth, allowed, tuning)
                 runs["lexical"] = text_runs.get("lexical", [])
             weights = {"image": self.config.image_weight, "lexical": 1.0}
             fused = FUSERS["score"](runs, weights)
-            ranked = self._colour_rerank(query, fused, lexical_scores)
+            context = RankingContext(weights=tuning.weights, lexical=lexical_scores)
+            ranked = self.colour_stage.rerank(query, fused, context).hits
         weights = {"image": self.config.image_weight, "lexical": 1.0}
         page = ranked[window - request.k : window]
         matching = np.fromiter((h.doc for h in ranked), dtype=np.int64, count=len(ranked))
@@ -972,29 +1067,6 @@ class SearchEngine:
             currency=prices.currency,
             converted=prices.converted,
         )
-
-    def _semantic_fallback(
-        self, query: AnalyzedQuery, allowed: npt.NDArray[np.bool_] | None, k: int
-    ) -> list[Hit]:
-        """Nearest products by meaning for a query nothing matched (no word, correction or
-        sound-alike in the catalogue, nothing above the usual similarity floor): the floor is
-        lowered by ``fallback_margin`` so a shopper almost never sees an empty page, while
-        products far from the query stay out."""
-        if (
-            self.vector_index is None
-            or self.embedder is None
-            or "semantic" not in self.retrievers
-            or not query.semantic_text.strip()
-        ):
-            return []
-        retriever = SemanticRetriever(
-            "fallback",
-            self.embedder.embed_queries,
-            self.vector_index,
-            max(self.semantic_min_similarity - self.config.fallback_margin, 0.0),
-            self.config.semantic_margin,
-        )
-        return retriever.retrieve(query, k, allowed)
 
     def _colour_blind(self, vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The photo vector with the embedder's colour parts off (unchanged when it has none)."""
@@ -1062,30 +1134,6 @@ class SearchEngine:
         order = np.lexsort((-final, closeness < MATCH_GRADE))
         return [Hit(hits[i].doc, float(final[i]), "colour") for i in order]
 
-    def _colour_rerank(
-        self, query: AnalyzedQuery, hits: list[Hit], lexical: GroupScores | None
-    ) -> list[Hit]:
-        """Re-order hits by colour when the query asks for one.
-
-        The learned ranker does not see colours, so after it each hit's rank score (1 for the
-        first of n hits down to 1/n) gains ``colour_rerank`` times its colour closeness, but
-        only for hits that match every other word of the query ("navy shirt": shirts of the right colour rise among
-        shirts; a navy sock does not jump over them).
-        """
-        strength = self.config.colour_rerank
-        if not query.colours or strength <= 0 or len(hits) < 2:
-            return hits
-        # Rank-based: the learned head and the fused tail carry scores on different scales.
-        norm = 1.0 - np.arange(len(hits), dtype=np.float64) / len(hits)
-        docs = np.fromiter((h.doc for h in hits), dtype=np.int64, count=len(hits))
-        closeness = self.colours.match_all(query.colours)[docs].astype(np.float64)
-        if lexical is not None and lexical.other_matched is not None and lexical.other_groups:
-            complete = lexical.other_matched[docs] >= lexical.other_groups
-            closeness = np.where(complete, closeness, 0.0)
-        final = norm + strength * closeness
-        order = np.argsort(-final, kind="stable")
-        return [Hit(hits[i].doc, float(final[i]), "colour") for i in order]
-
     def _facets(
         self, docs: npt.NDArray[np.int64], names: Sequence[str], prices: PriceColumn
     ) -> dict[str, tuple[FacetValue, ...]]:
@@ -1127,20 +1175,20 @@ class SearchEngine:
 
     def _explain(
         self,
-        query: AnalyzedQuery,
-        hit: Hit,
         found: SearchEngine.Candidates,
-        effects: Mapping[str, Mapping[int, Effect]] | None = None,
-        rule_effects: Mapping[int, Sequence[str]] | None = None,
+        tuning: Tuning,
+        effects: Mapping[str, Mapping[int, Effect]],
+        rule_effects: Mapping[int, Sequence[str]],
+        *,
+        hit: Hit,
     ) -> Explanation:
-        runs = found.runs
+        query = found.query
+        weights = self.fusion_weights(tuning)
         traces = []
-        for name, run in runs.items():
+        for name, run in found.runs.items():
             for rank, other in enumerate(run, start=1):
                 if other.doc == hit.doc:
-                    traces.append(
-                        RetrieverTrace(name, rank, other.score, self.config.weights.get(name, 1.0))
-                    )
+                    traces.append(RetrieverTrace(name, rank, other.score, weights.get(name, 1.0)))
                     break
         matched: dict[str, tuple[str, ...]] = {}
         product_terms = self._doc_term_ids(hit.doc)
@@ -1157,6 +1205,7 @@ class SearchEngine:
         adjustments = []
         if query.corrected_text:
             adjustments.append(("understand", f"searched as {query.corrected_text!r}"))
+        strength = tuning.weights.colour_rerank
         for colour in query.colours:
             best = self.colours.best_colour(hit.doc, colour)
             if best is None:
@@ -1168,28 +1217,11 @@ class SearchEngine:
                         "colour",
                         f"asked {colour.name} ({colour.hex}): closest product colour {pc.name} "
                         f"({pc.hex}, {pc.source}, share {pc.share:.2f}) closeness {grade:.2f}, "
-                        f"+{self.config.colour_rerank * grade / len(query.colours):.2f} "
-                        "to the rank score",
+                        f"+{strength * grade / len(query.colours):.2f} to the rank score",
                     )
                 )
-        fused_rank, fused_score = next(
-            ((r, h.score) for r, h in enumerate(found.fused, start=1) if h.doc == hit.doc),
-            (0, hit.score),
-        )
-        if self.ranker is not None and self.scorer is not None and fused_rank:
-            learned_rank = next(
-                (r for r, h in enumerate(found.ranked, start=1) if h.doc == hit.doc), 0
-            )
-            if fused_rank <= self.ranker.depth and learned_rank:
-                model_score = found.ranked[learned_rank - 1].score
-                adjustments.append(
-                    (
-                        "learned",
-                        f"{self.scorer.name}: fused rank {fused_rank} -> {learned_rank} "
-                        f"(model score {model_score:.3f})",
-                    )
-                )
-        for stage, by_doc in (effects or {}).items():
+        fused_score = next((h.score for h in found.fused if h.doc == hit.doc), hit.score)
+        for stage, by_doc in effects.items():
             effect = by_doc.get(hit.doc)
             if effect is not None:
                 adjustments.append((stage, effect.describe()))

@@ -66,7 +66,7 @@ class TermRetriever:
         """The query's term groups as ``(term_id, weight)`` lists."""
         return [[(a.term_id, a.weight) for a in word.alternatives] for word in query.words]
 
-    def scores(self, query: AnalyzedQuery) -> GroupScores:
+    def scores(self, query: AnalyzedQuery, colour_weight: float | None = None) -> GroupScores:
         """Raw group scores of every document.
 
         When the query asks for colours and the snapshot knows product colours, the colour
@@ -81,8 +81,12 @@ class TermRetriever:
         are already narrowed to it, so it adds no group (a navy sofa must not match "shirt"
         for being navy), and every group counts as the query's other words (the colour
         re-ranking then lifts close shades only among products matching all of them).
+
+        ``colour_weight`` is the request's (its tuning's); None takes this retriever's.
         """
-        if not query.text_colours or self.colours is None or self.colour_weight <= 0:
+        if colour_weight is None:
+            colour_weight = self.colour_weight
+        if not query.text_colours or self.colours is None or colour_weight <= 0:
             plain = self.index.score_groups(self.groups(query))
             if not query.colours:
                 return plain
@@ -100,7 +104,7 @@ class TermRetriever:
             text_scores = self.index.score_groups(colour_groups)
             match = np.maximum(match, np.where(text_scores.matched >= n_colour, 0.5, 0.0))
         reference = _word_reference(rest_scores)
-        colour_scores = (self.colour_weight * reference * n_colour) * match
+        colour_scores = (colour_weight * reference * n_colour) * match
         matched = rest_scores.matched + np.where(match >= MATCH_GRADE, n_colour, 0)
         return GroupScores(
             scores=(rest_scores.scores + colour_scores).astype(np.float32),
@@ -117,13 +121,19 @@ class TermRetriever:
         return self.retrieve_scored(query, k, allowed)[0]
 
     def retrieve_scored(
-        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
+        self,
+        query: AnalyzedQuery,
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        *,
+        colour_weight: float | None = None,
     ) -> tuple[list[Hit], GroupScores | None]:
         """Like :meth:`retrieve`, also returning the raw scores of every document (the engine
-        counts matches from them without scoring the query twice)."""
+        counts matches from them without scoring the query twice); ``colour_weight`` as in
+        :meth:`scores`."""
         if query.is_empty:
             return [], None
-        raw = self.scores(query)
+        raw = self.scores(query, colour_weight)
         scores = coverage_scores(raw, self.coverage_exponent)
         if allowed is not None:
             scores = np.where(allowed, scores, 0.0).astype(np.float32)

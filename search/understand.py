@@ -177,7 +177,13 @@ class QueryUnderstander:
     def _alternatives_of(self, word: str, weight: float, kind: MatchKind) -> list[Alternative]:
         return [Alternative(t, word, weight, kind) for t in self.vocabulary.term_ids(word)]
 
-    def _word(self, token: Token, is_last: bool, as_you_type: bool) -> list[QueryWord]:
+    def _word(
+        self,
+        token: Token,
+        is_last: bool,
+        as_you_type: bool,
+        synonyms: Mapping[str, Sequence[str]],
+    ) -> list[QueryWord]:
         cfg, vocab = self.config, self.vocabulary
         word = token.folded
         if token.is_number or token.is_unit:
@@ -191,7 +197,7 @@ class QueryUnderstander:
                 if tid is not None:
                     alts.append(Alternative(tid, word, 1.0, MatchKind.EXACT))
         df = vocab.doc_freq(word)
-        for synonym in cfg.synonyms.get(word, ()):
+        for synonym in synonyms.get(word, ()):
             alts += self._alternatives_of(synonym, 1.0, MatchKind.SYNONYM)
         if is_last and as_you_type and word.isalpha() and len(word) >= 2:
             for cand in vocab.completions(word, cfg.max_completions):
@@ -243,11 +249,15 @@ class QueryUnderstander:
                 best = (score, (left, right))
         return None if best is None else best[1]
 
-    def understand(self, request: SearchRequest) -> AnalyzedQuery:
+    def understand(
+        self, request: SearchRequest, synonyms: Mapping[str, Sequence[str]] | None = None
+    ) -> AnalyzedQuery:
         """Analyse a request's text.
 
         Args:
             request: The caller's request.
+            synonyms: This request's synonyms (the matched merchandising rules'), over the
+                configured ones for the same words.
 
         Returns:
             The analysed query; ``words`` is empty for an empty or stopword-only text.
@@ -259,9 +269,10 @@ class QueryUnderstander:
             if tok.is_number or tok.is_unit or not self.analyzer.is_stopword(tok.folded)
         ]
         as_you_type = request.as_you_type and not text[-1:].isspace()
+        merged = {**self.config.synonyms, **synonyms} if synonyms else self.config.synonyms
         words: list[QueryWord] = []
         for i, token in enumerate(tokens):
-            words.extend(self._word(token, i == len(tokens) - 1, as_you_type))
+            words.extend(self._word(token, i == len(tokens) - 1, as_you_type, merged))
         words = self._add_joins(words)
         corrected = self._corrected_text(words)
         semantic = corrected if corrected is not None else " ".join(text.split())

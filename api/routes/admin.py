@@ -28,6 +28,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Reques
 from pydantic import BaseModel, Field
 
 from api.deps import EngineDep
+from api.errors import body_fields
 from api.schemas import (
     MAX_REQUEST_INT,
     ExperimentJSON,
@@ -40,9 +41,9 @@ from api.schemas import (
 from api.security import AdminKeyDep, SecurityDep, require_admin_key
 from api.service import serving_weights
 from merchandising.experiments import VariantCounts, experiment_from_dict, report
-from merchandising.store import ConfigStore, ConfigVersion, apply_ranking_weights, compare_rankings
+from merchandising.store import ConfigStore, ConfigVersion, compare_rankings
 from search.engine import SearchEngine
-from search.errors import ConfigConflictError, ConfigNotFoundError, InvalidRequestError
+from search.errors import InvalidRequestError
 from search.rules import (
     Rule,
     RuleSet,
@@ -51,6 +52,7 @@ from search.rules import (
     rule_to_dict,
     rules_from_list,
 )
+from search.tuning import Tuning
 from search.types import Filters, Hit, SearchRequest
 from search.weights import RankingWeights
 
@@ -93,18 +95,11 @@ StoreDep = Annotated[ConfigStore, Depends(get_config_store)]
 
 @contextmanager
 def _http_errors() -> Iterator[None]:
-    """Domain errors of the admin routes as HTTP answers (422 naming the body field, 404, 409)."""
-    try:
+    """The admin routes' malformed fields are fields of the JSON body (422, ``loc`` ``["body",
+    field]``); :mod:`api.errors` answers them and every other domain error (404
+    ConfigNotFoundError, 409 ConfigConflictError)."""
+    with body_fields():
         yield
-    except InvalidRequestError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}],
-        ) from exc
-    except ConfigNotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except ConfigConflictError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
 def _version_meta(v: ConfigVersion) -> dict[str, Any]:
@@ -571,15 +566,15 @@ def rank_with_rules(
     """A request's ranking under a rule set and weights: the engine's ranking of the top
     ``depth`` hits, then the rules applied, cut to ``request.k``.
 
-    This is the only place the admin routes drive the engine. The serving engine applies its
-    own rules, so they are switched off here (``with_rules(None)``) and only ``rules`` apply.
+    This is the only place the admin routes drive the engine. The engine ranks with a tuning
+    of ``weights`` and no rules (its query synonyms included, which only ``rules`` add), then
+    ``rules`` apply, pulling pins from the whole filtered catalogue.
 
     Args:
-        engine: The engine before merchandising (``app.state.base_engine``), or the serving one.
+        engine: The serving engine.
         request: The search request (page 1).
         rules: The rules to apply.
-        weights: Ranking weights to apply (:func:`merchandising.store.apply_ranking_weights`),
-            or None to rank with ``engine`` as it is.
+        weights: Ranking weights to rank with, or None for the engine's own.
         segment: The shopper segment for rule conditions.
         now: Time for the rules' active windows.
         depth: Hits taken from the engine before rules apply (pins may pull from deeper).
@@ -588,16 +583,10 @@ def rank_with_rules(
         The ranking with each hit's id, title, score and rule effects.
     """
     matched = rules.match(request.text, channel=request.channel, segment=segment, now=now)
-    if engine.rules is not None:
-        engine = engine.with_rules(None)
-    if weights is not None:
-        engine = apply_ranking_weights(engine, weights)
-    config = engine.config
-    if matched.synonyms:
-        merged = {**config.understand.synonyms, **matched.synonyms}
-        config = replace(config, understand=replace(config.understand, synonyms=merged))
-    ranked_engine = engine if config == engine.config else engine.with_config(config)
-    result = ranked_engine.search(replace(request, k=depth, page=1, explain=False))
+    tuning = Tuning(
+        weights if weights is not None else engine.tuning.weights, synonyms=matched.synonyms
+    )
+    result = engine.search(replace(request, k=depth, page=1, explain=False), tuning)
     store = engine.store
     hits = [Hit(store.doc_of[h.product.id], h.score, "engine") for h in result.hits]
     ranked, effects = rules.apply(hits, store, matched, allowed=store.mask(request.filters))
@@ -641,12 +630,13 @@ def preview(
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         depth = min(engine.config.max_k, max(body.k, 100))
-        # Both sides start from the engine before merchandising, with the weights each would
-        # serve: exactly what the service ranks with once the change is saved.
-        base: SearchEngine = getattr(http.app.state, "base_engine", None) or engine
-        current_weights = serving_weights(getattr(http.app.state, "settings", None), current)
+        # Both sides rank with the weights each would serve: exactly what the service ranks
+        # with once the change is saved.
+        current_weights = serving_weights(
+            getattr(http.app.state, "settings", None), current, engine
+        )
         before = rank_with_rules(
-            base,
+            engine,
             request,
             RuleSet(current.rules),
             weights=current_weights,
@@ -655,7 +645,7 @@ def preview(
             depth=depth,
         )
         after = rank_with_rules(
-            base,
+            engine,
             request,
             RuleSet(proposed_rules),
             weights=weights or current_weights,

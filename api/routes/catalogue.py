@@ -193,7 +193,9 @@ async def reload_snapshot(
     warmed (its first query run) before it serves: searches meanwhile keep their latency.
 
     Raises:
-        HTTPException: 409 the new snapshot cannot be served (the message says why).
+        HTTPException: 409 no snapshot folder is configured.
+        SnapshotError: The new snapshot cannot be served (answered 409 by :mod:`api.errors`,
+            saying why).
     """
     from indexer.delta import run_off_process, verify_and_prepare
 
@@ -201,13 +203,8 @@ async def reload_snapshot(
         raise HTTPException(409, "no index snapshot configured (PRODUCTSEARCH_INDEX_DIR)")
     serving: SearchEngine | None = getattr(request.app.state, "base_engine", None)
     async with _LOCK:
-        try:
-            manifest, arrays = await run_in_threadpool(
-                run_off_process, verify_and_prepare, settings.index_dir
-            )
-            fresh = await run_in_threadpool(
-                _swap_in, request.app, settings, serving, manifest, arrays
-            )
-        except SnapshotError as exc:
-            raise HTTPException(409, f"kept the serving snapshot: {exc}") from exc
+        manifest, arrays = await run_in_threadpool(
+            run_off_process, verify_and_prepare, settings.index_dir
+        )
+        fresh = await run_in_threadpool(_swap_in, request.app, settings, serving, manifest, arrays)
     return {"snapshot_id": manifest.snapshot_id, "products": len(fresh)}

@@ -25,7 +25,7 @@
   in-memory profiles within one refresh interval.
 * When the event store cannot be reached (Redis or PostgreSQL down, SQLite locked beyond its
   timeout, the store closed during shutdown) these routes answer **503** with a
-  ``Retry-After`` header (:func:`store_unavailable_handler`): nothing of that request was
+  ``Retry-After`` header (:mod:`api.errors`): nothing of that request was
   stored or erased, and retrying it (with the same ``Idempotency-Key``) is safe.
 * ``GET /analytics/queries``: top queries, zero-result queries, click-through and conversion
   per query over a time range, counting every search the service answered (its own records)
@@ -40,7 +40,6 @@ profiles are dropped too.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -58,10 +57,9 @@ from events.impressions import ImpressionRecorder
 from events.signals import SignalsRefresher
 from events.store import EventStore, SQLiteSynchronous, experiment_counts, ingest
 from merchandising.experiments import Unit, VariantCounts
-from search.errors import EventStoreUnavailableError
+from search.errors import InvalidRequestError
 
 router = APIRouter(tags=["events"])
-logger = logging.getLogger("productsearch.api.events")
 
 DEFAULT_EVENTS_DB = "var/events.sqlite3"
 MAX_BATCH = 100
@@ -69,8 +67,6 @@ MAX_BATCH = 100
 One request is one client's doing, and a storefront flushes a few events at a time."""
 HARD_MAX_BATCH = 1000
 """Most events the body may list at all (the settings cannot raise the cap above this)."""
-STORE_RETRY_AFTER_S = 5
-"""``Retry-After`` (seconds) of a 503 answered while the event store cannot be reached."""
 
 _open_lock = threading.Lock()
 
@@ -121,30 +117,6 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
         "Retry after the Retry-After header's seconds.",
     }
 }
-
-
-async def store_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Answer :class:`search.errors.EventStoreUnavailableError` with 503 and ``Retry-After``
-    (installed by :func:`api.app.create_app`); the cause goes to the log, not to the client.
-
-    Args:
-        request: The request that failed.
-        exc: The error.
-
-    Returns:
-        The 503 answer.
-    """
-    assert isinstance(exc, EventStoreUnavailableError)
-    logger.warning("event store unavailable for %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
-        content={
-            "detail": "the event store cannot be reached right now, so nothing of this request "
-            f"was stored or erased; retry in {STORE_RETRY_AFTER_S} s (a retried event batch "
-            "with the same Idempotency-Key or event ids is not counted twice)"
-        },
-    )
 
 
 def experiment_counts_source(app: Any) -> Callable[[str], Mapping[str, VariantCounts]] | None:
@@ -381,21 +353,14 @@ def analytics_queries(
         Query(description="searches (top queries), zero_results, clicks or purchases."),
     ] = "searches",
     limit: Annotated[int, Query(ge=1, le=1000, description="Queries returned.")] = 20,
-) -> QueryAnalyticsResponse | JSONResponse:
-    """Queries of the range, ordered by ``order``."""
+) -> QueryAnalyticsResponse:
+    """Queries of the range, ordered by ``order``.
+
+    Raises:
+        InvalidRequestError: ``start`` is after ``end`` (422).
+    """
     if start is not None and end is not None and start > end:
-        return JSONResponse(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            content={
-                "detail": [
-                    {
-                        "loc": ["query", "start"],
-                        "msg": "must not be after end",
-                        "type": "value_error",
-                    }
-                ]
-            },
-        )
+        raise InvalidRequestError("start", "must not be after end")
     recorder: ImpressionRecorder | None = getattr(request.app.state, "impressions", None)
     if recorder is not None and recorder.store is store:
         recorder.flush()  # the searches answered until now, not only those written already

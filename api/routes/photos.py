@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep, serve_variants, visible_product
@@ -26,7 +26,7 @@ from api.routes.search import (
 )
 from api.schemas import SearchResponse
 from api.security import SearchKeyDep, merge_filters
-from api.uploads import DEFAULT_UPLOAD_MAX_BYTES, UploadError, decode_upload
+from api.uploads import DEFAULT_UPLOAD_MAX_BYTES, decode_upload
 from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest
 
@@ -79,16 +79,13 @@ async def search_by_image(
     narrow and re-rank them ("this, in black").
 
     Raises:
-        HTTPException: 413, 415 or 422 for an unusable photo.
+        UploadError: An unusable photo (answered 413, 415 or 422 by :mod:`api.errors`).
         InvalidRequestError: A parameter is malformed, or the snapshot has no photo vectors.
     """
     if k > settings.max_k:
         raise InvalidRequestError("k", f"must be at most {settings.max_k}, got {k}")
     data = await image.read(DEFAULT_UPLOAD_MAX_BYTES + 1)
-    try:
-        photo = await decode_upload(data, settings)  # pixel limits, a few at a time
-    except UploadError as exc:
-        raise HTTPException(exc.status_code, exc.message) from exc
+    photo = await decode_upload(data, settings)  # pixel limits, a few at a time
     request = SearchRequest(
         text=q if q.strip() else "",
         k=k,
@@ -105,8 +102,8 @@ async def search_by_image(
         session_id=session_id,
         channel=channel,
     )
-    served, assignment = serve_variants(http, engine, user_id, session_id)
-    result = await run_in_threadpool(served.search_image, photo, request)
+    tuning, assignment = serve_variants(http, engine, user_id, session_id)
+    result = await run_in_threadpool(engine.search_image, photo, request, tuning)
     response = SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
     response.query_id = record_answer(http, request, result, assignment.variants, without_text=True)
     return response

@@ -147,9 +147,9 @@ async def search_products(
         colour=colour if colour is None or colour.strip() else None,
         currency=currency.upper() if currency else None,
     )
-    served, assignment = serve_variants(http, engine, user_id, session_id)
+    tuning, assignment = serve_variants(http, engine, user_id, session_id)
     # The pipeline is CPU-bound and synchronous: keep it off the event loop.
-    result = await run_in_threadpool(served.search, request)
+    result = await run_in_threadpool(engine.search, request, tuning)
     response = SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
     response.query_id = record_answer(http, request, result, assignment.variants)
     if explain and assignment.variants:

@@ -42,12 +42,12 @@ from api.audio import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SECONDS,
     TARGET_RATE,
-    AudioError,
     check_size,
     decode_audio,
     pcm16_to_float,
 )
 from api.deps import EngineDep, SettingsDep, serve_variants
+from api.errors import websocket_error
 from api.routes.search import (
     ChannelForm,
     SessionIdForm,
@@ -61,6 +61,7 @@ from api.security import SearchKeyDep, merge_filters
 from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
 from search.engine import SearchEngine
 from search.errors import InvalidRequestError, SearchServiceError
+from search.tuning import Tuning
 from search.types import Availability, Filters, SearchRequest, SearchResult
 from search.voice import Correction, VoiceOutcome, VoiceQueryCorrector, search_readings
 
@@ -242,7 +243,19 @@ def _readings(transcript: Transcript) -> list[tuple[str, float]]:
     return [(transcript.text, 1.0)] if transcript.text else []
 
 
-def _search(engine: SearchEngine, text: str, template: SearchRequest) -> SearchResult | None:
+@dataclass(frozen=True, slots=True)
+class _Tuned:
+    """The serving engine with one shopper's tuning (the version's or their A/B arm's): what
+    a voice search's readings are searched with."""
+
+    engine: SearchEngine
+    tuning: Tuning
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        return self.engine.search(request, self.tuning)
+
+
+def _search(engine: _Tuned, text: str, template: SearchRequest) -> SearchResult | None:
     # ``template`` carries everything but the text: k, filters (the key's fixed ones merged),
     # facets and the shopper (personalisation).
     if not text.strip():
@@ -252,7 +265,7 @@ def _search(engine: SearchEngine, text: str, template: SearchRequest) -> SearchR
 
 def _search_transcript(
     voice: VoiceSearch,
-    engine: SearchEngine,
+    engine: _Tuned,
     transcript: Transcript,
     template: SearchRequest,
 ) -> VoiceOutcome:
@@ -326,7 +339,7 @@ def _check_language(voice: VoiceSearch, lang: str | None) -> None:
 
 def _recognise_and_search(
     voice: VoiceSearch,
-    engine: SearchEngine,
+    engine: _Tuned,
     samples: np.ndarray,
     lang: str | None,
     template: SearchRequest,
@@ -335,11 +348,6 @@ def _recognise_and_search(
     started = time.perf_counter()
     outcome = _search_transcript(voice, engine, transcript, template)
     return transcript, outcome.correction, outcome.result, (time.perf_counter() - started) * 1000
-
-
-def audio_http_error(exc: AudioError) -> HTTPException:
-    """The HTTP error for an unusable upload (413, 415 or 422 with the reason)."""
-    return HTTPException(exc.status_code, exc.message)
 
 
 @router.post(
@@ -388,7 +396,7 @@ async def search_by_voice(
     ``message``.
 
     Raises:
-        HTTPException: 413, 415 or 422 for an unusable recording.
+        AudioError: An unusable recording (answered 413, 415 or 422 by :mod:`api.errors`).
         InvalidRequestError: A parameter is malformed (answered 422 naming it).
     """
     started = time.perf_counter()
@@ -406,19 +414,17 @@ async def search_by_voice(
         session_id=session_id,
         channel=channel,
     )
-    try:
-        if audio.size is not None:
-            check_size(audio.size)
-        data = await audio.read(DEFAULT_MAX_BYTES + 1)
-        decoded = await run_in_threadpool(decode_audio, data)
-    except AudioError as exc:
-        raise audio_http_error(exc) from exc
+    if audio.size is not None:
+        check_size(audio.size)
+    data = await audio.read(DEFAULT_MAX_BYTES + 1)
+    decoded = await run_in_threadpool(decode_audio, data)
     decode_ms = (time.perf_counter() - started) * 1000
     # The recogniser loads on first use, after the upload is known to be usable.
     voice = await get_voice_search(request, engine, settings)
     lang = _language(lang)
     _check_language(voice, lang)
-    served, assignment = serve_variants(request, engine, user_id, session_id)
+    tuning, assignment = serve_variants(request, engine, user_id, session_id)
+    served = _Tuned(engine, tuning)
     # In the voice pool, as streams are: recognition never takes the searches' threads.
     transcript, correction, result, search_ms = await anyio.to_thread.run_sync(
         _recognise_and_search,
@@ -663,8 +669,8 @@ async def _stream(
     except HTTPException as exc:
         await _close(websocket, 1011, exc.status_code, str(exc.detail))
         return
-    except InvalidRequestError as exc:
-        await _close(websocket, 1008, 422, str(exc))
+    except SearchServiceError as exc:
+        await _close(websocket, *websocket_error(exc))
         return
     k = min(k, settings.max_k)
     # The key's fixed filters and the shopper's A/B arm apply as on POST /search/voice.
@@ -676,7 +682,8 @@ async def _stream(
         session_id=session_id,
         channel=channel,
     )
-    engine, assignment = serve_variants(websocket, engine, user_id, session_id)
+    tuning, assignment = serve_variants(websocket, engine, user_id, session_id)
+    served = _Tuned(engine, tuning)
     stream = voice.recognizer.stream(voice.hints, lang)
     idle_s = float(settings.voice_idle_timeout_s)
     max_lag = int(settings.voice_max_lag_s * sample_rate)
@@ -702,10 +709,8 @@ async def _stream(
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
-                try:
-                    samples = pcm16_to_float(message["bytes"])
-                except AudioError as exc:
-                    raise _StreamClosed(1007, exc.status_code, exc.message) from None
+                # An odd byte count raises AudioError: the stream ends as api.errors says.
+                samples = pcm16_to_float(message["bytes"])
                 received += len(samples)
                 if received > limit:
                     raise _StreamClosed(
@@ -738,7 +743,7 @@ async def _stream(
             waiting[0] -= len(samples)
             if partial is not None:
                 payload = await anyio.to_thread.run_sync(
-                    _partial, voice, engine, partial, template, limiter=limiter
+                    _partial, voice, served, partial, template, limiter=limiter
                 )
                 await websocket.send_json(payload)
 
@@ -755,7 +760,7 @@ async def _stream(
         transcript = await anyio.to_thread.run_sync(stream.finish, limiter=limiter)
         search_started = time.perf_counter()
         outcome = await anyio.to_thread.run_sync(
-            _search_transcript, voice, engine, transcript, template, limiter=limiter
+            _search_transcript, voice, served, transcript, template, limiter=limiter
         )
         search_ms = (time.perf_counter() - search_started) * 1000
         response = _response(
@@ -779,7 +784,7 @@ async def _stream(
     except _StreamClosed as exc:
         await _close(websocket, exc.code, exc.status, exc.reason)
     except SearchServiceError as exc:
-        await _close(websocket, 1011, 500, str(exc))
+        await _close(websocket, *websocket_error(exc))
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
@@ -793,7 +798,7 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
 
 
 def _partial(
-    voice: VoiceSearch, engine: SearchEngine, text: str, template: SearchRequest
+    voice: VoiceSearch, engine: _Tuned, text: str, template: SearchRequest
 ) -> dict[str, Any]:
     correction = voice.corrector.correct(text)
     result = _search(engine, correction.text, template)

@@ -7,10 +7,11 @@ time-decayed popularity; the position bias). :mod:`events.signals` folds events 
 publishes a new one on each refresh; searches read the current one through a
 :class:`BehaviourSource` (one attribute read) and never wait for a refresh.
 
-:class:`BehaviouralRetriever` returns what shoppers chose for the normalised query
-(:func:`search.analysis.normalise_query`, the same key rules use); :class:`BehaviourReranker`
-re-orders a fused list, moving a product up only when several distinct shoppers chose it and
-down only when many were shown it (:meth:`BehaviourSnapshot.credible_lift`).
+:class:`BehaviourReranker` re-orders a fused list by the signals of the normalised query
+(:func:`search.analysis.normalise_query`, the same key rules use), moving a product up only when
+several distinct shoppers chose it and down only when many were shown it
+(:meth:`BehaviourSnapshot.credible_lift`). Behaviour re-ranks what retrieval found and adds no
+candidates of its own: a product shoppers chose was shown to them by this pipeline.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from search.analysis import normalise_query
 from search.rank.context import RankingContext, Reranked, effects_of, normalised_scores
@@ -137,65 +137,6 @@ class StaticBehaviour:
     snapshot: BehaviourSnapshot
 
 
-class BehaviouralRetriever:
-    """Products shoppers chose for this query: those whose smoothed utility beats the prior.
-
-    Args:
-        source: Where the current snapshot lives.
-        doc_of: Product id -> document number of the serving snapshot.
-        name: Retriever name in runs and explanations.
-        min_examinations: Evidence needed before a product is returned.
-    """
-
-    def __init__(
-        self,
-        source: BehaviourSource,
-        doc_of: Mapping[str, int],
-        *,
-        name: str = "behaviour",
-        min_examinations: float = 1.0,
-    ) -> None:
-        self.source = source
-        self.doc_of = doc_of
-        self._name = name
-        self.min_examinations = min_examinations
-
-    @property
-    def name(self) -> str:
-        """Name used in runs, weights and explanations."""
-        return self._name
-
-    def retrieve(
-        self, query: AnalyzedQuery, k: int, allowed: npt.NDArray[np.bool_] | None = None
-    ) -> list[Hit]:
-        """The ``k`` products with the best utility for the normalised query text.
-
-        Args:
-            query: The query (its request text is what counts).
-            k: At most this many hits.
-            allowed: Filter mask, or None.
-
-        Returns:
-            Hits scored by utility, best first; empty for a query nobody searched.
-        """
-        snapshot = self.source.snapshot
-        signals = snapshot.queries.get(normalise_query(query.request.text))
-        if signals is None or k <= 0:
-            return []
-        scored: list[tuple[float, int]] = []
-        for product_id, s in signals.products.items():
-            doc = self.doc_of.get(product_id)
-            if doc is None or s.examinations < self.min_examinations:
-                continue
-            if s.utility <= signals.prior_utility or s.shoppers < snapshot.min_shoppers:
-                continue
-            if allowed is not None and not allowed[doc]:
-                continue
-            scored.append((s.utility, doc))
-        scored.sort(key=lambda x: (-x[0], x[1]))
-        return [Hit(doc, utility, self._name) for utility, doc in scored[:k]]
-
-
 class BehaviourReranker:
     """Moves up what shoppers chose for this query, and down what they skipped.
 
@@ -212,7 +153,8 @@ class BehaviourReranker:
     Args:
         source: Where the current snapshot lives.
         product_ids: Product id of each document (``store.products[doc].id``).
-        weight: Strength of the query-specific evidence.
+        weight: Strength of the query-specific evidence when a request's context carries no
+            weights (a request's ``RankingWeights.behaviour`` wins; 0 turns the stage off).
         popularity_weight: Strength of overall popularity (a tie-breaker).
         depth: Hits re-scored.
         name: Name in explanations.
@@ -255,11 +197,18 @@ class BehaviourReranker:
         Args:
             query: The query.
             hits: Fused (and learned-ranked) hits, best first.
-            context: Unused: this evidence is the same for every shopper.
+            context: The request's weights (``behaviour`` is this stage's strength; 0 leaves
+                the list as it came, popularity included); the evidence itself is the same
+                for every shopper. None keeps the strength it was built with.
 
         Returns:
             The new order and each touched hit's effect.
         """
+        weight = self.weight
+        if context is not None and context.weights is not None:
+            weight = context.weights.behaviour
+        if weight <= 0:
+            return Reranked(list(hits))
         snapshot = self.source.snapshot
         signals = snapshot.queries.get(normalise_query(query.request.text))
         max_pop = snapshot.max_popularity if self.popularity_weight > 0 else 0.0
@@ -280,7 +229,7 @@ class BehaviourReranker:
             )
             if s is not None and signals is not None and lift != 0.0:
                 prior = max(signals.prior_utility, 1e-6)
-                scores[i] += self.weight * lift
+                scores[i] += weight * lift
                 parts.append(
                     f"shoppers: {s.clicks:.1f} clicks, {s.carts:.1f} carts, {s.purchases:.1f} "
                     f"purchases over {s.examinations:.1f} examinations by {s.viewers} shown and "

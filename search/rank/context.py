@@ -1,6 +1,7 @@
-"""What re-rankers share: who is searching (:class:`RankingContext`), what a re-ranker
-returns (:class:`Reranked`, with an :class:`Effect` per hit it moved for the explanations), and
-the score helpers every re-ranker uses (:func:`normalised_scores`, :func:`effects_of`)."""
+"""What re-rankers share: who is searching and what retrieval found (:class:`RankingContext`),
+what a re-ranker returns (:class:`Reranked`, with an :class:`Effect` per hit it moved for the
+explanations), and the score helpers every re-ranker uses (:func:`normalised_scores`,
+:func:`effects_of`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from search.index.lexical import GroupScores
 from search.types import Hit, SearchRequest
+from search.weights import RankingWeights
 
 
 @dataclass(frozen=True, slots=True)
 class RankingContext:
-    """Who is searching, where and when: what per-user re-rankers need besides the query.
+    """What re-rankers need besides the query and the hits: who is searching, where and when,
+    the request's ranking weights, and what retrieval found.
 
     Attributes:
         user_id: The signed-in shopper, or None.
@@ -26,6 +30,17 @@ class RankingContext:
         segment: A segment forced by the caller (e.g. a campaign), or None to derive it from
             the shopper's profile.
         now: Request time, seconds since the Unix epoch.
+        weights: The request's ranking weights (its tuning: a saved version's or an A/B
+            arm's); re-rankers take their strengths from here. None (a re-ranker used on its
+            own): each keeps the strength it was built with.
+        runs: Each retriever's hits, by retriever name (the learned ranker's features).
+        lexical: The lexical retriever's raw scores of every document, or None (which query
+            words each product matched: the colour re-ranking's evidence).
+        allowed: The request's filter mask, or None for none (a stage that retrieves more,
+            like the semantic fallback, keeps to it).
+        depth: Candidates a stage that retrieves more may return.
+        explain: Whether the request asked for explanations (stages whose effects cost work
+            record them only then).
     """
 
     user_id: str | None = None
@@ -33,6 +48,12 @@ class RankingContext:
     channel: str | None = None
     segment: str | None = None
     now: float = field(default_factory=time.time)
+    weights: RankingWeights | None = None
+    runs: Mapping[str, Sequence[Hit]] = field(default_factory=dict)
+    lexical: GroupScores | None = None
+    allowed: npt.NDArray[np.bool_] | None = None
+    depth: int = 0
+    explain: bool = False
 
     @classmethod
     def from_request(cls, request: SearchRequest, now: float | None = None) -> RankingContext:
@@ -47,6 +68,7 @@ class RankingContext:
             session_id=request.session_id,
             channel=request.channel.lower() if request.channel else None,
             now=time.time() if now is None else now,
+            explain=request.explain,
         )
 
     @property
@@ -65,6 +87,7 @@ class Effect:
         before_score: Score received.
         after_score: Score returned.
         reason: Why, in words a merchandiser understands.
+        line: The whole explanation line, when the stage words it its own way.
     """
 
     before_rank: int
@@ -72,9 +95,13 @@ class Effect:
     before_score: float
     after_score: float
     reason: str
+    line: str | None = None
 
     def describe(self) -> str:
-        """One line for :class:`search.types.Explanation` adjustments."""
+        """One line for :class:`search.types.Explanation` adjustments (``line`` when the
+        stage wrote its own)."""
+        if self.line is not None:
+            return self.line
         return f"rank {self.before_rank} -> {self.after_rank}: {self.reason}"
 
 
@@ -86,10 +113,13 @@ class Reranked:
         hits: Hits, best first.
         effects: Document -> effect, for the hits the re-ranker acted on (evidence or
             affinity of their own); hits that only moved because others did are left out.
+        fallback: Set by a stage that filled an empty list with hits of its own (the answer's
+            ``fallback``: how its hits were found).
     """
 
     hits: list[Hit]
     effects: Mapping[int, Effect] = field(default_factory=dict)
+    fallback: str | None = None
 
 
 def normalised_scores(hits: Sequence[Hit]) -> npt.NDArray[np.float64]:

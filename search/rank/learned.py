@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from search.rank.context import Effect, RankingContext, Reranked
 from search.rank.features import FEATURE_NAMES, FeatureExtractor
 from search.types import Hit
 from search.understand import AnalyzedQuery
@@ -75,3 +76,19 @@ class LearnedRanker:
         order = np.argsort(-scores, kind="stable")
         ranked = [Hit(head[i].doc, float(scores[i]), "learned") for i in order]
         return ranked + list(fused[self.depth :])
+
+    def rerank(self, query: AnalyzedQuery, hits: list[Hit], context: RankingContext) -> Reranked:
+        """The pipeline's learned stage: :meth:`rank` with the retrievers' runs from
+        ``context``; with ``context.explain``, each re-scored hit's fused and learned rank."""
+        ranked = self.rank(query, hits, context.runs)
+        if not context.explain or len(hits) < 2:
+            return Reranked(ranked)
+        fused_rank = {h.doc: rank for rank, h in enumerate(hits[: self.depth], start=1)}
+        effects: dict[int, Effect] = {}
+        for rank, hit in enumerate(ranked[: len(fused_rank)], start=1):
+            before = fused_rank[hit.doc]
+            line = (
+                f"{self.scorer.name}: fused rank {before} -> {rank} (model score {hit.score:.3f})"
+            )
+            effects[hit.doc] = Effect(before, rank, hits[before - 1].score, hit.score, "", line)
+        return Reranked(ranked, effects)

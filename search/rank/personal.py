@@ -442,7 +442,8 @@ class PersonalisationReranker:
     Args:
         source: Where the current profiles live.
         catalogue: Item features by document.
-        strength: Bound of the multiplicative factor, 0..0.9 (0 turns personalisation off).
+        strength: Bound of the multiplicative factor, 0..0.9 (0 turns personalisation off),
+            when a request's context carries no weights (its ``personalisation`` wins).
         depth: Hits considered.
         relevance_floor: Relative score (0..1, best 1) below which a hit is not reordered.
         name: Name in explanations.
@@ -487,12 +488,17 @@ class PersonalisationReranker:
         Args:
             query: The query (for the exact-match guard).
             hits: Hits, best first.
-            context: The shopper; None or no profile leaves the hits as they are.
+            context: The shopper and the request's weights (``personalisation`` is this
+                stage's strength, 0 turns it off; without weights the built strength holds);
+                None or no profile leaves the hits as they are.
 
         Returns:
             The new order and each touched hit's effect.
         """
-        if context is None or not hits or self.strength == 0:
+        if context is None or not hits:
+            return Reranked(list(hits))
+        strength = self.strength if context.weights is None else context.weights.personalisation
+        if strength <= 0:
             return Reranked(list(hits))
         profile = self.source.snapshot.for_context(context)
         forced = segment_profile(context.segment) if context.segment else None
@@ -512,7 +518,7 @@ class PersonalisationReranker:
         for i in eligible:
             item = self.catalogue.by_doc[head[i].doc]
             affinity, why = profile.affinity(item)
-            factor = 1.0 + self.strength * max(-1.0, min(1.0, affinity))
+            factor = 1.0 + strength * max(-1.0, min(1.0, affinity))
             scores[i] = float(base[i]) * factor
             exact[i] = bool(forms) and all(f & item.title_words for f in forms)
             if affinity != 0:
@@ -526,7 +532,7 @@ class PersonalisationReranker:
             # above a boosted partial one.
             previous = min(previous, scores[i])
             new_hits.append(Hit(head[i].doc, previous, self._name))
-        low = self.relevance_floor * (1.0 - self.strength)
+        low = self.relevance_floor * (1.0 - strength)
         for i in rest:
             new_hits.append(Hit(head[i].doc, min(previous, float(base[i]) * low), head[i].source))
         tail_base = normalised_scores(tail)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from api.errors import install_error_handlers
 from api.routes import admin
 from api.security import (
     KeyStore,
@@ -49,6 +50,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
 def make_app(engine: SearchEngine, security: Security, store: ConfigStore) -> FastAPI:
     """The admin router plus a search route guarded by ``require_search_key``."""
     app = FastAPI()
+    install_error_handlers(app)  # as create_app: domain errors become answers there
     app.state.engine = engine
     app.state.security = security
     app.state.config_store = store

@@ -16,6 +16,7 @@ from api.app import create_app
 from api.deps import get_engine
 from api.settings import Settings
 from search.errors import InvalidRequestError, SnapshotError
+from search.tuning import Tuning
 from search.types import Product, SearchRequest, SearchResult
 from tests.api import PRODUCTS, build_snapshot, write_catalogue
 
@@ -46,6 +47,7 @@ class FakeEngine:
 
     manifest = FakeManifest()
     retrievers: Mapping[str, object] = {"lexical": object()}
+    tuning = Tuning()
 
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error
@@ -57,7 +59,7 @@ class FakeEngine:
     def facet_names(self) -> list[str]:
         return ["brand"]
 
-    def search(self, request: SearchRequest) -> SearchResult:
+    def search(self, request: SearchRequest, tuning: Tuning | None = None) -> SearchResult:
         self.requests.append(request)
         if self.error is not None:
             raise self.error

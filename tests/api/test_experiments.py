@@ -174,21 +174,21 @@ class TestVariantWeights:
         first = body["hits"][0]["explanation"]["adjustments"][0]
         assert first["description"] == "e1: variant control, serving weights"
 
-    def test_variant_engines_are_built_once_per_version(self, service: Service) -> None:
+    def test_arms_are_tuning_values_not_engines(self, service: Service) -> None:
         service.put_experiment("e1", EXPERIMENT)
-        b1, b2 = shoppers_in("b", 2)
-        service.search_as(session_id=b1)
-        _, engines = service.app.state.variant_engines
-        built = engines.engine_for(engines.experiments[0].variants[1].weights)
-        service.search_as(session_id=b2)
-        service.search_as(session_id=b1, page=1)
-        assert service.app.state.variant_engines[1] is engines
-        assert engines.engine_for(engines.experiments[0].variants[1].weights) is built
-        assert len(engines._engines) == 1
-        # A new configuration version drops them, and its experiments are served.
+        (b1,) = shoppers_in("b", 1)
+        (a1,) = shoppers_in("control", 1)
+        engine = service.app.state.engine
+        in_b = ids(service.search_as(session_id=b1))
+        in_a = ids(service.search_as(session_id=a1))
+        assert in_b != in_a  # the arms rank differently...
+        assert service.app.state.engine is engine  # ...with one engine for both
+        assert not hasattr(service.app.state, "variant_engines")
+        # A new configuration version is served at once, with the same engine.
         service.put_experiment("e1", {**EXPERIMENT, "enabled": False})
         assert service.search_as(session_id=b1)["variants"] == {}
-        assert service.app.state.variant_engines[1] is not engines
+        assert ids(service.search_as(session_id=b1)) == in_a
+        assert service.app.state.engine is engine
 
     def test_rules_still_apply_to_a_variant(self, service: Service) -> None:
         rule = {

@@ -116,8 +116,9 @@ class TestRulesTakeEffect:
         assert response.status_code == 200, response.text
         engine = env.client.app.state.engine  # type: ignore[attr-defined]
         env.ids(q="sofa")  # the next request picks the version up
-        engine = env.client.app.state.engine  # type: ignore[attr-defined]
-        assert engine.config.colour_rerank == 0.0
+        tuning = env.client.app.state.tuning  # type: ignore[attr-defined]
+        assert (tuning.weights.colour_rerank, tuning.weights.colour_weight) == (0.0, 0.0)
+        assert env.client.app.state.engine is engine  # type: ignore[attr-defined]
 
 
 class TestKeys:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from merchandising.experiments import Experiment, Variant
-from merchandising.store import ConfigStore, apply_weights, compare_rankings
-from search.engine import EngineConfig
+from merchandising.store import ConfigStore, compare_rankings
 from search.errors import ConfigConflictError, ConfigNotFoundError
 from search.rules import Pin, Redirect, Rule
 from search.weights import RankingWeights
@@ -150,18 +149,6 @@ class TestConfigStore:
     def test_actor_required(self, store: ConfigStore) -> None:
         with pytest.raises(ValueError, match="actor"):
             store.put_rule(pin_rule("r1"), " ")
-
-
-class TestApplyWeights:
-    def test_engine_part_is_applied(self) -> None:
-        config = EngineConfig(weights={"lexical": 1.0, "semantic": 0.4, "image": 0.2})
-        weights = RankingWeights(
-            retrievers={"lexical": 0.8, "semantic": 0.6}, colour_weight=0.3, colour_rerank=0.0
-        )
-        new = apply_weights(config, weights)
-        assert new.weights == {"lexical": 0.8, "semantic": 0.6, "image": 0.2}
-        assert (new.colour_weight, new.colour_rerank) == (0.3, 0.0)
-        assert config.weights["lexical"] == 1.0
 
 
 class TestCompareRankings:

@@ -13,7 +13,9 @@ from api.service import open_snapshot
 from indexer.build import BuildConfig, build_snapshot
 from search.engine import EngineConfig, SearchEngine, replace_weights
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
+from search.tuning import Tuning
 from search.types import Availability, Filters, Product, SearchRequest, SearchResult, SortOrder
+from search.weights import RankingWeights
 
 
 def search(engine: SearchEngine, text: str = "", **kwargs: object) -> SearchResult:
@@ -44,8 +46,17 @@ class TestOpen:
 
     def test_zero_weight_turns_a_retriever_off(self, core_engine: SearchEngine) -> None:
         engine = core_engine.with_config(replace_weights(EngineConfig(), lexical=0.0))
-        assert engine.retrievers == {}
+        query = engine.understander.understand(SearchRequest(text="walnut chair"))
+        assert engine.run_retrievers(query, 10, None) == {}
         assert search(engine, "walnut chair").hits == ()
+
+    def test_zero_weight_in_a_requests_tuning(self, core_engine: SearchEngine) -> None:
+        # The same engine answers one request with the lexical retriever off and the next
+        # with its own weights: the weights are a value passed with the request.
+        off = Tuning(RankingWeights(retrievers={"lexical": 0.0}))
+        request = SearchRequest(text="walnut chair")
+        assert core_engine.search(request, off).hits == ()
+        assert core_engine.search(request).hits[0].product.id == "CHAIR-2"
 
     def test_missing_snapshot(self, tmp_path: Path) -> None:
         with pytest.raises(SnapshotError, match="does not exist"):
@@ -451,8 +462,13 @@ class TestSemantic:
 
     def test_semantic_weight_zero(self, toy_engine: SearchEngine) -> None:
         engine = toy_engine.with_config(replace_weights(EngineConfig(), semantic=0.0))
-        assert list(engine.retrievers) == ["lexical"]
+        query = engine.understander.understand(SearchRequest(text="settee"))
+        assert list(engine.run_retrievers(query, 10, None)) == ["lexical"]
         assert search(engine, "settee").hits == ()
+        # The same, per request, on the engine that has semantic retrieval on.
+        off = Tuning(RankingWeights(retrievers={"lexical": 1.0, "semantic": 0.0}))
+        assert toy_engine.search(SearchRequest(text="settee"), off).hits == ()
+        assert toy_engine.search(SearchRequest(text="settee")).hits != ()
 
     def test_zero_result_fallback_lowers_the_floor(self, toy_snapshot: Path) -> None:
         # "settee" shares no word with any product; with a strict similarity floor the normal

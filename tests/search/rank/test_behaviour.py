@@ -7,13 +7,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from events.signals import BehaviourAggregator
 from search.engine import SearchEngine
 from search.rank.behaviour import (
-    BehaviouralRetriever,
     BehaviourReranker,
     BehaviourSnapshot,
     StaticBehaviour,
@@ -47,30 +45,6 @@ def trained(tmp_path: Path) -> BehaviourAggregator:
 
 def hits_of(engine: SearchEngine, ids: list[str]) -> list[Hit]:
     return [Hit(engine.store.doc_of[pid], 10.0 - i, "fused") for i, pid in enumerate(ids)]
-
-
-class TestBehaviouralRetriever:
-    def test_returns_what_shoppers_chose(
-        self, core_engine: SearchEngine, trained: BehaviourAggregator
-    ) -> None:
-        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
-        hits = retriever.retrieve(understand(core_engine, "Oak   CHAIR"), 10)
-        assert [core_engine.store.products[h.doc].id for h in hits] == ["CHAIR-2"]
-        assert hits[0].source == "behaviour" and retriever.name == "behaviour"
-
-    def test_respects_filters_and_k(
-        self, core_engine: SearchEngine, trained: BehaviourAggregator
-    ) -> None:
-        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
-        query = understand(core_engine, "oak chair")
-        allowed = np.ones(len(core_engine.store), dtype=bool)
-        allowed[core_engine.store.doc_of["CHAIR-2"]] = False
-        assert retriever.retrieve(query, 10, allowed) == []
-        assert retriever.retrieve(query, 0) == []
-
-    def test_unknown_query(self, core_engine: SearchEngine, trained: BehaviourAggregator) -> None:
-        retriever = BehaviouralRetriever(trained, core_engine.store.doc_of)
-        assert retriever.retrieve(understand(core_engine, "wardrobe"), 10) == []
 
 
 class TestBehaviourReranker:
