@@ -24,16 +24,12 @@ from search.analysis import Analyzer
 from search.colour import parse_colour
 from search.errors import InvalidRequestError, ProductNotFoundError, SnapshotError
 from search.fusion import FUSERS
-from search.index.colours import MATCH_GRADE, ColourIndex, family_swatch, text_colours
+from search.index.colours import ColourIndex, family_swatch, text_colours
 from search.index.lexical import Bm25Params, GroupScores, LexicalData, LexicalIndex
 from search.index.snapshot import (
     COLOUR_REPORT,
     COLOURS,
     IMAGE_ADAPTER,
-    IMAGE_ANN,
-    IMAGE_COMPRESSED,
-    IMAGE_HAS,
-    IMAGE_VECTORS,
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
@@ -47,6 +43,7 @@ from search.index.snapshot import (
 )
 from search.index.store import PriceColumn, ProductStore
 from search.index.vocabulary import Vocabulary
+from search.photos import ImageVectors, PhotoSearch, read_vector_index
 from search.protocols import ImageEncoder, ModelLoader, Reranker, Retriever, TextEmbedder
 from search.rank.colour import ColourReranker
 from search.rank.context import Effect, RankingContext, Reranked
@@ -75,49 +72,6 @@ from search.types import (
 from search.understand import AnalyzedQuery, QueryUnderstander, UnderstandConfig
 from search.weights import DEFAULT_WEIGHTS, RankingWeights, default_retriever_weights
 
-#: Colour match from which a product is clearly in the asked colour (a colour stated in its text,
-#: or its photo's main colour, close to the asked one): a photo search with a colour word looks
-#: among these first.
-STRONG_MATCH_GRADE = 0.6
-
-#: Photo + colour word ("this, in black"): nearest products whose leaf categories vote for
-#: what the photo shows, and the weights of that vote and of colour closeness against the
-#: photo similarity rank (1 down to 1/n). On the fashion catalogue (241 queries of
-#: ``benchmarks/fashion_photo_search.py``) type-and-colour P@10 went from 0.43 to about 0.70
-#: with any of 10..40 neighbours and weights 0.5..2; 20 and 1 are the middle of that range.
-CATEGORY_NEIGHBOURS = 20
-PHOTO_CATEGORY_WEIGHT = 1.0
-PHOTO_COLOUR_WEIGHT = 0.3
-
-
-@dataclass(frozen=True, slots=True)
-class ImageVectors:
-    """Product photo vectors: one row per product (zeros without a readable photo).
-
-    Attributes:
-        vectors: ``(n_products, dim)`` unit rows.
-        has_vector: Products with a photo vector.
-        index: Inner-product search over the vectors (HNSW or compressed IVF above the ANN
-            threshold).
-    """
-
-    vectors: npt.NDArray[np.float32]
-    has_vector: npt.NDArray[np.bool_]
-    index: VectorIndex
-
-    @classmethod
-    def load(cls, path: Path, manifest: Manifest) -> ImageVectors | None:
-        """The snapshot's photo vectors, or None when it has none."""
-        if IMAGE_VECTORS not in manifest.files or "image_embedder" not in manifest.models:
-            return None
-        # Memory-mapped: with an ANN index only the rows of candidates are read.
-        vectors = np.load(path / IMAGE_VECTORS, mmap_mode="r", allow_pickle=False)
-        has_vector = np.load(path / IMAGE_HAS, allow_pickle=False).astype(bool)
-        if len(vectors) != len(has_vector):
-            raise ValueError(f"{len(vectors)} photo vectors but {len(has_vector)} flags")
-        ann = read_vector_index(path, manifest, (IMAGE_ANN, IMAGE_COMPRESSED))
-        return cls(vectors, has_vector, VectorIndex(vectors, ann))
-
 
 def _adapted(path: Path, encoder: ImageEncoder, models: ModelLoader) -> ImageEncoder:
     """The query photo encoder through the snapshot's catalogue photo projection (the loader
@@ -133,20 +87,6 @@ def _adapted(path: Path, encoder: ImageEncoder, models: ModelLoader) -> ImageEnc
         raise SnapshotError(
             f"{path}: cannot use the photo projection {IMAGE_ADAPTER}: {exc}"
         ) from exc
-
-
-def read_vector_index(path: Path, manifest: Manifest, names: Sequence[str]) -> Any:
-    """The first of ``names`` the snapshot holds, read as a faiss index, or None.
-
-    Raises:
-        RuntimeError: faiss cannot read the file.
-    """
-    for name in names:
-        if name in manifest.files:
-            import faiss
-
-            return faiss.read_index(str(path / name))
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +239,6 @@ class SearchEngine:
         self.manifest = manifest
         self.images = images
         self.image_embedder = image_embedder
-        self._leaf_category_ids: npt.NDArray[np.int64] | None = None
         self.store = store
         self.lexical = lexical
         self.vocabulary = vocabulary
@@ -380,6 +319,15 @@ class SearchEngine:
             stage for stage in (self.ranker, self.colour_stage, fallback) if stage is not None
         )
         self.rerankers = tuple(rerankers)
+        self.photos: PhotoSearch | None = None
+        if images is not None and image_embedder is not None:
+            self.photos = PhotoSearch(
+                self,
+                images,
+                image_embedder,
+                depth=self.config.candidates,
+                image_weight=self.config.image_weight,
+            )
 
     @property
     def stages(self) -> tuple[Reranker, ...]:
@@ -656,7 +604,12 @@ class SearchEngine:
 
     # --- searching --------------------------------------------------------------------------
 
-    def _validate(self, request: SearchRequest) -> None:
+    def validate(self, request: SearchRequest) -> None:
+        """Check a request's page size, page, price range and facet names.
+
+        Raises:
+            InvalidRequestError: the first bad parameter (the error names it).
+        """
         if not 1 <= request.k <= self.config.max_k:
             raise InvalidRequestError("k", f"must be between 1 and {self.config.max_k}")
         if request.page < 1:
@@ -679,15 +632,17 @@ class SearchEngine:
         tuning: Tuning | None = None,
     ) -> dict[str, list[Hit]]:
         """Each retriever's hits for an analysed query (those the tuning's weights keep on)."""
-        return self._retrieve(query, k, allowed, tuning or self.tuning)[0]
+        return self.retrieve(query, k, allowed, tuning or self.tuning)[0]
 
-    def _retrieve(
+    def retrieve(
         self,
         query: AnalyzedQuery,
         k: int,
         allowed: npt.NDArray[np.bool_] | None,
         tuning: Tuning,
     ) -> tuple[dict[str, list[Hit]], GroupScores | None]:
+        """Each retriever's hits (those the tuning's weights keep on, the lexical one with the
+        tuning's colour weight) and the lexical retriever's raw scores of every document."""
         runs: dict[str, list[Hit]] = {}
         lexical_scores = None
         for name, retriever in self.retrievers.items():
@@ -771,7 +726,7 @@ class SearchEngine:
             and query.semantic_text.strip()
         ):
             query = replace(query, vector=self.embedder.embed_queries([query.semantic_text])[0])
-        runs, lexical_scores = self._retrieve(query, k or self.config.candidates, allowed, tuning)
+        runs, lexical_scores = self.retrieve(query, k or self.config.candidates, allowed, tuning)
         return SearchEngine.Candidates(query, runs, self.fuse(runs, tuning), lexical_scores)
 
     def rerank(
@@ -807,11 +762,11 @@ class SearchEngine:
         """
         started = time.perf_counter()
         tuning = tuning or self.tuning
-        self._validate(request)
+        self.validate(request)
         rules = tuning.rules
         matched = rules.match(request.text, channel=request.channel) if rules else None
         prices = self.price_column(request.currency)
-        allowed = self._allowed(request, prices, rules, matched)
+        allowed = self.allowed_mask(request, prices, rules, matched)
         window = request.page * request.k
         depth = max(self.config.candidates, window)
         synonyms = {**tuning.synonyms, **matched.synonyms} if matched else tuning.synonyms
@@ -887,13 +842,13 @@ class SearchEngine:
             corrected_query=None,
             total=len(matching),
             hits=hits,
-            facets=self._facets(matching.astype(np.int64), request.facets, prices),
+            facets=self.facets(matching.astype(np.int64), request.facets, prices),
             took_ms=(time.perf_counter() - started) * 1000.0,
             currency=prices.currency,
             converted=prices.converted,
         )
 
-    def _allowed(
+    def allowed_mask(
         self,
         request: SearchRequest,
         prices: PriceColumn,
@@ -926,215 +881,39 @@ class SearchEngine:
     def search_image(
         self, image: Any, request: SearchRequest, tuning: Tuning | None = None
     ) -> SearchResult:
-        """Products that look like a shopper's photo, optionally narrowed by text.
-
-        The photo is encoded like the product photos and matched against them (cosine, over the
-        products allowed by the filters). With text ("like this but in red", "sofa") the text's
-        lexical and colour retrieval is fused with the photo similarity (weight
-        ``image_weight`` for the photo), so the colour words re-rank the look-alikes. A text of
-        colour words only ("in black") searches the products in that colour by the photo's
-        shape (the embedder's colour parts off), ranked by similarity and by the leaf
-        categories of the photo's nearest products (see :data:`CATEGORY_NEIGHBOURS`).
-
-        Args:
-            image: A decoded photo (PIL image).
-            request: Filters, paging, facets and optional text.
-            tuning: The request's weights (colour match and re-ranking of the text); None
-                takes the engine's.
+        """Products that look like a shopper's photo, optionally narrowed by text
+        (:meth:`search.photos.PhotoSearch.search_image`).
 
         Raises:
             InvalidRequestError: photo search is off for this snapshot (field ``image``), or a
                 bad parameter.
         """
-        if self.images is None or self.image_embedder is None:
+        if self.photos is None:
             raise InvalidRequestError(
                 "image", "photo search is off: this snapshot was built without photo vectors"
             )
-        vector = self.image_embedder.embed_images([image])[0]
-        return self._search_by_vector(vector, request, tuning or self.tuning, exclude=None)
+        return self.photos.search_image(image, request, tuning or self.tuning)
 
     def similar(
         self, product_id: str, request: SearchRequest, tuning: Tuning | None = None
     ) -> SearchResult:
-        """Products whose photos look like this product's main photo.
+        """Products whose photos look like this product's main photo
+        (:meth:`search.photos.PhotoSearch.similar`).
 
         Raises:
             ProductNotFoundError: no such product.
             InvalidRequestError: photo search is off, or the product has no readable photo
                 (field ``product_id``).
         """
-        doc = self.store.doc_of.get(product_id)
-        if doc is None:
+        if product_id not in self.store.doc_of:
             raise ProductNotFoundError(product_id)
-        if self.images is None:
+        if self.photos is None:
             raise InvalidRequestError(
                 "product_id", "photo search is off: this snapshot was built without photo vectors"
             )
-        if not self.images.has_vector[doc]:
-            raise InvalidRequestError(
-                "product_id", f"product {product_id!r} has no readable photo to compare"
-            )
-        return self._search_by_vector(
-            self.images.vectors[doc], request, tuning or self.tuning, exclude=doc
-        )
+        return self.photos.similar(product_id, request, tuning or self.tuning)
 
-    def _search_by_vector(
-        self,
-        vector: npt.NDArray[np.float32],
-        request: SearchRequest,
-        tuning: Tuning,
-        exclude: int | None,
-    ) -> SearchResult:
-        assert self.images is not None
-        started = time.perf_counter()
-        self._validate(request)
-        prices = self.price_column(request.currency)
-        allowed = self.store.mask(request.filters, prices)
-        if request.colour is not None:
-            in_colour = self.colour_filter(request.colour)
-            allowed = in_colour if allowed is None else allowed & in_colour
-        with_photo = self.images.has_vector.copy()
-        if exclude is not None:
-            with_photo[exclude] = False
-        allowed = with_photo if allowed is None else allowed & with_photo
-        window = request.page * request.k
-        depth = max(self.config.candidates, window)
-        query = self.understander.understand(request)
-        category_votes: npt.NDArray[np.float64] | None = None
-        if query.colours:
-            # "This, in black": the asked colour replaces the photo's own, so the photo is
-            # compared by shape alone (its colour parts off) and, before the search is narrowed
-            # to the colour, its nearest products vote for the categories it looks like.
-            vector = self._colour_blind(vector)
-            near_sims, near_docs = self.images.index.search(vector, CATEGORY_NEIGHBOURS, allowed)
-            category_votes = self._category_votes(near_sims, near_docs)
-            # Look-alikes among the products clearly in that colour (stated in the text or the
-            # photo's main colour), else among its shades.
-            match = self.colours.match_all(query.colours)
-            for floor in (STRONG_MATCH_GRADE, MATCH_GRADE):
-                in_colour = allowed & (match >= floor)
-                if int(in_colour.sum()) >= window:
-                    allowed = in_colour
-                    break
-        sims, docs = self.images.index.search(vector, depth, allowed)
-        runs: dict[str, list[Hit]] = {
-            "image": [Hit(int(d), float(s), "image") for s, d in zip(sims, docs, strict=True)]
-        }
-        lexical_scores = None
-        if query.colours and not query.other_words:
-            # Only colour words: the colour narrowed the search and re-ranks below; their
-            # lexical match (titles that say "black") would only outvote the look-alikes.
-            ranked = self._photo_colour_rank(query, runs["image"], category_votes)
-        else:
-            if not query.is_empty:
-                text_runs, lexical_scores = self._retrieve(query, depth, allowed, tuning)
-                runs["lexical"] = text_runs.get("lexical", [])
-            weights = {"image": self.config.image_weight, "lexical": 1.0}
-            fused = FUSERS["score"](runs, weights)
-            context = RankingContext(weights=tuning.weights, lexical=lexical_scores)
-            ranked = self.colour_stage.rerank(query, fused, context).hits
-        weights = {"image": self.config.image_weight, "lexical": 1.0}
-        page = ranked[window - request.k : window]
-        matching = np.fromiter((h.doc for h in ranked), dtype=np.int64, count=len(ranked))
-        hits = tuple(
-            ResultHit(
-                product=self.store.products[h.doc],
-                score=h.score,
-                explanation=(
-                    Explanation(
-                        retrievers=tuple(
-                            RetrieverTrace(name, rank, other.score, weights.get(name, 1.0))
-                            for name, run in runs.items()
-                            for rank, other in enumerate(run, start=1)
-                            if other.doc == h.doc
-                        ),
-                        fused_score=h.score,
-                    )
-                    if request.explain
-                    else None
-                ),
-                colours=self.colours.of(h.doc),
-            )
-            for h in page
-        )
-        return SearchResult(
-            query=request.text,
-            corrected_query=query.corrected_text,
-            total=len(ranked),
-            hits=hits,
-            facets=self._facets(matching, request.facets, prices),
-            took_ms=(time.perf_counter() - started) * 1000.0,
-            currency=prices.currency,
-            converted=prices.converted,
-        )
-
-    def _colour_blind(self, vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """The photo vector with the embedder's colour parts off (unchanged when it has none)."""
-        blind = getattr(self.image_embedder, "colour_blind", None)
-        if blind is None:
-            return vector
-        return np.asarray(blind(vector[None, :])[0], dtype=np.float32)
-
-    def _category_votes(
-        self, sims: npt.NDArray[np.float32], docs: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.float64]:
-        """Per product, the similarity-weighted share of the photo's nearest products
-        (``docs``, best first, at most :data:`CATEGORY_NEIGHBOURS` of them counted) in its leaf
-        category: what kind of product the photo shows, read from the catalogue's own
-        categories."""
-        leaf = self._leaf_categories()
-        totals: dict[int, float] = {}
-        for s, d in zip(sims[:CATEGORY_NEIGHBOURS], docs[:CATEGORY_NEIGHBOURS], strict=True):
-            category = int(leaf[int(d)])
-            if category >= 0:
-                totals[category] = totals.get(category, 0.0) + max(float(s), 0.0)
-        votes = np.zeros(int(leaf.max(initial=-1)) + 2, dtype=np.float64)
-        weight = sum(totals.values())
-        for category, total in totals.items():
-            votes[category] = total / weight if weight > 0 else 0.0
-        return votes[leaf]  # a product without a category reads the last slot: 0
-
-    def _leaf_categories(self) -> npt.NDArray[np.int64]:
-        """Each product's leaf category as a number (-1 without one), computed once."""
-        if self._leaf_category_ids is None:
-            ids: dict[str, int] = {}
-            self._leaf_category_ids = np.fromiter(
-                (
-                    ids.setdefault(p.categories[0][-1], len(ids))
-                    if p.categories and p.categories[0]
-                    else -1
-                    for p in self.store.products
-                ),
-                dtype=np.int64,
-                count=len(self.store),
-            )
-        return self._leaf_category_ids
-
-    def _photo_colour_rank(
-        self,
-        query: AnalyzedQuery,
-        hits: list[Hit],
-        category_votes: npt.NDArray[np.float64] | None,
-    ) -> list[Hit]:
-        """Order look-alikes in an asked colour: products in the colour (closeness at least
-        :data:`search.index.colours.MATCH_GRADE`) first, each group by photo similarity rank (1
-        down to 1/n) plus :data:`PHOTO_CATEGORY_WEIGHT` times the product's category vote and
-        :data:`PHOTO_COLOUR_WEIGHT` times its colour closeness (candidates are usually all in
-        the colour already, so closeness mostly breaks near-ties)."""
-        if len(hits) < 2:
-            return hits
-        norm = 1.0 - np.arange(len(hits), dtype=np.float64) / len(hits)
-        docs = np.fromiter((h.doc for h in hits), dtype=np.int64, count=len(hits))
-        closeness = self.colours.match_all(query.colours)[docs].astype(np.float64)
-        final = norm + PHOTO_COLOUR_WEIGHT * closeness
-        if category_votes is not None:
-            final = final + PHOTO_CATEGORY_WEIGHT * category_votes[docs]
-        # A small catalogue may hold too few products in the colour to narrow the search to
-        # them: they still come before look-alikes in other colours.
-        order = np.lexsort((-final, closeness < MATCH_GRADE))
-        return [Hit(hits[i].doc, float(final[i]), "colour") for i in order]
-
-    def _facets(
+    def facets(
         self, docs: npt.NDArray[np.int64], names: Sequence[str], prices: PriceColumn
     ) -> dict[str, tuple[FacetValue, ...]]:
         """Facet counts; the colour facet counts colour families (text and photo colours) and

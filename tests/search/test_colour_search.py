@@ -314,10 +314,11 @@ class TestPhotoWithColourWord:
         assert ids.index("lamp-blue") < ids.index("lamp-red")
 
     def test_category_votes_follow_the_nearest_products(self, photo_engine: SearchEngine) -> None:
-        assert photo_engine.images is not None
+        photos = photo_engine.photos
+        assert photos is not None
         doc = photo_engine.store.doc_of["shirt-red"]
-        sims, docs = photo_engine.images.index.search(photo_engine.images.vectors[doc], 4)
-        votes = photo_engine._category_votes(sims, docs)
+        sims, docs = photos.images.index.search(photos.images.vectors[doc], 4)
+        votes = photos._category_votes(sims, docs)
         shirts = [photo_engine.store.doc_of[f"shirt-{c}"] for c in ("red", "blue")]
         lamps = [photo_engine.store.doc_of[f"lamp-{c}"] for c in ("red", "blue")]
         assert votes.shape == (len(photo_engine.store),)
