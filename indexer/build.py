@@ -331,7 +331,12 @@ def _colour_features(
     """EfficientNet-Lite0 features of each product's photo for the photo-colour model (it names
     colours better with them: held-out family accuracy 0.639 -> 0.686), when the photo vectors
     are Lite0's: the ``lite0`` vector starts with the unit Lite0 features, scaled."""
-    if images is None or images[0].name not in ("lite0", "lite0-raw"):
+    if images is None or images[0].name not in (
+        "lite0",
+        "lite0-raw",
+        "lite0-torch",
+        "lite0-raw-torch",
+    ):
         return None
     found = images[1]
     width = 1280

