@@ -23,7 +23,7 @@ Backends, chosen by a spec string (configuration, snapshot manifest):
   ``open_clip:local-dir:/models/marqo-ecommerce-embeddings-B`` (its ``open_clip_config.json``
   and weights), or an architecture with a checkpoint file
   ``open_clip:ViT-B-16:/models/checkpoint.pt``;
-* ``auto``: ``lite0`` when onnxruntime is installed, else ``descriptor``;
+* ``auto``: ``lite0`` (a build that cannot load it fails naming the extra to install);
 * ``none``: no image embedder.
 
 Constructors are cheap; ``warm_up()`` loads weights. Heavy imports (onnxruntime, torch,
@@ -1044,16 +1044,6 @@ class OpenClipImageEmbedder:
 # Specs
 
 
-def _lite0_available() -> bool:
-    """Whether ``lite0`` can load: onnxruntime installed and the ONNX file in place."""
-    from importlib.util import find_spec
-
-    try:
-        return find_spec("onnxruntime") is not None and LITE0_ONNX_PATH.is_file()
-    except (ImportError, ValueError):  # a broken install or an import hook that refuses
-        return False
-
-
 def load_image_embedder(spec: str) -> ImageEmbedder | None:
     """Create (without loading weights) the image embedder a spec names.
 
@@ -1071,9 +1061,10 @@ def load_image_embedder(spec: str) -> ImageEmbedder | None:
     """
     if spec == "none":
         return None
-    if spec == "auto":
-        return packaged_lite0() if _lite0_available() else DescriptorImageEmbedder()
-    if spec == "lite0":
+    if spec in ("auto", "lite0"):
+        # ``auto`` is the packaged model, never a quieter fallback: a photo model that cannot
+        # load fails the build naming what to install (photo search worse than the backbone,
+        # without anyone being told, is what a silent fallback to ``descriptor`` gave).
         return packaged_lite0()
     if spec == "lite0-raw":
         return OnnxLite0Embedder()

@@ -541,10 +541,10 @@ from PIL import Image
 import api.uploads, indexer.images
 from models.image import DescriptorImageEmbedder, load_image_embedder
 
-auto = load_image_embedder("auto")
-assert isinstance(auto, DescriptorImageEmbedder), auto
-assert auto.embed_images([Image.new("RGB", (20, 30), "red")]).shape == (1, auto.dim)
-for spec in ("lite0", "lite0-raw", "lite0-torch", "open_clip:ViT-B-16:x"):
+descriptor = load_image_embedder("descriptor")
+assert isinstance(descriptor, DescriptorImageEmbedder), descriptor
+assert descriptor.embed_images([Image.new("RGB", (20, 30), "red")]).shape == (1, descriptor.dim)
+for spec in ("auto", "lite0", "lite0-raw", "lite0-torch", "open_clip:ViT-B-16:x"):
     try:
         load_image_embedder(spec).warm_up()
     except ImportError as exc:
@@ -563,8 +563,9 @@ print("ok")
 
 
 def test_works_without_the_optional_packages() -> None:
-    """Without onnxruntime, torch, open_clip, the Lite0 packages and pillow-heif: ``auto`` falls
-    back to the descriptor, the others name the extra to install, HEIC uploads get a clear 415."""
+    """Without onnxruntime, torch, open_clip, the Lite0 packages and pillow-heif: the weight-free
+    descriptor still works, ``auto`` and every model backend name the extra to install (never a
+    silent fallback), HEIC uploads get a clear 415."""
     result = subprocess.run(
         [sys.executable, "-c", BLOCKED_SCRIPT],
         cwd=ROOT,
