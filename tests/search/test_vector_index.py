@@ -193,3 +193,27 @@ def test_photo_vectors_past_the_threshold_get_product_quantised_codes(tmp_path: 
     )
     assert manifest.settings["image_index"] == "ivf-pq"
     assert IMAGE_COMPRESSED in manifest.files
+
+
+def test_hnsw_rows_come_from_the_graphs_own_storage(tmp_path: Path) -> None:
+    """An HNSW-flat graph holds every vector: feature rows and filtered searches read them from
+    there (no pread per row of the mapped file), and they are the snapshot's vectors."""
+    from search.retrievers import build_ann
+
+    vectors = clustered_rows(600, dim=24)
+    np.save(tmp_path / "v.npy", vectors)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    index = VectorIndex(mapped, build_ann(vectors))
+    assert index.kind == "hnsw"
+    assert index._fd is None  # nothing read through the file
+    docs = np.array([5, 0, 599, 5, 321], dtype=np.int64)
+    np.testing.assert_array_equal(index[docs], vectors[docs])
+    rows = index[docs]
+    rows[0] = 0.0  # a copy: the index's storage is untouched
+    np.testing.assert_array_equal(index[docs[:1]], vectors[5:6])
+    allowed = np.zeros(600, dtype=bool)
+    allowed[::3] = True
+    sims, found = index.search(vectors[9], 5, allowed)
+    expected = np.flatnonzero(allowed)[np.argsort(-(vectors[allowed] @ vectors[9]))[:5]]
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_allclose(sims, vectors[expected] @ vectors[9], rtol=1e-6)
