@@ -99,9 +99,17 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
             manifest.format_version,
             len(app.state.engine),
         )
+        follower = None
+        if settings.workers > 1 and settings.snapshot_poll_s > 0 and settings.index_dir:
+            from api.follow import SnapshotFollower
+
+            follower = SnapshotFollower(app, settings)
+            follower.start()
         try:
             yield
         finally:
+            if follower is not None:
+                follower.stop()
             warmer.join(timeout=30)
             refresher = getattr(app.state, "signals_refresher", None)
             if refresher is not None:

@@ -440,16 +440,23 @@ def serve(
         EmbedderName, typer.Option("--embedder", help="Text embedder for the --demo snapshot.")
     ] = EmbedderName.MINILM,
     log_level: Annotated[str | None, typer.Option("--log-level", help="Log level.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", min=1, help="Worker processes (one per core)."),
+    ] = None,
 ) -> None:
-    """Serve a snapshot over HTTP (OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from api.app import create_app
+    """Serve a snapshot over HTTP (OpenAPI docs at /docs); PRODUCTSEARCH_WORKERS processes
+    (one per core) share the snapshot opened once."""
     from api.service import open_engine
 
     overrides: dict[str, object] = {
         name: value
-        for name, value in {"host": host, "port": port, "log_level": log_level}.items()
+        for name, value in {
+            "host": host,
+            "port": port,
+            "log_level": log_level,
+            "workers": workers,
+        }.items()
         if value is not None
     }
     if demo:
@@ -492,14 +499,10 @@ def serve(
         f"serving {escape(str(settings.index_dir))} on http://{settings.host}:{settings.port} "
         f"(docs at /docs)"
     )
-    uvicorn.run(
-        create_app(settings, engine=engine),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Both set-ups drop API keys (a WebSocket's ?api_key=) from uvicorn's log lines.
-        log_config=uvicorn_log_config(text=settings.log_format != "json"),
-    )
+    from api.server import run
+
+    # Both set-ups drop API keys (a WebSocket's ?api_key=) from uvicorn's log lines.
+    run(settings, engine, uvicorn_log_config(text=settings.log_format != "json"))
 
 
 def prepare_demo(data_dir: Path, *, embedder: str = "minilm") -> Path:

@@ -329,11 +329,21 @@ class RateLimiter:
     Args:
         clock: Monotonic seconds (tests pass a fake clock).
         max_buckets: Buckets kept before full ones are dropped.
+        share: Processes enforcing the same limits side by side (``workers``): each allows
+            ``1/share`` of every rate and burst (at least one token), so a key never gets more
+            than its rate in total, whichever worker its connections land on.
     """
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, *, max_buckets: int = 100_000
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_buckets: int = 100_000,
+        share: int = 1,
     ) -> None:
+        if share < 1:
+            raise ValueError(f"share must be at least 1, got {share}")
+        self._share = share
         self._clock = clock
         self._lock = threading.Lock()
         self._max_buckets = max_buckets
@@ -354,7 +364,8 @@ class RateLimiter:
         Returns:
             None when allowed, else the seconds until a token is available.
         """
-        rate = rate_per_minute / 60.0
+        rate = rate_per_minute / 60.0 / self._share
+        burst = max(1, -(-burst // self._share))
         now = self._clock()
         with self._lock:
             # Popped and put back: the dict's order is then least recently used first.
@@ -522,6 +533,7 @@ def build_security(settings: Settings) -> Security:
     )
     return Security(
         keys,
+        RateLimiter(share=settings.workers),
         open_mode=settings.open_mode,
         client_limit=client_limit,
         trusted_proxies=settings.trusted_proxies,

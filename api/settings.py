@@ -108,6 +108,16 @@ class Settings(BaseSettings):
             machine, which lowers throughput and raises every request's latency under load.
         model_threads: CPU threads per model inference (torch, faiss) in the service; 1 keeps
             concurrent requests from fighting over the cores (see ``models.runtime``).
+        workers: Worker processes serving requests (``productsearch serve``). One Python
+            process runs searches on one core at a time (the GIL): run one worker per core. With
+            more than one, the snapshot is opened once and the workers are forked from that
+            process (gunicorn with uvicorn workers, ``--preload``), so its arrays and vector
+            graph are shared pages, not copies; each worker follows snapshot changes another
+            made (see ``snapshot_poll_s``); rate limits are per worker (each allows the key's
+            rate divided by ``workers``).
+        snapshot_poll_s: With several workers, how often each checks the snapshot folder's
+            manifest and swaps to a snapshot another worker (or the indexer) published there
+            (:mod:`api.follow`); 0 turns this off.
         log_format: ``json`` (one JSON object per line with the request id: what log
             pipelines read) or ``text``.
         max_body_bytes: Largest request body (photo and voice uploads must fit); 413 beyond.
@@ -193,6 +203,8 @@ class Settings(BaseSettings):
     speech_recognizer: str = "moonshine"
     model_threads: int = Field(default=1, ge=1, le=64)
     request_threads: int = Field(default=8, ge=1, le=256)
+    workers: int = Field(default=1, ge=1, le=64)
+    snapshot_poll_s: float = Field(default=2.0, ge=0)
     log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = Field(default=12 * 1024 * 1024, ge=1)
     max_query_bytes: int = Field(default=8192, ge=1)

@@ -14,7 +14,8 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,6 +232,18 @@ def _hold(path: Path) -> IO[bytes]:
     handle = path.open("ab")
     fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
+
+
+@contextmanager
+def changes_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the folder's changes lock: one change (a delta, a swap) at a time across every
+    process serving ``out_dir`` (a service's workers), so none builds on a snapshot another is
+    replacing. The lock file sits beside the folder (``.<name>.changes.lock``) and is kept."""
+    handle = _hold(out_dir.parent / f".{out_dir.name}.changes.lock")
+    try:
+        yield
+    finally:
+        handle.close()  # releases the flock
 
 
 def _is_held(path: Path) -> bool:

@@ -100,6 +100,31 @@ class TestVocabulary:
         else:
             assert found[0] == expected
 
+    def test_fuzzy_candidates_equal_an_exhaustive_damerau_levenshtein_search(self) -> None:
+        """The fast screen drops nothing: for random words and typos of them, the candidates
+        are what comparing every word by Damerau-Levenshtein finds, including the one script
+        alignment distance cannot follow (a transposition with a letter inserted between)."""
+        import random
+
+        from rapidfuzz.distance import DamerauLevenshtein
+
+        rng = random.Random(7)
+        letters = "abcdeilnorst"
+        words = sorted({"".join(rng.choices(letters, k=rng.randint(2, 8))) for _ in range(600)})
+        words = sorted(set(words) | {"abc", "ca", "acb", "bca"})
+        vocabulary = Vocabulary(words, [1] * len(words), [()] * len(words), [()] * len(words))
+        probes = ["ca", "ac", "cab", *rng.sample(words, 60)]
+        probes += ["".join(rng.choices(letters, k=rng.randint(2, 8))) for _ in range(60)]
+        for probe in probes:
+            for edits in (1, 2):
+                expected = sorted(
+                    (DamerauLevenshtein.distance(probe, w), w)
+                    for w in words
+                    if w != probe and DamerauLevenshtein.distance(probe, w) <= edits
+                )
+                found = vocabulary.fuzzy_candidates(probe, edits, limit=10_000)
+                assert sorted((c.distance, c.word) for c in found) == expected, (probe, edits)
+
     def test_fuzzy_candidates_skip_the_word_itself(self, vocabulary: Vocabulary) -> None:
         assert "toilet" not in [c.word for c in vocabulary.fuzzy_candidates("toilet", 2)]
 
