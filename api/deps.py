@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from search.types import Product
 
 
-def get_engine(request: Request) -> SearchEngine:
+async def get_engine(request: Request) -> SearchEngine:
     """The search engine the lifespan opened.
 
     Args:
@@ -65,7 +65,7 @@ def _refresh_merchandising(app: Any) -> SearchEngine | None:
     return engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the application was created with.
 
     Args:

@@ -614,7 +614,17 @@ def _narrowest(
 # FastAPI dependencies
 
 
-def get_security(request: HTTPConnection) -> Security:
+async def get_security(request: HTTPConnection) -> Security:
+    """Dependency: the :class:`Security` on ``app.state.security``.
+
+    The request dependencies on the search path are ``async def``: they do no blocking work
+    worth a thread (a key is one indexed SQLite read), and FastAPI runs every plain ``def``
+    dependency in the thread pool, a hand-off per dependency per request.
+    """
+    return security_of(request)
+
+
+def security_of(request: HTTPConnection) -> Security:
     """The :class:`Security` on ``app.state.security``.
 
     Raises:
@@ -723,7 +733,7 @@ _BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_schem
 _HeaderDep = Annotated[str | None, Depends(api_key_header_scheme)]
 
 
-def require_search_key(
+async def require_search_key(
     request: HTTPConnection,
     security: SecurityDep,
     _bearer: _BearerDep = None,
@@ -742,7 +752,7 @@ def require_search_key(
     return _authenticate(request, security, "search")
 
 
-def require_admin_key(
+async def require_admin_key(
     request: HTTPConnection,
     security: SecurityDep,
     _bearer: _BearerDep = None,
@@ -930,6 +940,7 @@ __all__ = [
     "build_security",
     "create_key_cli",
     "get_security",
+    "security_of",
     "install_log_redaction",
     "merge_filters",
     "presented_token",

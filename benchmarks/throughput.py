@@ -250,21 +250,40 @@ def measure(
     return runs
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (our server and its worker processes), from ``/proc``."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
 def _rss_mib(pid: int | None) -> float | None:
-    """Resident memory of a process and its children (our workers), MiB."""
+    """Memory of a server and its worker processes, MiB: the proportional set size (shared
+    pages, e.g. the snapshot the workers were forked with, counted once in total), or the
+    summed RSS where ``smaps_rollup`` cannot be read."""
     if pid is None:
         return None
-    total = 0
-    pids = [pid]
-    try:
-        import psutil
-
-        pids += [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except Exception:  # noqa: BLE001 - psutil missing or the process gone: the parent alone
-        pass
-    for p in pids:
-        total += rss_bytes(p) or 0
-    return round(total / 2**20, 1)
+    pss = rss = 0
+    for p in _process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        rss += rss_bytes(p) or 0
+    return round((pss or rss) / 2**20, 1)
 
 
 def measure_ours(
@@ -338,7 +357,7 @@ def measure_typesense(paths: Sequence[str], args: argparse.Namespace) -> list[Ru
 def format_table(runs: Sequence[Run]) -> str:
     lines = [
         f"{'system':<22} {'load':<12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>6} {'wrapped':>7} {'RSS MiB':>8}",
+        f"{'errors':>6} {'wrapped':>7} {'PSS MiB':>8}",
     ]
     for run in runs:
         rss = run.extra.get("rss_mib")

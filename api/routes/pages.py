@@ -30,7 +30,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import SecretStr
 
-from api.security import get_security
+from api.security import security_of
 
 logger = logging.getLogger("productsearch.api.pages")
 
@@ -114,7 +114,7 @@ def storefront_key(request: Request) -> str | None:
     token = str(configured or "").strip()
     if not token:
         return None
-    key = get_security(request).keys.authenticate(token)
+    key = security_of(request).keys.authenticate(token)
     if key is None:
         logger.warning("the configured storefront key is unknown or revoked; not embedding it")
         return None
