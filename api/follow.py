@@ -50,7 +50,7 @@ class SnapshotFollower:
         while not self._stop.wait(self.settings.snapshot_poll_s):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - the thread must outlive one bad poll
+            except Exception:
                 logger.exception("following %s failed", self.settings.index_dir)
 
     def check(self) -> str | None:
@@ -72,8 +72,12 @@ class SnapshotFollower:
             fresh = reload_from_folder(self.app, self.settings)
         except SnapshotError as exc:
             self._refused = published
-            logger.error("not serving snapshot %s published in %s: %s", published,
-                         self.settings.index_dir, exc)
+            logger.error(
+                "not serving snapshot %s published in %s: %s",
+                published,
+                self.settings.index_dir,
+                exc,
+            )
             return None
         logger.info("following the folder: serving snapshot %s", fresh.manifest.snapshot_id)
         return str(fresh.manifest.snapshot_id)

@@ -143,6 +143,25 @@ class Metrics:
             registry=registry,
         )
         self._snapshot_id: str | None = None
+        self._cache_counts: dict[str, tuple[int, int, int]] = {}
+
+    def set_cache_counts(self, cache: str, owner: object, hits: int, misses: int) -> None:
+        """Bring a cache's counters up to the totals its owner keeps (read at each scrape).
+
+        Args:
+            cache: The cache's name.
+            owner: The object counting (a new one, e.g. after a model reload, starts at 0).
+            hits: Its hits so far.
+            misses: Its misses so far.
+        """
+        last_owner, last_hits, last_misses = self._cache_counts.get(cache, (0, 0, 0))
+        if last_owner != id(owner) or hits < last_hits or misses < last_misses:
+            last_hits = last_misses = 0
+        if hits > last_hits:
+            self.cache_requests.labels(cache=cache, result="hit").inc(hits - last_hits)
+        if misses > last_misses:
+            self.cache_requests.labels(cache=cache, result="miss").inc(misses - last_misses)
+        self._cache_counts[cache] = (id(owner), hits, misses)
 
     def set_snapshot(self, manifest: Manifest, products: int) -> None:
         """Describe the serving snapshot (done at each scrape from ``app.state.engine``).
@@ -232,6 +251,10 @@ def prometheus_metrics(request: Request) -> Response:
         metrics.clear_snapshot()
     else:
         metrics.set_snapshot(engine.manifest, len(engine))
+        embedder = getattr(engine, "embedder", None)
+        hits, misses = getattr(embedder, "hits", None), getattr(embedder, "misses", None)
+        if isinstance(hits, int) and isinstance(misses, int):
+            metrics.set_cache_counts("query_vector", embedder, hits, misses)
     return Response(content=metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

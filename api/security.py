@@ -940,12 +940,12 @@ __all__ = [
     "build_security",
     "create_key_cli",
     "get_security",
-    "security_of",
     "install_log_redaction",
     "merge_filters",
     "presented_token",
     "redact",
     "require_admin_key",
     "require_search_key",
+    "security_of",
     "uvicorn_log_config",
 ]

@@ -20,7 +20,9 @@ from api.settings import Settings
 from search.engine import SearchEngine
 
 Scope = dict[str, Any]
-ASGI = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+ASGI = Callable[
+    [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 
 
 class PerWorkerApp:
@@ -40,7 +42,7 @@ class PerWorkerApp:
         await self._app(scope, receive, send)
 
 
-def run(settings: Settings, engine: SearchEngine, log_config: dict[str, Any]) -> None:
+def run(settings: Settings, engine: SearchEngine, log_config: dict[str, Any] | None) -> None:
     """Serve ``engine`` on ``settings.host:settings.port`` until stopped.
 
     Args:
@@ -68,7 +70,9 @@ def _prefork(settings: Settings, app: PerWorkerApp) -> None:
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError as exc:  # pragma: no cover - gunicorn is a core dependency
-        raise ImportError("several workers need gunicorn and uvicorn-worker (core dependencies)") from exc
+        raise ImportError(
+            "several workers need gunicorn and uvicorn-worker (core dependencies)"
+        ) from exc
 
     options = {
         "bind": f"{settings.host}:{settings.port}",
@@ -84,7 +88,7 @@ def _prefork(settings: Settings, app: PerWorkerApp) -> None:
         "accesslog": None,
     }
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             for name, value in options.items():
                 self.cfg.set(name, value)

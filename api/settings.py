@@ -103,9 +103,12 @@ class Settings(BaseSettings):
             ``whisper`` (packaged whisper base, also Polish), ``whisper:<ctranslate2-folder>``,
             ``vosk:<model-folder>`` (official vosk models, e.g. small English or Polish),
             ``vosk-ko``, ``pocketsphinx`` or ``none`` (voice search off).
-        request_threads: Worker threads that run the synchronous request handlers (searches,
-            events); anyio's default of 40 makes dozens of searches fight over the GIL on a small
-            machine, which lowers throughput and raises every request's latency under load.
+        request_threads: Threads of each worker process that run the synchronous request
+            handlers (searches, events). Searches hold the GIL most of their time, so threads
+            beyond two only interleave them: on the Home Depot titles under 32 connections one
+            worker served 186 lexical searches a second with 2 threads, 159 with 4 and 117 with 8
+            (its CPU per search grew from 6.3 to 10.3 ms); the hybrid pipeline 135 with 2 and 112
+            with 8. Add cores with ``workers``, not threads.
         model_threads: CPU threads per model inference (torch, faiss) in the service; 1 keeps
             concurrent requests from fighting over the cores (see ``models.runtime``).
         workers: Worker processes serving requests (``productsearch serve``). One Python
@@ -202,7 +205,7 @@ class Settings(BaseSettings):
     merch_db: Path | None = None
     speech_recognizer: str = "moonshine"
     model_threads: int = Field(default=1, ge=1, le=64)
-    request_threads: int = Field(default=8, ge=1, le=256)
+    request_threads: int = Field(default=2, ge=1, le=256)
     workers: int = Field(default=1, ge=1, le=64)
     snapshot_poll_s: float = Field(default=2.0, ge=0)
     log_format: Literal["json", "text"] = "json"

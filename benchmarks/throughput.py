@@ -47,8 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import load_home_depot, results_dir, rss_bytes, spelled_by_sound
-from benchmarks.common import with_keyboard_typo
+from benchmarks.common import (
+    load_home_depot,
+    results_dir,
+    rss_bytes,
+    spelled_by_sound,
+    with_keyboard_typo,
+)
 from benchmarks.load import typing_steps
 
 #: Hits per search.
@@ -249,17 +254,33 @@ def measure(
     warm = paths[: args.warmup_requests]
     single = paths[args.warmup_requests : args.warmup_requests + SINGLE_CLIENT_QUERIES]
     rest = paths[args.warmup_requests + SINGLE_CLIENT_QUERIES :]
-    run_wrk(base_url, warm, threads=1, connections=4, duration_s=3, header=header,
-            work_dir=work_dir)
+    run_wrk(
+        base_url, warm, threads=1, connections=4, duration_s=3, header=header, work_dir=work_dir
+    )
     runs: list[Run] = []
     _log(f"{system}: {args.threads} threads, {args.connections} connections, {args.duration} s")
-    stats = run_wrk(base_url, rest, threads=args.threads, connections=args.connections,
-                    duration_s=args.duration, header=header, work_dir=work_dir)
-    runs.append(Run(system, "concurrent", args.threads, args.connections, stats,
-                    {"rss_mib": _rss_mib(pid)}))
+    stats = run_wrk(
+        base_url,
+        rest,
+        threads=args.threads,
+        connections=args.connections,
+        duration_s=args.duration,
+        header=header,
+        work_dir=work_dir,
+    )
+    runs.append(
+        Run(system, "concurrent", args.threads, args.connections, stats, {"rss_mib": _rss_mib(pid)})
+    )
     _log(f"{system}: one client, {args.single_duration} s")
-    stats = run_wrk(base_url, single, threads=1, connections=1,
-                    duration_s=args.single_duration, header=header, work_dir=work_dir)
+    stats = run_wrk(
+        base_url,
+        single,
+        threads=1,
+        connections=1,
+        duration_s=args.single_duration,
+        header=header,
+        work_dir=work_dir,
+    )
     runs.append(Run(system, "one client", 1, 1, stats, {"rss_mib": _rss_mib(pid)}))
     return runs
 
@@ -301,7 +322,11 @@ def _rss_mib(pid: int | None) -> float | None:
 
 
 def measure_ours(
-    snapshot: Path, paths: Sequence[str], args: argparse.Namespace, *, semantic: bool,
+    snapshot: Path,
+    paths: Sequence[str],
+    args: argparse.Namespace,
+    *,
+    semantic: bool,
     label: str,
 ) -> tuple[list[Run], dict[str, Any]]:
     from benchmarks.load import start_service
@@ -310,9 +335,17 @@ def measure_ours(
         env = {"PRODUCTSEARCH_WORKERS": str(args.workers)} if args.workers else {}
         service = start_service(snapshot, Path(tmp), semantic=semantic, link=True, env=env)
         try:
+            assert service.proc is not None
             header = f"X-API-Key: {service.search_token}"
-            runs = measure(label, service.base_url, [our_path(q) for q in paths], args,
-                           Path(tmp), header=header, pid=service.proc.pid)
+            runs = measure(
+                label,
+                service.base_url,
+                [our_path(q) for q in paths],
+                args,
+                Path(tmp),
+                header=header,
+                pid=service.proc.pid,
+            )
             cache: dict[str, Any] = {}
             if args.repeat_run and semantic:
                 cache = measure_cache(service, header, args, Path(tmp))
@@ -325,8 +358,15 @@ def measure_cache(service: Any, header: str, args: argparse.Namespace, work_dir:
     """A run of Zipf-distributed repeats; our query cache's hit rate from ``/metrics``."""
     before = _cache_counters(service)
     paths = [our_path(q) for q in zipf_queries(200_000, seed=args.seed + 1)]
-    stats = run_wrk(service.base_url, paths, threads=args.threads, connections=args.connections,
-                    duration_s=args.duration, header=header, work_dir=work_dir)
+    stats = run_wrk(
+        service.base_url,
+        paths,
+        threads=args.threads,
+        connections=args.connections,
+        duration_s=args.duration,
+        header=header,
+        work_dir=work_dir,
+    )
     after = _cache_counters(service)
     hits = after["hits"] - before["hits"]
     misses = after["misses"] - before["misses"]
@@ -340,13 +380,17 @@ def measure_cache(service: Any, header: str, args: argparse.Namespace, work_dir:
 def _cache_counters(service: Any) -> dict[str, float]:
     import httpx
 
-    text = httpx.get(f"{service.base_url}/metrics",
-                     headers={"X-API-Key": service.admin_token}, timeout=10).text
+    text = httpx.get(
+        f"{service.base_url}/metrics", headers={"X-API-Key": service.admin_token}, timeout=10
+    ).text
     counters = {"hits": 0.0, "misses": 0.0}
     for line in text.splitlines():
-        if line.startswith("productsearch_query_cache_total{"):
+        if (
+            line.startswith("productsearch_cache_requests_total{")
+            and 'cache="query_vector"' in line
+        ):
             name, value = line.rsplit(" ", 1)
-            outcome = "hits" if 'outcome="hit"' in name else "misses"
+            outcome = "hits" if 'result="hit"' in name else "misses"
             counters[outcome] += float(value)
     return counters
 
@@ -360,8 +404,9 @@ def measure_typesense(paths: Sequence[str], args: argparse.Namespace) -> list[Ru
         base_url, headers = typesense_base(peer)
         header = "X-TYPESENSE-API-KEY: " + headers["X-TYPESENSE-API-KEY"]
         ts_paths = [typesense_path(peer.collection, q) for q in paths]
-        return measure("typesense 0.24.1", base_url, ts_paths, args, Path(tmp), header=header,
-                       pid=peer.pid)
+        return measure(
+            "typesense 0.24.1", base_url, ts_paths, args, Path(tmp), header=header, pid=peer.pid
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,18 +439,24 @@ def floors(runs: Sequence[Run]) -> list[str]:
     if ts and default:
         rps = default.requests_per_s / ts.requests_per_s
         p99 = default.stats["p99_us"] / ts.stats["p99_us"]
-        out.append(f"default req/s {rps:.2f} x Typesense (floor >= 0.5): "
-                   f"{'ok' if rps >= 0.5 else 'MISSED'}")
-        out.append(f"default p99 {p99:.2f} x Typesense (floor <= 2): "
-                   f"{'ok' if p99 <= 2 else 'MISSED'}")
+        out.append(
+            f"default req/s {rps:.2f} x Typesense (floor >= 0.5): "
+            f"{'ok' if rps >= 0.5 else 'MISSED'}"
+        )
+        out.append(
+            f"default p99 {p99:.2f} x Typesense (floor <= 2): {'ok' if p99 <= 2 else 'MISSED'}"
+        )
     if ts and lexical:
         rps = lexical.requests_per_s / ts.requests_per_s
-        out.append(f"lexical req/s {rps:.2f} x Typesense (floor >= 1): "
-                   f"{'ok' if rps >= 1 else 'MISSED'}")
+        out.append(
+            f"lexical req/s {rps:.2f} x Typesense (floor >= 1): {'ok' if rps >= 1 else 'MISSED'}"
+        )
     if single:
         p50, p99 = single.stats["p50_us"] / 1e3, single.stats["p99_us"] / 1e3
-        out.append(f"default one client p50 {p50:.1f} ms (floor <= 5), p99 {p99:.1f} ms "
-                   f"(floor <= 15): {'ok' if p50 <= 5 and p99 <= 15 else 'MISSED'}")
+        out.append(
+            f"default one client p50 {p50:.1f} ms (floor <= 5), p99 {p99:.1f} ms "
+            f"(floor <= 15): {'ok' if p50 <= 5 and p99 <= 15 else 'MISSED'}"
+        )
     return out
 
 
@@ -419,16 +470,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (30)")
-    parser.add_argument("--single-duration", type=float, default=None,
-                        help="seconds of the one-client run (15)")
-    parser.add_argument("--warmup-requests", type=int, default=500,
-                        help="distinct queries sent before measuring (500)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="our worker processes (default: the service's own default)")
-    parser.add_argument("--systems", default="default,lexical,typesense",
-                        help="comma-separated: default, lexical, typesense")
-    parser.add_argument("--repeat-run", action="store_true",
-                        help="add a Zipf-repeats run and report our cache's hit rate")
+    parser.add_argument(
+        "--single-duration", type=float, default=None, help="seconds of the one-client run (15)"
+    )
+    parser.add_argument(
+        "--warmup-requests",
+        type=int,
+        default=500,
+        help="distinct queries sent before measuring (500)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="our worker processes (default: the service's own default)",
+    )
+    parser.add_argument(
+        "--systems",
+        default="default,lexical,typesense",
+        help="comma-separated: default, lexical, typesense",
+    )
+    parser.add_argument(
+        "--repeat-run",
+        action="store_true",
+        help="add a Zipf-repeats run and report our cache's hit rate",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON output")
     args = parser.parse_args(argv)

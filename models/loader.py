@@ -21,9 +21,11 @@ class PackagedModels:
 
     def text_embedder(self, spec: str) -> TextEmbedder | None:
         """The query embedder a manifest's ``text_embedder`` spec names."""
-        from models.text import load_text_embedder
+        from models.text import CachedQueryEmbedder, load_text_embedder
 
-        return load_text_embedder(spec)
+        embedder = load_text_embedder(spec)
+        # Repeated queries (a shop's head) skip the model: see CachedQueryEmbedder.
+        return CachedQueryEmbedder(embedder) if embedder is not None else None
 
     def image_embedder(self, spec: str) -> ImageEncoder | None:
         """The photo encoder a manifest's ``image_embedder`` spec names."""

@@ -524,6 +524,79 @@ class E5SmallEmbedder:
         return _unit_rows(np.vstack(out))
 
 
+class CachedQueryEmbedder:
+    """A text embedder whose query vectors are kept in a bounded LRU cache.
+
+    A query's vector is computed alone (one inference per query), so it is the same whether
+    it comes from the cache or the model. Shoppers repeat a shop's head queries all day; each
+    hit saves an inference (1.3-2.5 ms of a core with the packaged MiniLM). Documents are not
+    cached. Thread-safe; the hit and miss counts feed ``GET /metrics``
+    (``productsearch_cache_requests_total{cache="query_vector"}``).
+
+    Args:
+        inner: The embedder.
+        size: Most vectors kept (1,536 bytes each for MiniLM: 10,000 are 15 MB).
+    """
+
+    def __init__(self, inner: TextEmbedder, size: int = 10_000) -> None:
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        self.inner = inner
+        self.name = inner.name
+        self.version = inner.version
+        self.dim = inner.dim
+        self.min_similarity = inner.min_similarity
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        # Other attributes of the backend (thread settings, the model folder...).
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Encode queries, from the cache where it has them (see the class)."""
+        out = np.zeros((len(texts), self.inner.dim), dtype=np.float32)
+        missing: list[int] = []
+        with self._lock:
+            for row, text in enumerate(texts):
+                vector = self._vectors.pop(text, None)
+                if vector is None:
+                    missing.append(row)
+                else:
+                    self._vectors[text] = vector  # most recently used last
+                    out[row] = vector
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
+        if missing:
+            computed = self.inner.embed_queries([texts[row] for row in missing])
+            with self._lock:
+                for row, vector in zip(missing, computed, strict=True):
+                    out[row] = vector
+                    kept = vector.copy()
+                    kept.flags.writeable = False
+                    self._vectors[texts[row]] = kept
+                while len(self._vectors) > self.size:
+                    del self._vectors[next(iter(self._vectors))]
+        return out
+
+    def embed_documents(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """Encode product texts (not cached)."""
+        return self.inner.embed_documents(texts, batch_size=batch_size, show_progress=show_progress)
+
+
 def load_text_embedder(spec: str) -> TextEmbedder | None:
     """Create (without loading weights) the embedder a spec names.
 

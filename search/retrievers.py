@@ -429,16 +429,14 @@ class VectorIndex:
         self.ef_search = ef_search
         # An HNSW graph over flat storage holds every vector in memory already: rows are read
         # from there (a numpy view, no copy), 25 times faster than a pread per row.
-        self._stored: npt.NDArray[np.float32] | None = _flat_storage(ann) if ann is not None else None
+        self._stored: npt.NDArray[np.float32] | None = (
+            _flat_storage(ann) if ann is not None else None
+        )
         # Rows of a memory-mapped file are read with pread for re-ranking: pages touched through
         # the map stay in RSS, so 1,000 queries over 1M vectors grew it by 1.5 GB.
         self._fd: int | None = None
         self._row_base = 0
-        if (
-            self._stored is None
-            and isinstance(self.vectors, np.memmap)
-            and self.vectors.filename
-        ):
+        if self._stored is None and isinstance(self.vectors, np.memmap) and self.vectors.filename:
             self._fd = os.open(self.vectors.filename, os.O_RDONLY)
             self._row_base = int(self.vectors.offset)
         self._flat: Any = None

@@ -43,4 +43,6 @@ def test_floors_compare_with_typesense_in_the_same_run() -> None:
 
 def test_paths_are_url_encoded() -> None:
     assert our_path("1/2 in. pvc & tee") == "/search?q=1%2F2+in.+pvc+%26+tee&k=10"
-    assert typesense_path("products", "a b").startswith("/collections/products/documents/search?q=a+b")
+    assert typesense_path("products", "a b").startswith(
+        "/collections/products/documents/search?q=a+b"
+    )

@@ -107,8 +107,10 @@ def test_every_runtime_import_is_declared() -> None:
             # module is published under.
             names = {_normalise(OPT_IN_DISTRIBUTIONS.get(module, module))}
             if not names & (feature | NO_DEPS_INSTALLS):
-                pytest.fail(f"{module} (imported by {sorted(files)}) is neither installed here "
-                            "nor named by a feature extra")
+                pytest.fail(
+                    f"{module} (imported by {sorted(files)}) is neither installed here "
+                    "nor named by a feature extra"
+                )
             continue
         if names & (core | feature | NO_DEPS_INSTALLS):
             continue

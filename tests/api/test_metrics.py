@@ -137,6 +137,34 @@ class TestMetrics:
         metrics.set_event_lag(-1)  # clock skew never shows as negative lag
         assert samples(client)[("productsearch_event_lag_seconds", labels())] == 0
 
+    def test_query_vector_cache_counts_follow_the_serving_embedder(
+        self, app: FastAPI, client: TestClient
+    ) -> None:
+        from models.text import CachedQueryEmbedder
+        from tests.models.test_text import _Counting
+
+        engine = app.state.engine
+        cached = CachedQueryEmbedder(_Counting())
+        engine.embedder = cached
+        try:
+            cached.embed_queries(["sofa", "sofa", "lamp"])  # one call: all three missed
+            cached.embed_queries(["sofa", "lamp"])
+            name = "productsearch_cache_requests_total"
+            scraped = samples(client)
+            assert scraped[(name, labels(cache="query_vector", result="hit"))] == 2
+            assert scraped[(name, labels(cache="query_vector", result="miss"))] == 3
+            cached.embed_queries(["sofa"])
+            assert samples(client)[(name, labels(cache="query_vector", result="hit"))] == 3
+            # A reloaded model counts from zero: the counter keeps rising, never falls.
+            fresh = CachedQueryEmbedder(_Counting())
+            engine.embedder = fresh
+            fresh.embed_queries(["chair"])
+            scraped = samples(client)
+            assert scraped[(name, labels(cache="query_vector", result="hit"))] == 3
+            assert scraped[(name, labels(cache="query_vector", result="miss"))] == 4
+        finally:
+            engine.embedder = None
+
     def test_install_twice_is_one_install(self, app: FastAPI) -> None:
         assert install_metrics(app) is metrics_of(app)
         with TestClient(app) as c:

@@ -144,7 +144,9 @@ def test_a_change_through_one_worker_reaches_the_other(server: Server) -> None:
     deadline = time.monotonic() + 60
     streak = 0
     while streak < 30:
-        assert time.monotonic() < deadline, f"not on every worker:\n{server.log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, (
+            f"not on every worker:\n{server.log.read_text()[-3000:]}"
+        )
         streak = streak + 1 if server.ids("quokka")[:1] == ["zz-1"] else 0
         if streak == 0:
             time.sleep(0.1)
@@ -157,7 +159,9 @@ def test_sigterm_stops_the_server_and_its_workers(server: Server) -> None:
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) == 0
     for pid in workers:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
 
 
 def test_rate_limits_are_shared_between_workers() -> None:

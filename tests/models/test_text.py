@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from models.text import (
     MINILM_ONNX_NAME,
     MINILM_ONNX_SHA256,
     MINILM_TOKENIZER_NAME,
+    CachedQueryEmbedder,
     E5SmallEmbedder,
     OnnxMiniLMEmbedder,
     PackagedMiniLM,
@@ -258,7 +260,8 @@ class TestMiniLMSnapshot:
         engine = open_snapshot(minilm_engine.snapshot_dir)
         assert engine.embedder is not None
         assert engine.embedder.name == "minilm"
-        assert isinstance(engine.embedder, OnnxMiniLMEmbedder)
+        assert isinstance(engine.embedder, CachedQueryEmbedder)
+        assert isinstance(engine.embedder.inner, OnnxMiniLMEmbedder)
         lexical = open_snapshot(minilm_engine.snapshot_dir, use_semantic=False)
         assert list(lexical.retrievers) == ["lexical"]
 
@@ -286,7 +289,8 @@ class TestMiniLMSnapshot:
             embedder=old,
         )
         engine = open_snapshot(out)
-        assert isinstance(engine.embedder, OnnxMiniLMEmbedder)
+        assert isinstance(engine.embedder, CachedQueryEmbedder)
+        assert isinstance(engine.embedder.inner, OnnxMiniLMEmbedder)
         assert engine.manifest.models["text_embedder_version"] == old.version
         result = engine.search(SearchRequest(text="sofa", k=5))
         assert "COUCH-1" in [h.product.id for h in result.hits]
@@ -400,3 +404,56 @@ class TestE5Small:
         assert list(engine.retrievers) == ["lexical", "semantic"]
         result = engine.search(SearchRequest(text="walnut chair", k=3))
         assert result.hits[0].product.id == "CHAIR-2"
+
+
+class _Counting:
+    """A deterministic embedder that counts its inferences."""
+
+    name = "counting"
+    version = "1"
+    dim = 3
+    min_similarity = 0.1
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += list(texts)
+        rows = np.array([[len(t), t.count("a") + 1.0, 1.0] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def embed_documents(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        return self.embed_queries(texts)
+
+
+class TestQueryVectorCache:
+    def test_repeats_skip_the_model_and_get_the_same_vector(self) -> None:
+        inner = _Counting()
+        cached = CachedQueryEmbedder(inner, size=2)
+        first = cached.embed_queries(["sofa", "grey sofa"])
+        again = cached.embed_queries(["grey sofa", "sofa", "lamp"])
+        np.testing.assert_array_equal(again[:2], first[::-1])
+        assert inner.calls == ["sofa", "grey sofa", "lamp"]
+        assert (cached.hits, cached.misses) == (2, 3)
+        # Bounded, least recently used out first: "grey sofa" was used before "sofa".
+        assert len(cached) == 2
+        cached.embed_queries(["grey sofa"])
+        assert inner.calls[-1] == "grey sofa"
+        again[0] = 0.0  # callers get copies: the cache is untouched
+        np.testing.assert_array_equal(cached.embed_queries(["sofa"])[0], first[0])
+
+    def test_it_is_the_backend_to_the_rest_of_the_service(self) -> None:
+        inner = _Counting()
+        cached = CachedQueryEmbedder(inner)
+        assert (cached.name, cached.version, cached.dim) == ("counting", "1", 3)
+        assert cached.min_similarity == 0.1
+        assert isinstance(cached, TextEmbedder)
+        np.testing.assert_array_equal(cached.embed_documents(["a"]), inner.embed_documents(["a"]))
+        assert cached.misses == 0  # documents are not cached
+        with pytest.raises(ValueError, match="size"):
+            CachedQueryEmbedder(inner, size=0)
