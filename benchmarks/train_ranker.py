@@ -2,6 +2,10 @@
 
     python -m benchmarks.train_ranker --index var/bench/hd-minilm --out models/rankers/hybrid.txt
     python -m benchmarks.train_ranker --index var/bench/hd-lexical --out models/rankers/lexical.txt
+    python scripts/export_ranker_onnx.py models/rankers/hybrid.txt models/rankers/lexical.txt
+
+(the service scores the packaged models from their ONNX conversions; a test fails while an
+``.onnx`` file is older than its ``.txt``).
 
 The dev queries are split by a hash of their id: 70% train the model, 30% are held out. The
 script prints nDCG@10 of fusion alone and with the model on the held-out part for queries as

@@ -19,6 +19,67 @@ RANKER_DIR = Path(__file__).resolve().parent / "rankers"
 PACKAGED_RANKERS = {"hybrid": RANKER_DIR / "hybrid.txt", "lexical": RANKER_DIR / "lexical.txt"}
 
 
+class OnnxTreeScorer:
+    """A LightGBM model converted to ONNX (``scripts/export_ranker_onnx.py``), scored by
+    onnxruntime: what the packaged rankers serve with. No LightGBM import (73 MB of resident
+    memory with scikit-learn), and 100 candidates in about 0.5 ms against LightGBM's 0.7 ms;
+    scores match LightGBM's within 1e-5 (float32 sums).
+
+    Args:
+        path: The ``.onnx`` file (its metadata names the features).
+        name: Name for manifests and explanations (defaults to the file name).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a ranking model this service can score (no feature names).
+    """
+
+    def __init__(self, path: Path, name: str | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ranking model {self.path} does not exist")
+        self.name = name or self.path.stem
+        self._session: Any = None
+        self._input = ""
+        self._lock = threading.Lock()
+        self.feature_names: tuple[str, ...] = ()
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Open the onnxruntime session (once)."""
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            try:
+                session = ort.InferenceSession(
+                    str(self.path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # onnxruntime's errors derive from Exception only
+                raise ValueError(f"{self.path} is not a readable ONNX model: {exc}") from exc
+            names = session.get_modelmeta().custom_metadata_map.get("feature_names", "")
+            if not names.split():
+                raise ValueError(
+                    f"{self.path} names no features (write it with scripts/export_ranker_onnx.py)"
+                )
+            self.feature_names = tuple(names.split())
+            self._input = session.get_inputs()[0].name
+            self._session = session
+
+    def score(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Relevance scores, one per feature row."""
+        if len(features) == 0:
+            return np.zeros(0, dtype=np.float64)
+        rows = np.ascontiguousarray(features, dtype=np.float32)
+        (out,) = self._session.run(None, {self._input: rows})[:1]
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
 class LightGBMScorer:
     """A LightGBM model file (text format) used for scoring.
 
@@ -68,12 +129,13 @@ def _feature_names(path: Path) -> tuple[str, ...]:
     raise ValueError(f"{path} is not a LightGBM text model (no feature_names line)")
 
 
-def load_ranker(spec: str, *, semantic: bool) -> LightGBMScorer | None:
+def load_ranker(spec: str, *, semantic: bool) -> LightGBMScorer | OnnxTreeScorer | None:
     """The ranking model a spec names.
 
     Args:
-        spec: ``auto`` (the packaged model for a hybrid or a lexical-only snapshot), ``none``, or
-            a path to a LightGBM text model.
+        spec: ``auto`` (the packaged model for a hybrid or a lexical-only snapshot, scored from
+            its ONNX conversion), ``none``, or a path to a LightGBM text model or to an ONNX file
+            written by ``scripts/export_ranker_onnx.py``.
         semantic: Whether the snapshot has text vectors (picks the packaged model).
 
     Raises:
@@ -83,5 +145,9 @@ def load_ranker(spec: str, *, semantic: bool) -> LightGBMScorer | None:
         return None
     if spec == "auto":
         path = PACKAGED_RANKERS["hybrid" if semantic else "lexical"]
+        if path.with_suffix(".onnx").is_file():
+            return OnnxTreeScorer(path.with_suffix(".onnx"))
         return LightGBMScorer(path) if path.is_file() else None
+    if spec.endswith(".onnx"):
+        return OnnxTreeScorer(Path(spec))
     return LightGBMScorer(Path(spec))

@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from api.service import open_snapshot
-from models.ranker import PACKAGED_RANKERS, LightGBMScorer, load_ranker
+from models.ranker import PACKAGED_RANKERS, LightGBMScorer, OnnxTreeScorer, load_ranker
 from search.engine import SearchEngine
 from search.rank.features import FEATURE_NAMES, FeatureExtractor
 from search.rank.learned import LearnedRanker
@@ -102,6 +102,72 @@ class TestLightGBMScorer:
         assert scorer.feature_names == FEATURE_NAMES
         assert load_ranker("auto", semantic=kind == "hybrid") is not None
         assert load_ranker("none", semantic=True) is None
+
+
+class TestOnnxTreeScorer:
+    """The packaged rankers serve from their ONNX conversions (no LightGBM import)."""
+
+    @pytest.mark.parametrize("kind", ["hybrid", "lexical"])
+    def test_packaged_onnx_scores_as_lightgbm_does(
+        self, kind: str, core_engine: SearchEngine
+    ) -> None:
+        onnx = load_ranker("auto", semantic=kind == "hybrid")
+        assert isinstance(onnx, OnnxTreeScorer)
+        assert onnx.feature_names == FEATURE_NAMES
+        assert onnx.path == PACKAGED_RANKERS[kind].with_suffix(".onnx")
+        text = LightGBMScorer(PACKAGED_RANKERS[kind])
+        rng = np.random.default_rng(1)
+        rows = rng.random((300, len(FEATURE_NAMES))).astype(np.float32)
+        rows[:, F["title_length"]] *= 20
+        _, real = features_for(core_engine, "oak chair")
+        rows = np.vstack([rows, real])
+        np.testing.assert_allclose(onnx.score(rows), text.score(rows), atol=1e-5)
+        assert onnx.score(rows[:0]).shape == (0,)
+
+    def test_the_packaged_onnx_files_are_converted_from_the_packaged_models(self) -> None:
+        import hashlib
+
+        for kind, path in PACKAGED_RANKERS.items():
+            scorer = OnnxTreeScorer(path.with_suffix(".onnx"))
+            meta = scorer._session.get_modelmeta().custom_metadata_map
+            assert meta["source_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), (
+                f"{path.with_suffix('.onnx')} is stale: run scripts/export_ranker_onnx.py {path}"
+            )
+            assert kind in scorer.name
+
+    def test_serving_imports_no_lightgbm(self, core_snapshot: Path) -> None:
+        """The packaged ranker scores searches without LightGBM (or scikit-learn) in memory."""
+        import subprocess
+        import sys
+
+        script = (
+            "import sys\n"
+            "from api.service import open_snapshot, warm_up_engine\n"
+            "from search.types import SearchRequest\n"
+            f"engine = open_snapshot({str(core_snapshot)!r})\n"
+            "warm_up_engine(engine)\n"
+            "learned = [s for s in engine.stages if s.name == 'learned']\n"
+            "assert learned and type(learned[0].scorer).__name__ == 'OnnxTreeScorer'\n"
+            "engine.search(SearchRequest(text='oak chair', k=5))\n"
+            "print(sorted(m for m in ('lightgbm', 'sklearn') if m in sys.modules))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "[]"
+
+    def test_bad_files(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            OnnxTreeScorer(tmp_path / "absent.onnx")
+        bad = tmp_path / "bad.onnx"
+        bad.write_bytes(b"not a model")
+        with pytest.raises(ValueError, match="not a readable ONNX model"):
+            OnnxTreeScorer(bad)
+        nameless = tmp_path / "minilm.onnx"
+        nameless.write_bytes((Path("models/weights/efficientnet_lite0.onnx")).read_bytes())
+        with pytest.raises(ValueError, match="names no features"):
+            OnnxTreeScorer(nameless)
 
 
 class TestLearnedRanker:
