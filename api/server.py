@@ -63,6 +63,8 @@ def run(settings: Settings, engine: SearchEngine, log_config: dict[str, Any] | N
             log_config=log_config,
         )
         return
+    # Loaded once here, the stemmer tables (Polish: 170 MB) are pages the workers share.
+    engine.analyzer.warm_up()
     _prefork(settings, PerWorkerApp(lambda: create_app(settings, engine=engine)))
 
 

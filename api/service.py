@@ -160,6 +160,8 @@ def warm_up_engine(engine: SearchEngine) -> None:
     after a restart). ``/ready`` answers 200 only once this returned; a swapped-in snapshot is
     warmed before it serves.
     """
+    # A stemmer that loads on first use (Polish: 4-7 s) would make a shopper wait.
+    engine.analyzer.warm_up()
     suggester = engine.suggester
     products = engine.store.products
     text = products[0].title if len(products) else "warm up"

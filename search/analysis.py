@@ -433,6 +433,12 @@ class Analyzer:
         self._stopwords = frozenset().union(*(lang.stopwords for lang in self._languages.values()))
         self._term_cache: dict[tuple[str, str], str] = {}
 
+    def warm_up(self) -> None:
+        """Load every configured language's stemmer now (Polish: about 4 s and 170 MB of
+        tables), so no shopper's first query in that language waits for it."""
+        for language in self._languages.values():
+            language.stem("warmup")
+
     def clear_cache(self) -> None:
         """Forget the stems of words seen so far (and the module's folding cache): after a
         start-up pass over every title they hold hundreds of thousands of entries queries may
