@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkab
 import numpy as np
 import numpy.typing as npt
 
+from models.runtime import onnx_session
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -554,7 +556,7 @@ class OnnxLite0Embedder:
             if self._session is not None:
                 return
             try:
-                import onnxruntime as ort
+                import onnxruntime  # noqa: F401 - checked here to name the extra
             except ImportError as exc:
                 raise ImportError(
                     "install 'productsearch[image]' (onnxruntime runs the lite0 photo model)"
@@ -564,19 +566,7 @@ class OnnxLite0Embedder:
                     f"no EfficientNet-Lite0 ONNX file at {self.model_path}: reinstall "
                     "'productsearch[image]' or write it with scripts/export_lite0_onnx.py"
                 )
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            # Idle pool threads otherwise spin for a while after each photo, taking a core
-            # from the HTTP workers and the other requests of a small machine.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            try:
-                session = ort.InferenceSession(
-                    str(self.model_path), options, providers=["CPUExecutionProvider"]
-                )
-            except Exception as exc:  # onnxruntime's errors derive from Exception only
-                raise ValueError(f"{self.model_path} is not a readable ONNX model: {exc}") from exc
+            session = onnx_session(self.model_path, self.threads)
             (pixels,), (features,) = session.get_inputs(), session.get_outputs()
             if list(pixels.shape[1:]) != [3, LITE0_SIZE, LITE0_SIZE] or features.shape[-1] != 1280:
                 raise ValueError(

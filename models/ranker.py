@@ -50,18 +50,9 @@ class OnnxTreeScorer:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
+            from models.runtime import onnx_session
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            try:
-                session = ort.InferenceSession(
-                    str(self.path), options, providers=["CPUExecutionProvider"]
-                )
-            except Exception as exc:  # onnxruntime's errors derive from Exception only
-                raise ValueError(f"{self.path} is not a readable ONNX model: {exc}") from exc
+            session = onnx_session(self.path, 1)
             names = session.get_modelmeta().custom_metadata_map.get("feature_names", "")
             if not names.split():
                 raise ValueError(

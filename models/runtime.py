@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +73,27 @@ def release_free_memory(*, collect: bool = True) -> bool:
         return False
     trim(0)
     return True
+
+
+def onnx_session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session for a model file, as every packaged model runs.
+
+    ``threads`` intra-op threads, one inter-op thread, sequential execution, and pool threads
+    that do not spin once an inference is done (spinning ones take a core from the HTTP workers
+    of a small machine for a while after each call).
+
+    Raises:
+        ImportError: onnxruntime is not installed (a core dependency).
+        ValueError: the file is not a readable ONNX model.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors derive from Exception only
+        raise ValueError(f"{path} is not a readable ONNX model: {exc}") from exc

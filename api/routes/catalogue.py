@@ -104,49 +104,37 @@ def _apply(
     settings: Any,
     out_dir: Path,
 ) -> Any:
-    assert engine.snapshot_dir is not None
-    with _SWAP_LOCK, changes_lock(out_dir):
-        return _apply_locked(request, engine, products, deletes, settings, out_dir)
-
-
-def _apply_locked(
-    request: Request,
-    engine: SearchEngine,
-    products: list[Any],
-    deletes: list[str],
-    settings: Any,
-    out_dir: Path,
-) -> Any:
     from api.service import engine_config, loading_off_gc, serve_engine, warm_up_engine
     from indexer.delta import apply_changes_off_process
 
     assert engine.snapshot_dir is not None
-    # Another worker may have published a change since this one's engine was opened: the
-    # delta reads the folder as it is now, so it builds on that change, never over it.
-    # The delta is built in a child process: seconds of Python work that, in a request thread,
-    # held the GIL while every search waited (p99 4.2 s against 0.87 s warm under 16 clients).
-    result, arrays = apply_changes_off_process(
-        engine.snapshot_dir,
-        out_dir,
-        upserts=products,
-        deletes=deletes,
-        embedder=engine.embedder,
-        verify=False,
-    )
-    with loading_off_gc():
-        fresh = open_snapshot(
+    with _SWAP_LOCK, changes_lock(out_dir):
+        # Another worker may have published a change since this one's engine was opened: the
+        # delta reads the folder as it is now, so it builds on that change, never over it.
+        # The delta is built in a child process: seconds of Python work that, in a request thread,
+        # held the GIL while every search waited (p99 4.2 s against 0.87 s warm under 16 clients).
+        result, arrays = apply_changes_off_process(
+            engine.snapshot_dir,
             out_dir,
+            upserts=products,
+            deletes=deletes,
             embedder=engine.embedder,
-            use_semantic=engine.embedder is not None,
-            # The shop's currency settings stay with the new engine.
-            config=engine_config(settings),
             verify=False,
-            image_encoder=engine.image_embedder,
         )
-        fresh.adopt_suggester(Suggester.from_arrays(arrays, fresh.vocabulary, fresh.analyzer))
-        warm_up_engine(fresh)  # its first queries are not paid by shoppers
-        serve_engine(request.app, fresh)
-    return result
+        with loading_off_gc():
+            fresh = open_snapshot(
+                out_dir,
+                embedder=engine.embedder,
+                use_semantic=engine.embedder is not None,
+                # The shop's currency settings stay with the new engine.
+                config=engine_config(settings),
+                verify=False,
+                image_encoder=engine.image_embedder,
+            )
+            fresh.adopt_suggester(Suggester.from_arrays(arrays, fresh.vocabulary, fresh.analyzer))
+            warm_up_engine(fresh)  # its first queries are not paid by shoppers
+            serve_engine(request.app, fresh)
+        return result
 
 
 def _open_verified(settings: Any, serving: SearchEngine | None, manifest: Manifest) -> SearchEngine:
