@@ -13,6 +13,7 @@ applications in one process; the global registry would refuse the second one's m
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -32,8 +33,10 @@ from prometheus_client import (
     Histogram,
     gc_collector,
     generate_latest,
+    multiprocess,
     platform_collector,
     process_collector,
+    values,
 )
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +44,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from search.index.snapshot import Manifest
 
 NAMESPACE = "productsearch"
+
+#: prometheus_client's folder for the values of several processes (set by api/server.py).
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Latency buckets (seconds): as-you-type searches answer in milliseconds, rebuilds take minutes.
 LATENCY_BUCKETS = (
@@ -90,11 +96,18 @@ class Metrics:
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Several worker processes (api/server.py) each write their values to files in this
+        # folder, and a scrape of any worker adds every worker's up (prometheus_client's
+        # multiprocess mode): without it, /metrics counted the one worker that answered.
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
+        if self.multiprocess_dir:
+            values.ValueClass = values.get_value_class()  # the env var may postdate the import
         if registry is None:
             registry = CollectorRegistry()
-            process_collector.ProcessCollector(registry=registry)
-            platform_collector.PlatformCollector(registry=registry)
-            gc_collector.GCCollector(registry=registry)
+            if not self.multiprocess_dir:  # these describe one process
+                process_collector.ProcessCollector(registry=registry)
+                platform_collector.PlatformCollector(registry=registry)
+                gc_collector.GCCollector(registry=registry)
         self.registry = registry
         self.request_duration = Histogram(
             "http_request_duration_seconds",
@@ -109,6 +122,7 @@ class Metrics:
             "HTTP requests being handled.",
             namespace=NAMESPACE,
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.snapshot_info = Gauge(
             "snapshot_info",
@@ -116,24 +130,28 @@ class Metrics:
             ["snapshot_id", "format_version", "created_at"],
             namespace=NAMESPACE,
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.snapshot_products = Gauge(
             "snapshot_products",
             "Products in the serving snapshot.",
             namespace=NAMESPACE,
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.snapshot_created = Gauge(
             "snapshot_created_timestamp_seconds",
             "Build time of the serving snapshot (Unix time; alert on its age).",
             namespace=NAMESPACE,
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.event_lag = Gauge(
             "event_lag_seconds",
             "Age of the newest shopper event folded into behavioural signals.",
             namespace=NAMESPACE,
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.cache_requests = Counter(
             "cache_requests",
@@ -143,6 +161,7 @@ class Metrics:
             registry=registry,
         )
         self._snapshot_id: str | None = None
+        self._snapshot_labels: tuple[str, str, str] | None = None
         self._cache_counts: dict[str, tuple[int, int, int]] = {}
 
     def set_cache_counts(self, cache: str, owner: object, hits: int, misses: int) -> None:
@@ -171,7 +190,15 @@ class Metrics:
             products: Its number of products.
         """
         if manifest.snapshot_id != self._snapshot_id:
+            if self._snapshot_labels is not None:
+                # Zeroed first: in multiprocess mode clear() leaves the value in the file.
+                self.snapshot_info.labels(*self._snapshot_labels).set(0)
             self.snapshot_info.clear()
+            self._snapshot_labels = (
+                manifest.snapshot_id,
+                str(manifest.format_version),
+                manifest.created_at,
+            )
             self.snapshot_info.labels(
                 snapshot_id=manifest.snapshot_id,
                 format_version=str(manifest.format_version),
@@ -187,6 +214,9 @@ class Metrics:
 
     def clear_snapshot(self) -> None:
         """No snapshot is served (start-up, shutdown)."""
+        if self._snapshot_labels is not None:
+            self.snapshot_info.labels(*self._snapshot_labels).set(0)
+            self._snapshot_labels = None
         self.snapshot_info.clear()
         self.snapshot_products.set(0)
         self.snapshot_created.set(float("nan"))
@@ -218,7 +248,12 @@ class Metrics:
         self.record_cache(cache, hit=False)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
+        """The Prometheus text exposition of every metric (every worker's, added up, in
+        multiprocess mode)."""
+        if self.multiprocess_dir:
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined, path=self.multiprocess_dir)
+            return generate_latest(combined)
         return generate_latest(self.registry)
 
 

@@ -13,9 +13,13 @@ that dies and stops them all gracefully on SIGTERM.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from api.metrics import MULTIPROCESS_ENV
 from api.settings import Settings
 from search.engine import SearchEngine
 
@@ -76,8 +80,23 @@ def _prefork(settings: Settings, app: PerWorkerApp) -> None:
             "several workers need gunicorn and uvicorn-worker (core dependencies)"
         ) from exc
 
+    # Each worker writes its metric values here; a scrape of any worker adds them all up
+    # (api/metrics.py). A fresh folder per run: values of an earlier run must not count.
+    metrics_dir = tempfile.mkdtemp(prefix="productsearch-metrics-")
+    os.environ[MULTIPROCESS_ENV] = metrics_dir
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, metrics_dir)
+
+    def on_exit(server: Any) -> None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
     options = {
         "bind": f"{settings.host}:{settings.port}",
+        "child_exit": child_exit,
+        "on_exit": on_exit,
         "workers": settings.workers,
         "worker_class": "uvicorn_worker.UvicornWorker",
         "preload_app": True,

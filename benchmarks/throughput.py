@@ -350,7 +350,7 @@ def measure_ours(
             service.stop()
     cache: dict[str, Any] = {}
     if args.repeat_run and semantic:
-        # One worker: /metrics then counts every search (each worker answers with its own).
+        # One worker: its query vector cache is the only one (each worker has its own).
         with tempfile.TemporaryDirectory(prefix="productsearch-throughput-") as tmp:
             env = {"PRODUCTSEARCH_WORKERS": "1"}
             service = start_service(snapshot, Path(tmp), semantic=True, link=True, env=env)

@@ -153,6 +153,30 @@ def test_a_change_through_one_worker_reaches_the_other(server: Server) -> None:
     assert "following the folder: serving snapshot" in server.log.read_text()
 
 
+def _search_count(server: Server) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.url}/metrics", headers={"X-API-Key": server.token}).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "productsearch_http_request_duration_seconds_count"
+                and sample.labels.get("route") == "/search"
+                and sample.labels.get("status") == "200"
+            ):
+                return sample.value
+    return 0.0
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_workers_requests(server: Server) -> None:
+    """Whichever worker answers the scrape, it counts the searches both workers served."""
+    before = _search_count(server)
+    for _ in range(20):
+        server.ids("sofa")  # a new connection each: both workers serve some
+    assert [_search_count(server) for _ in range(6)] == [before + 20] * 6
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_server_and_its_workers(server: Server) -> None:
     workers = _children(server.proc.pid)
