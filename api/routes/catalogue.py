@@ -11,13 +11,15 @@ never wait for the change (``_LOCK`` serialises changes only). One change runs a
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Body, HTTPException, Request
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
 from api.schemas import ProductJSON
@@ -81,8 +83,8 @@ async def change_catalogue(
         raise HTTPException(409, "the service was given an engine, not a snapshot folder")
     started = time.perf_counter()
     async with _LOCK:
-        result = await run_in_threadpool(
-            _apply, request, engine, products, deletes, settings, settings.index_dir
+        result = await _off_request_threads(
+            request, _apply, request, engine, products, deletes, settings, settings.index_dir
         )
     return {
         "snapshot_id": result.manifest.snapshot_id,
@@ -204,8 +206,17 @@ async def reload_snapshot(
     if settings.index_dir is None:
         raise HTTPException(409, "no index snapshot configured (PRODUCTSEARCH_INDEX_DIR)")
     async with _LOCK:
-        fresh = await run_in_threadpool(reload_from_folder, request.app, settings)
+        fresh = await _off_request_threads(request, reload_from_folder, request.app, settings)
     return {"snapshot_id": fresh.manifest.snapshot_id, "products": len(fresh)}
+
+
+async def _off_request_threads(request: Request, function: Any, *args: Any) -> Any:
+    """Run a catalogue change or reload (seconds spent waiting on a child process) on threads
+    of its own, not on the few request threads searches run on (``request_threads``)."""
+    limiter = getattr(request.app.state, "admin_threads", None)
+    if limiter is None:
+        limiter = request.app.state.admin_threads = anyio.CapacityLimiter(2)
+    return await anyio.to_thread.run_sync(functools.partial(function, *args), limiter=limiter)
 
 
 #: One swap at a time in this process (the route above, and the snapshot follower's thread).

@@ -89,3 +89,54 @@ class TestLiveCatalogue:
         shutil.rmtree(snapshot)
         shutil.copytree(backup, snapshot)
         assert client.post("/admin/snapshot/reload", headers=admin).status_code == 200
+
+
+def test_a_change_in_flight_leaves_the_request_threads_to_searches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one request thread, a catalogue change that takes its time (held here until the
+    search has answered) must not take that thread: the search answers meanwhile."""
+    import threading
+
+    import api.routes.catalogue as catalogue
+
+    snapshot = build_snapshot(tmp_path)
+    settings = Settings(
+        index_dir=snapshot,
+        text_embedder="none",
+        events_db="none",
+        request_threads=1,
+        search_timeout_s=5,
+    )
+    app = create_app(settings)
+    searched = threading.Event()
+    applying = threading.Event()
+    apply = catalogue._apply
+
+    def slow_apply(*args: object) -> object:
+        applying.set()
+        assert searched.wait(30), "the search never answered while the change ran"
+        return apply(*args)
+
+    monkeypatch.setattr(catalogue, "_apply", slow_apply)
+    with TestClient(app) as client:
+        _, token = app.state.security.keys.create("ops", "admin")
+        admin = {"Authorization": f"Bearer {token}"}
+        outcome: dict[str, object] = {}
+
+        def change() -> None:
+            outcome["response"] = client.post(
+                "/admin/catalogue/changes",
+                json={"upserts": [{"id": "NEW-1", "title": "Quokka lamp"}]},
+                headers=admin,
+            )
+
+        worker = threading.Thread(target=change)
+        worker.start()
+        assert applying.wait(30)
+        response = client.get("/search", params={"q": "sofa"}, headers=admin)
+        searched.set()
+        worker.join(60)
+        assert response.status_code == 200 and response.json()["hits"]
+        assert outcome["response"].status_code == 200  # type: ignore[attr-defined]
+        assert ids(client, admin, "quokka") == ["NEW-1"]
