@@ -13,13 +13,13 @@ applications in one process; the global registry would refuse the second one's m
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
@@ -45,8 +45,6 @@ from search.index.snapshot import Manifest
 
 NAMESPACE = "productsearch"
 
-#: prometheus_client's folder for the values of several processes (set by api/server.py).
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Latency buckets (seconds): as-you-type searches answer in milliseconds, rebuilds take minutes.
 LATENCY_BUCKETS = (
@@ -95,11 +93,13 @@ class Metrics:
             collector metrics) when None.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, multiprocess_dir: Path | None = None
+    ) -> None:
         # Several worker processes (api/server.py) each write their values to files in this
         # folder, and a scrape of any worker adds every worker's up (prometheus_client's
         # multiprocess mode): without it, /metrics counted the one worker that answered.
-        self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
+        self.multiprocess_dir = str(multiprocess_dir) if multiprocess_dir else None
         if self.multiprocess_dir:
             values.ValueClass = values.get_value_class()  # the env var may postdate the import
         if registry is None:
@@ -402,7 +402,8 @@ def install_metrics(app: FastAPI, metrics: Metrics | None = None) -> Metrics:
     installed = getattr(app.state, "metrics", None)
     if isinstance(installed, Metrics):
         return installed  # already installed (create_app does it; a test may ask again)
-    metrics = metrics or Metrics()
+    settings = getattr(app.state, "settings", None)
+    metrics = metrics or Metrics(multiprocess_dir=getattr(settings, "metrics_dir", None))
     app.state.metrics = metrics
     app.add_middleware(
         MetricsMiddleware,

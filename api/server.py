@@ -13,14 +13,13 @@ that dies and stops them all gracefully on SIGTERM.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from api.metrics import MULTIPROCESS_ENV
-from api.settings import Settings
+from api.settings import Settings, share_metrics_between_processes
 from search.engine import SearchEngine
 
 Scope = dict[str, Any]
@@ -83,7 +82,7 @@ def _prefork(settings: Settings, app: PerWorkerApp) -> None:
     # Each worker writes its metric values here; a scrape of any worker adds them all up
     # (api/metrics.py). A fresh folder per run: values of an earlier run must not count.
     metrics_dir = tempfile.mkdtemp(prefix="productsearch-metrics-")
-    os.environ[MULTIPROCESS_ENV] = metrics_dir
+    share_metrics_between_processes(settings, Path(metrics_dir))
 
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
             graph are shared pages, not copies; each worker follows snapshot changes another
             made (see ``snapshot_poll_s``); rate limits are per worker (each allows the key's
             rate divided by ``workers``).
+        metrics_dir: Where worker processes keep their metric values for ``GET /metrics`` to
+            add up (set by ``serve`` with several workers, see
+            :func:`share_metrics_between_processes`); None: one process, metrics in memory.
         snapshot_poll_s: With several workers, how often each checks the snapshot folder's
             manifest and swaps to a snapshot another worker (or the indexer) published there
             (:mod:`api.follow`); 0 turns this off.
@@ -207,6 +210,7 @@ class Settings(BaseSettings):
     model_threads: int = Field(default=1, ge=1, le=64)
     request_threads: int = Field(default=2, ge=1, le=256)
     workers: int = Field(default=1, ge=1, le=64)
+    metrics_dir: Path | None = None
     snapshot_poll_s: float = Field(default=2.0, ge=0)
     log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = Field(default=12 * 1024 * 1024, ge=1)
@@ -322,6 +326,20 @@ class Settings(BaseSettings):
             sources.append(_config_file_source(settings_cls, Path(config)))
         sources += [dotenv_settings, file_secret_settings]
         return tuple(sources)
+
+
+#: The variable prometheus_client reads for its multiprocess mode.
+PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_metrics_between_processes(settings: Settings, folder: Path) -> None:
+    """Have the processes about to be forked keep their metric values in ``folder``.
+
+    prometheus_client takes the folder from its own environment variable, so this (the one
+    home of configuration) sets it as well as ``settings.metrics_dir``.
+    """
+    settings.metrics_dir = folder
+    os.environ[PROMETHEUS_MULTIPROC_ENV] = str(folder)
 
 
 def _split_list(value: Any) -> Any:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -815,9 +816,34 @@ def remove_hnsw_nodes(
 CHILD_NICENESS = 10
 
 
-def _lower_priority(niceness: int) -> None:
+def _lower_priority(niceness: int, parent: int | None = None) -> None:
     with contextlib.suppress(OSError):  # not permitted: run at the normal priority
         os.nice(niceness)
+    if parent is not None:
+        _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this child when the service that started it dies (Linux).
+
+    A service killed while its child built a delta used to leave the child running: it
+    published the new snapshot after the restarted service had opened the old one, which then
+    served a snapshot the folder no longer held. Elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the call: nothing would signal
+            os._exit(1)
+
+
+#: ``prctl`` option: the signal this process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
 def run_off_process(function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -840,7 +866,7 @@ def run_off_process(function: Callable[..., _T], *args: Any, **kwargs: Any) -> _
     """
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        1, mp_context=context, initializer=_lower_priority, initargs=(CHILD_NICENESS,)
+        1, mp_context=context, initializer=_lower_priority, initargs=(CHILD_NICENESS, os.getpid())
     ) as pool:
         return pool.submit(function, *args, **kwargs).result()
 

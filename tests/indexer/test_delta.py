@@ -562,3 +562,45 @@ class TestImageVectors:
         assert np.allclose(np.load(full / IMAGE_VECTORS), new_vectors)
         assert read_manifest(full).counts == result.manifest.counts
         assert read_manifest(full).models == result.manifest.models
+
+
+def _sleep_after_writing_pid(path: str) -> None:
+    """Run in a delta's child process by the test below."""
+    Path(path).write_text(str(os.getpid()), encoding="utf-8")
+    time.sleep(120)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_delta_child_dies_with_the_service(tmp_path: Path) -> None:
+    """A service killed while its child builds a delta takes the child with it: an orphan
+    would publish its snapshot after the restarted service had opened the old one."""
+    pid_file = tmp_path / "child.pid"
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from indexer.delta import run_off_process; "
+            "from tests.indexer.test_delta import _sleep_after_writing_pid; "
+            "run_off_process(_sleep_after_writing_pid, sys.argv[1])",
+            str(pid_file),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        os.kill(service.pid, signal.SIGKILL)
+        service.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists():
+            status = Path(f"/proc/{child}/status").read_text()
+            if "zombie" in status:
+                break
+            assert time.monotonic() < deadline, "the child outlived the service"
+            time.sleep(0.1)
+    finally:
+        if service.poll() is None:
+            service.kill()
