@@ -47,6 +47,19 @@ class RowSource(Protocol):
     def __getitem__(self, docs: npt.NDArray[np.int64], /) -> npt.NDArray[np.float32]: ...
 
 
+def _ranks_of(lookup: npt.NDArray[np.int64], n: int, run: Sequence[Hit]) -> npt.NDArray[np.float64]:
+    """Each candidate's 1-based rank in a retriever's run, 1000 where the run lacks it
+    (``lookup`` maps a document to its candidate row, -1 for others)."""
+    ranks = np.full(n, 1000.0)
+    if run:
+        rows = lookup[np.fromiter((h.doc for h in run), dtype=np.int64, count=len(run))]
+        found = rows >= 0
+        # Runs list a document once; were one listed twice, the later rank would be kept,
+        # as the dictionary this replaced kept it.
+        ranks[rows[found]] = np.arange(1, len(run) + 1, dtype=np.float64)[found]
+    return ranks
+
+
 class FeatureExtractor:
     """Computes :data:`FEATURE_NAMES` for a query's candidates.
 
@@ -127,8 +140,7 @@ class FeatureExtractor:
         top = float(lexical_score.max()) or 1.0
         out[:, 0] = lexical_score
         out[:, 1] = lexical_score / top
-        lex_rank = {h.doc: r for r, h in enumerate(runs.get("lexical", ()), start=1)}
-        out[:, 2] = [np.log1p(lex_rank.get(int(d), 1000)) for d in docs]
+        out[:, 2] = np.log1p(_ranks_of(lookup, n, runs.get("lexical", ())))
         out[:, 3] = coverage
         out[:, 4] = (matched & exact).sum(axis=0) / n_groups
         out[:, 5] = (matched & in_title).sum(axis=0) / n_groups
@@ -160,9 +172,8 @@ class FeatureExtractor:
         else:
             out[:, 15] = 0.0
             out[:, 16] = 0.0
-        sem_rank = {h.doc: r for r, h in enumerate(runs.get("semantic", ()), start=1)}
-        out[:, 17] = [np.log1p(sem_rank.get(int(d), 1000)) for d in docs]
-        out[:, 18] = [h.score for h in candidates]
+        out[:, 17] = np.log1p(_ranks_of(lookup, n, runs.get("semantic", ())))
+        out[:, 18] = np.fromiter((h.score for h in candidates), dtype=np.float64, count=n)
         return out
 
     def _title_matches(
@@ -176,18 +187,20 @@ class FeatureExtractor:
         if len(data.title_ids) == 0 or lengths.sum() == 0:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
-        ids = np.concatenate([data.title_ids[a:b] for a, b in zip(starts, ends, strict=True)])
         owner = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
         offsets = np.cumsum(lengths) - lengths
-        position = np.arange(len(ids), dtype=np.int64) - np.repeat(offsets, lengths)
+        position = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(offsets, lengths)
+        ids = data.title_ids[np.repeat(starts.astype(np.int64), lengths) + position]
         term_mask: dict[int, int] = {}
         for g, terms in enumerate(groups[:62]):
             for t in terms:
                 term_mask[t] = term_mask.get(t, 0) | (1 << g)
         masks = np.zeros(len(ids), dtype=np.int64)
         if term_mask:
-            hit = np.flatnonzero(np.isin(ids, np.fromiter(term_mask, dtype=np.int64)))
-            masks[hit] = [term_mask[int(t)] for t in ids[hit]]
+            keys = np.fromiter(sorted(term_mask), dtype=np.int64, count=len(term_mask))
+            bits = np.fromiter((term_mask[int(t)] for t in keys), dtype=np.int64, count=len(keys))
+            hit = np.flatnonzero(np.isin(ids, keys))
+            masks[hit] = bits[np.searchsorted(keys, ids[hit])]
         return masks, owner, position
 
     def _head_position(

@@ -54,6 +54,18 @@ class TestFeatures:
         assert top[F["coverage"]] == 1.0
         assert top[F["exact_coverage"]] == 0.0
 
+    def test_retriever_ranks_are_log_ranks_in_each_run(self, core_engine: SearchEngine) -> None:
+        found = core_engine.candidates(SearchRequest(text="oak chair sofa", as_you_type=False))
+        rows = FeatureExtractor(core_engine.lexical).extract(
+            found.query, found.fused, found.runs, None
+        )
+        lexical = [h.doc for h in found.runs["lexical"]]
+        for row, hit in zip(rows, found.fused, strict=True):
+            rank = lexical.index(hit.doc) + 1 if hit.doc in lexical else 1000
+            assert row[F["lexical_rank"]] == pytest.approx(np.log1p(rank))
+            assert row[F["semantic_rank"]] == pytest.approx(np.log1p(1000))  # no semantic run
+            assert row[F["fused_score"]] == pytest.approx(hit.score)
+
     def test_without_vectors_semantic_features_are_zero(self, core_engine: SearchEngine) -> None:
         _, rows = features_for(core_engine, "oak chair")
         assert (rows[:, F["semantic_similarity"]] == 0).all()
