@@ -45,7 +45,6 @@ from search.index.snapshot import Manifest
 
 NAMESPACE = "productsearch"
 
-
 #: Latency buckets (seconds): as-you-type searches answer in milliseconds, rebuilds take minutes.
 LATENCY_BUCKETS = (
     0.001,
@@ -160,7 +159,6 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
-        self._snapshot_id: str | None = None
         self._snapshot_labels: tuple[str, str, str] | None = None
         self._cache_counts: dict[str, tuple[int, int, int]] = {}
 
@@ -189,38 +187,30 @@ class Metrics:
             manifest: Its manifest.
             products: Its number of products.
         """
-        if manifest.snapshot_id != self._snapshot_id:
-            if self._snapshot_labels is not None:
-                # Zeroed first: in multiprocess mode clear() leaves the value in the file.
-                self.snapshot_info.labels(*self._snapshot_labels).set(0)
-            self.snapshot_info.clear()
-            self._snapshot_labels = (
-                manifest.snapshot_id,
-                str(manifest.format_version),
-                manifest.created_at,
-            )
-            self.snapshot_info.labels(
-                snapshot_id=manifest.snapshot_id,
-                format_version=str(manifest.format_version),
-                created_at=manifest.created_at,
-            ).set(1)
+        labels = (manifest.snapshot_id, str(manifest.format_version), manifest.created_at)
+        if labels != self._snapshot_labels:
+            self._retire_snapshot_info()
+            self.snapshot_info.labels(*labels).set(1)
+            self._snapshot_labels = labels
             try:
                 created = datetime.fromisoformat(manifest.created_at).timestamp()
             except ValueError:
                 created = float("nan")
             self.snapshot_created.set(created)
-            self._snapshot_id = manifest.snapshot_id
         self.snapshot_products.set(products)
 
     def clear_snapshot(self) -> None:
         """No snapshot is served (start-up, shutdown)."""
-        if self._snapshot_labels is not None:
-            self.snapshot_info.labels(*self._snapshot_labels).set(0)
-            self._snapshot_labels = None
-        self.snapshot_info.clear()
+        self._retire_snapshot_info()
+        self._snapshot_labels = None
         self.snapshot_products.set(0)
         self.snapshot_created.set(float("nan"))
-        self._snapshot_id = None
+
+    def _retire_snapshot_info(self) -> None:
+        # Zeroed before clear(): in multiprocess mode clear() leaves the value in the file.
+        if self._snapshot_labels is not None:
+            self.snapshot_info.labels(*self._snapshot_labels).set(0)
+        self.snapshot_info.clear()
 
     def set_event_lag(self, seconds: float) -> None:
         """Record how far behind real time the behavioural signals are.

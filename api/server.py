@@ -72,12 +72,7 @@ def run(settings: Settings, engine: SearchEngine, log_config: dict[str, Any] | N
 
 
 def _prefork(settings: Settings, app: PerWorkerApp) -> None:
-    try:
-        from gunicorn.app.base import BaseApplication
-    except ImportError as exc:  # pragma: no cover - gunicorn is a core dependency
-        raise ImportError(
-            "several workers need gunicorn and uvicorn-worker (core dependencies)"
-        ) from exc
+    from gunicorn.app.base import BaseApplication
 
     # Each worker writes its metric values here; a scrape of any worker adds them all up
     # (api/metrics.py). A fresh folder per run: values of an earlier run must not count.

@@ -816,11 +816,10 @@ def remove_hnsw_nodes(
 CHILD_NICENESS = 10
 
 
-def _lower_priority(niceness: int, parent: int | None = None) -> None:
+def _start_child(niceness: int, parent: int) -> None:
     with contextlib.suppress(OSError):  # not permitted: run at the normal priority
         os.nice(niceness)
-    if parent is not None:
-        _die_with_parent(parent)
+    _die_with_parent(parent)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -866,7 +865,7 @@ def run_off_process(function: Callable[..., _T], *args: Any, **kwargs: Any) -> _
     """
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        1, mp_context=context, initializer=_lower_priority, initargs=(CHILD_NICENESS, os.getpid())
+        1, mp_context=context, initializer=_start_child, initargs=(CHILD_NICENESS, os.getpid())
     ) as pool:
         return pool.submit(function, *args, **kwargs).result()
 

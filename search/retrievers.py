@@ -356,12 +356,10 @@ def index_kind_of(index: Any) -> str:
 
 
 def _flat_storage(ann: Any) -> npt.NDArray[np.float32] | None:
-    """The float32 rows an HNSW-flat index stores, as a read-only numpy view (None for other
-    index kinds)."""
+    """The float32 rows an HNSW index (kind ``hnsw``) stores, as a read-only numpy view (None
+    when its storage is not flat)."""
     import faiss
 
-    if not hasattr(ann, "hnsw") or isinstance(ann, faiss.IndexHNSWSQ):
-        return None
     storage = faiss.downcast_index(ann.storage)
     if not isinstance(storage, faiss.IndexFlat) or int(storage.ntotal) == 0:
         return None
@@ -430,7 +428,7 @@ class VectorIndex:
         # An HNSW graph over flat storage holds every vector in memory already: rows are read
         # from there (a numpy view, no copy), 25 times faster than a pread per row.
         self._stored: npt.NDArray[np.float32] | None = (
-            _flat_storage(ann) if ann is not None else None
+            _flat_storage(ann) if self.kind == "hnsw" else None
         )
         # Rows of a memory-mapped file are read with pread for re-ranking: pages touched through
         # the map stay in RSS, so 1,000 queries over 1M vectors grew it by 1.5 GB.
