@@ -72,9 +72,9 @@ def popular_queries(request: Request) -> dict[str, int] | None:
     snapshot = behaviour.snapshot
     if _popular_cache.get("snapshot") is not snapshot:
         _popular_cache["queries"] = {
-            normalise_query(q): round(signals.searches)
-            for q, signals in snapshot.queries.items()
-            if signals.searches >= MIN_SEARCHES
+            normalise_query(q): round(searches)
+            for q, searches in snapshot.searched_queries().items()
+            if searches >= MIN_SEARCHES
         }
         _popular_cache["snapshot"] = snapshot
     queries: dict[str, int] = _popular_cache["queries"]  # type: ignore[assignment]

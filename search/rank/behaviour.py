@@ -94,6 +94,9 @@ class BehaviourSnapshot:
             (the aggregator's setting; 0 in a hand-built snapshot: all evidence counts).
         demote_min_shoppers: Distinct shoppers who must have been shown a product before it
             is moved down (likewise).
+        searched: Normalised query -> its ``searches``, for the queries searched by enough
+            shoppers (what suggestions offer); None derives it from ``queries``.
+        max_popularity: Highest popularity (0 when nothing is popular), computed once.
     """
 
     queries: Mapping[str, QuerySignals] = field(default_factory=dict)
@@ -103,6 +106,18 @@ class BehaviourSnapshot:
     built_at: float = 0.0
     min_shoppers: int = 0
     demote_min_shoppers: int = 0
+    searched: Mapping[str, float] | None = None
+    max_popularity: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        # Read by every search: computed once here, not over all products per search.
+        object.__setattr__(self, "max_popularity", max(self.popularity.values(), default=0.0))
+
+    def searched_queries(self) -> Mapping[str, float]:
+        """Normalised query -> searches, for the queries searched by enough shoppers."""
+        if self.searched is not None:
+            return self.searched
+        return {q: s.searches for q, s in self.queries.items() if s.searches > 0}
 
     def credible_lift(self, signals: QuerySignals, product: ProductSignals) -> float:
         """How far a (query, product)'s utility is above (+) or below (-) the prior, relative
@@ -114,11 +129,6 @@ class BehaviourSnapshot:
         if lift < 0 and product.viewers < self.demote_min_shoppers:
             return 0.0
         return lift
-
-    @property
-    def max_popularity(self) -> float:
-        """Highest popularity (0 when nothing is popular)."""
-        return max(self.popularity.values(), default=0.0)
 
 
 class BehaviourSource(Protocol):

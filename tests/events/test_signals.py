@@ -4,6 +4,7 @@ refresh, and the one query key that signals and merchandising rules share."""
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from events.signals import (
 )
 from events.store import Event, EventType, SQLiteEventStore, StoredEvent, ingest
 from search.analysis import normalise_query
+from search.rank.behaviour import BehaviourSnapshot
 from search.rules import Boost, Rule, RuleSet, Selector
 from tests.events.shoppers import NOW, folded, session
 
@@ -126,25 +128,75 @@ class TestBehaviourAggregator:
         assert snap.popularity["A"] > 0
         assert snap.queries == {}
 
-    def test_only_queries_with_new_events_are_rebuilt(self, tmp_path: Path) -> None:
+    def test_a_published_snapshot_stays_as_it_was(self, tmp_path: Path) -> None:
         store = SQLiteEventStore(tmp_path / "e.db")
         aggregator = BehaviourAggregator(full_rebuild_every=3)
         refresher = SignalsRefresher(store, [aggregator], clock=lambda: NOW)
         ingest(store, session("sofa", ["A"], {"A": 1}) + session("lamp", ["B"]), now=NOW + 1)
-        refresher.refresh()  # publish 1: full
-        sofa = aggregator.snapshot.queries["sofa"]
-        ingest(store, session("lamp", ["B"], {"B": 1}, sid="t"), now=NOW + 1)
-        refresher.refresh()  # publish 2: only "lamp"
-        assert aggregator.snapshot.queries["sofa"] is sofa
-        assert aggregator.snapshot.queries["lamp"].products["B"].clicks == pytest.approx(1)
-        ingest(store, session("lamp", ["B"], sid="u"), now=NOW + 1)
-        refresher.refresh()  # publish 3: only "lamp"
-        ingest(store, session("lamp", ["B"], sid="v"), now=NOW + 1)
-        refresher.refresh()  # publish 4: full again
-        assert aggregator.snapshot.queries["sofa"] is not sofa
-        assert aggregator.snapshot.queries["sofa"].products["A"].clicks == pytest.approx(1)
+        refresher.refresh()
+        first = aggregator.snapshot
+        ingest(
+            store,
+            session("lamp", ["B", "C"], {"B": 1}, sid="t") + session("chair", ["D"], sid="t"),
+            now=NOW + 1,
+        )
+        refresher.refresh()
+        # The snapshot searches were reading keeps its numbers and its queries...
+        assert sorted(first.queries) == ["lamp", "sofa"] and "chair" not in first.queries
+        assert list(first.queries["lamp"].products) == ["B"]
+        assert first.queries["lamp"].products["B"].clicks == 0
+        # ...and the new one has the new events.
+        latest = aggregator.snapshot.queries
+        assert sorted(latest) == ["chair", "lamp", "sofa"]
+        assert latest["lamp"].products["B"].clicks == pytest.approx(1)
+        assert sorted(latest["lamp"].products) == ["B", "C"]
+        with pytest.raises(KeyError):
+            latest["table"]
         with pytest.raises(ValueError, match="full_rebuild_every"):
             BehaviourAggregator(full_rebuild_every=0)
+
+    def test_warm_started_fits_agree_with_a_full_fit(self, tmp_path: Path) -> None:
+        rng = random.Random(3)
+        batches = [
+            [
+                e
+                for i in range(40)
+                for e in session(
+                    f"q{rng.randrange(5)}",
+                    ["A", "B", "C", "D"],
+                    {
+                        p: k + 1
+                        for k, p in enumerate("ABCD")
+                        if rng.random() < {"A": 0.5, "B": 0.2}.get(p, 0.1)
+                    },
+                    sid=f"{b}-{i}",
+                )
+            ]
+            for b in range(4)
+        ]
+        store = SQLiteEventStore(tmp_path / "e.db")
+        warm = BehaviourAggregator(full_rebuild_every=100)  # one full fit, then warm ones
+        refresher = SignalsRefresher(store, [warm], clock=lambda: NOW)
+        for batch in batches:
+            ingest(store, batch, now=NOW + 1)
+            refresher.refresh()
+        everything = [e for batch in batches for e in batch]
+        (tmp_path / "full").mkdir()
+        full = folded(everything, tmp_path / "full").snapshot
+        (tmp_path / "converged").mkdir()
+        converged = folded(everything, tmp_path / "converged", em_iterations=500).snapshot
+
+        def error(snapshot: BehaviourSnapshot) -> float:
+            return max(
+                abs(snapshot.queries[q].products[p].click_rate - s.click_rate)
+                for q in converged.queries
+                for p, s in converged.queries[q].products.items()
+            )
+
+        # Warm rounds on top of earlier fits end at least as near the converged fit as one
+        # full-length fit from scratch.
+        assert error(warm.snapshot) <= error(full) + 0.005
+        assert warm.snapshot.position_bias == pytest.approx(converged.position_bias, abs=0.05)
 
     def test_config_is_checked(self) -> None:
         with pytest.raises(ValueError, match="half_life"):
