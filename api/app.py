@@ -34,7 +34,7 @@ from api.routes import (
     voice,
 )
 from api.security import build_security, require_admin_key, require_search_key
-from api.service import open_engine, serve_engine, warm_then_ready
+from api.service import open_engine, release_heap, serve_engine, warm_then_ready
 from api.settings import Settings
 from merchandising.store import ConfigStore
 from search.engine import SearchEngine
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
                 store.close()
                 app.state.event_store = None
             app.state.engine = None
+            release_heap()
 
     app = FastAPI(
         title="Product search",

@@ -54,6 +54,7 @@ def run(settings: Settings, engine: SearchEngine, log_config: dict[str, Any] | N
         log_config: uvicorn's logging configuration (API keys redacted from its lines).
     """
     from api.app import create_app
+    from api.service import settle_heap
 
     if settings.workers == 1:
         import uvicorn
@@ -68,6 +69,7 @@ def run(settings: Settings, engine: SearchEngine, log_config: dict[str, Any] | N
         return
     # Loaded once here, the stemmer tables (Polish: 170 MB) are pages the workers share.
     engine.analyzer.warm_up()
+    settle_heap()
     _prefork(settings, PerWorkerApp(lambda: create_app(settings, engine=engine)))
 
 

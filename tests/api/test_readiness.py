@@ -8,6 +8,7 @@ behind it ran past the time limit.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -103,6 +104,20 @@ class TestReady:
         with TestClient(create_app(settings, engine=engine)) as client:
             assert model.calls >= 1
             assert client.get("/ready").status_code == 200
+
+    def test_a_warm_service_leaves_its_objects_out_of_garbage_collections(
+        self, snapshot_dir: Path
+    ) -> None:
+        engine = open_snapshot(snapshot_dir, use_semantic=False)
+        settings = Settings(text_embedder="none", events_db="none", ready_wait_s=30)
+        assert gc.get_freeze_count() == 0
+        with TestClient(create_app(settings, engine=engine)) as client:
+            assert client.get("/ready").status_code == 200
+            # The engine's objects are frozen: a full collection no longer walks them.
+            assert gc.get_freeze_count() > 1000
+            assert client.get("/search", params={"q": "oak"}).status_code == 200
+        # A stopped application gives them back to the collector.
+        assert gc.get_freeze_count() == 0
 
     def test_a_failing_warm_up_query_keeps_it_not_ready(self, snapshot_dir: Path) -> None:
         class Broken(ColdModel):
