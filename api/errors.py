@@ -14,6 +14,7 @@ InvalidRequestError                422     FastAPI's validation shape, ``loc`` `
                                            field]`` (``["body", field]`` for
                                            :class:`InvalidBodyError`)
 ProductNotFoundError               404     ``{"detail": "no product with id 'X'"}``
+UnknownIndexError                  404     ``{"detail": "index 'X' does not exist; ..."}``
 ConfigNotFoundError                404     ``{"detail": "no rule 'X'"}`` (its message)
 ConfigConflictError                409     ``{"detail": ...}`` (its message)
 SnapshotError                      409     ``{"detail": "kept the serving snapshot: ..."}``
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
+from api.algolia.errors import UnknownIndexError
 from api.audio import AudioError
 from api.uploads import UploadError
 from search.errors import (
@@ -136,6 +138,11 @@ def _invalid_request(exc: InvalidRequestError) -> ErrorAnswer:
 def _product_not_found(exc: ProductNotFoundError) -> ErrorAnswer:
     message = f"no product with id {exc.product_id!r}"
     return ErrorAnswer(status.HTTP_404_NOT_FOUND, message, message)
+
+
+@_answers(UnknownIndexError)
+def _unknown_index(exc: UnknownIndexError) -> ErrorAnswer:
+    return ErrorAnswer(status.HTTP_404_NOT_FOUND, str(exc), str(exc))
 
 
 @_answers(ConfigNotFoundError)

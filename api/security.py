@@ -690,8 +690,21 @@ def _missing_key(security: Security, scope: Scope) -> HTTPException:
     return _unauthorised(f"{needed} is required (Authorization: Bearer <key> or X-API-Key)")
 
 
-def _authenticate(request: HTTPConnection, security: Security, scope: Scope) -> ApiKey | None:
-    token = presented_token(request)
+def _authenticate(
+    request: HTTPConnection,
+    security: Security,
+    scope: Scope,
+    token: str | None = None,
+    *,
+    storefront: bool = False,
+) -> ApiKey | None:
+    """The request's key, checked for ``scope`` and rate-limited.
+
+    Args:
+        token: The key presented (default: :func:`presented_token`).
+        storefront: Refuse admin keys (403): the route is for browsers, which see the key.
+    """
+    token = token if token is not None else presented_token(request)
     if token is None:
         if scope == "search" and security.open_mode:
             _limit_client(request, security, "open")
@@ -704,6 +717,13 @@ def _authenticate(request: HTTPConnection, security: Security, scope: Scope) -> 
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail=f"this key's scope is {key.scope!r}; this route needs an admin key",
+        )
+    if storefront and key.scope != "search":
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=f"this is an {key.scope} key; the Algolia-compatible routes take a search "
+            "key only, because every shopper's browser sees the key it sends (create one with "
+            "`productsearch keys create --scope search --name storefront`)",
         )
     if key.scope == "search":
         # First, so one client over its share does not spend the shared key's tokens.
@@ -729,8 +749,32 @@ api_key_header_scheme = APIKeyHeader(
     scheme_name="ApiKeyHeader",
     description="An API key (`ps_...`) in the `X-API-Key` header (same keys as BearerKey).",
 )
+algolia_key_scheme = APIKeyHeader(
+    name="X-Algolia-API-Key",
+    auto_error=False,
+    scheme_name="AlgoliaApiKey",
+    description="A search key (`ps_...`) as Algolia clients send it: the `X-Algolia-API-Key` "
+    "header, or the `x-algolia-api-key` query parameter. Admin keys are refused.",
+)
 _BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 _HeaderDep = Annotated[str | None, Depends(api_key_header_scheme)]
+_AlgoliaDep = Annotated[str | None, Depends(algolia_key_scheme)]
+
+ALGOLIA_KEY_PARAM = "x-algolia-api-key"
+"""The header and query parameter (any case) Algolia clients send their key in."""
+
+
+def algolia_token(request: HTTPConnection) -> str | None:
+    """The key an Algolia client presents: the ``X-Algolia-API-Key`` header, else the
+    ``x-algolia-api-key`` query parameter in any case (the browser lite client and
+    ``search-insights`` put it there to avoid a CORS preflight); None when neither is there."""
+    header = request.headers.get(ALGOLIA_KEY_PARAM, "").strip()
+    if header:
+        return header
+    for name, value in request.query_params.multi_items():
+        if name.lower() == ALGOLIA_KEY_PARAM and value.strip():
+            return value.strip()
+    return None
 
 
 async def require_search_key(
@@ -772,21 +816,49 @@ async def require_admin_key(
     return key
 
 
+async def require_storefront_key(
+    request: HTTPConnection,
+    security: SecurityDep,
+    _algolia: _AlgoliaDep = None,
+    _bearer: _BearerDep = None,
+    _header: _HeaderDep = None,
+) -> ApiKey | None:
+    """Dependency of the Algolia-compatible routes: a search key, never an admin key.
+
+    The key comes from :func:`algolia_token`, else from ``Authorization: Bearer`` or
+    ``X-API-Key``; open mode, fixed filters and rate limits are those of the search routes.
+
+    Returns:
+        The key, or None for a request without a key in open mode.
+
+    Raises:
+        HTTPException: 401 without a valid key (open mode off), 403 for an admin key, 429 over
+            the key's or the client's rate limit.
+    """
+    token = algolia_token(request) or presented_token(request)
+    return _authenticate(request, security, "search", token, storefront=True)
+
+
 SearchKeyDep = Annotated[ApiKey | None, Depends(require_search_key)]
+StorefrontKeyDep = Annotated[ApiKey | None, Depends(require_storefront_key)]
 AdminKeyDep = Annotated[ApiKey, Depends(require_admin_key)]
 
 
 # --------------------------------------------------------------------------------------------
 # Logs
 
-_SECRET_PARAM = re.compile(r"((?:^|[?&;\s])api_key=)[^&\s\"';]*", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"((?:^|[?&;\s])(?:api_key|x-algolia-api-key)=)[^&\s\"';]*", re.IGNORECASE
+)
 _BEARER = re.compile(r"(\bBearer\s+)ps_[0-9a-f]{12}_[A-Za-z0-9_-]+")
 REDACTED = "[redacted]"
 
 
 def redact(text: str) -> str:
-    """``text`` with ``api_key=`` query values and bearer tokens replaced by ``[redacted]``."""
-    if "api_key=" not in text.lower() and "ps_" not in text:
+    """``text`` with ``api_key=`` and ``x-algolia-api-key=`` query values and bearer tokens
+    replaced by ``[redacted]``."""
+    lowered = text.lower()
+    if "api_key=" not in lowered and "api-key=" not in lowered and "ps_" not in text:
         return text
     return _BEARER.sub(r"\1" + REDACTED, _SECRET_PARAM.sub(r"\1" + REDACTED, text))
 
