@@ -242,9 +242,7 @@ def facet_filters_condition(groups: FilterGroups, fields: Fields) -> Condition |
                 raise AlgoliaParamError(param, f"{text[:100]!r} is not attribute:value")
             field = fields.resolve(param, name.strip())
             negate = value.startswith("-")
-            if value.startswith("\\-"):
-                value = value[1:]
-            elif negate:
+            if negate or value.startswith("\\-"):  # "\-x": a value starting with "-"
                 value = value[1:]
             condition = facet_condition(param, field, value)
             ors.append(Not(condition) if negate else condition)

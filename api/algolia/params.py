@@ -203,9 +203,9 @@ def _int(low: int, high: int) -> Callable[[str, Any], int]:
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
-        elif isinstance(value, float) and value.is_integer():
-            number = int(value)
-        elif isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
+        elif (isinstance(value, float) and value.is_integer()) or (
+            isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value)
+        ):
             number = int(value)
         if number is None:
             raise AlgoliaParamError(name, f"must be a whole number, got {_show(value)}")

@@ -24,8 +24,8 @@ from api.deps import EngineDep, SettingsDep, serve_variants
 from api.schemas import AdjustmentPublic, SearchResponse
 from api.security import SearchKeyDep, merge_filters
 from merchandising.experiments import Assignment
-from search.errors import InvalidRequestError
 from search.engine import SearchEngine
+from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest, SearchResult, SortOrder
 
 # The shopper, as form fields of the upload searches (photo, voice); GET /search takes the same
