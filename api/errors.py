@@ -21,6 +21,9 @@ SnapshotError                      409     ``{"detail": "kept the serving snapsh
 EventStoreUnavailableError         503     a retry sentence, ``Retry-After`` header
 UploadError, AudioError            theirs  ``{"detail": message}`` (413, 415 or 422)
 =================================  ======  =============================================
+
+The Algolia-compatible routes answer the same status and message in Algolia's body,
+``{"message": ..., "status": ...}``, with 422 as 400 (:func:`request_error_answer`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "error_answer",
     "install_error_handlers",
     "mapped_errors",
+    "request_error_answer",
     "status_and_message",
     "websocket_error",
 ]
@@ -257,12 +261,22 @@ def websocket_error(exc: SearchServiceError) -> tuple[int, int, str]:
     return code, code_status, message
 
 
-async def _answer(request: Request, exc: Exception) -> JSONResponse:
+def request_error_answer(request: Request, exc: BaseException) -> ErrorAnswer | None:
+    """The answer to a domain error raised by a request, logging the cause of a 5xx (the
+    client's answer leaves it out; the operator needs it).
+
+    The Algolia-compatible routes (:mod:`api.routes.algolia`) answer with this status and
+    message in Algolia's body shape, ``{"message": ..., "status": ...}``.
+
+    Args:
+        request: The request that raised it.
+        exc: The error.
+
+    Returns:
+        The answer, or None for an error with none (answered as a plain 500).
+    """
     answer = error_answer(exc)
-    if answer is None:  # registered for mapped classes only: this is a wiring bug
-        raise exc
-    if answer.status >= 500:
-        # The client's answer leaves the cause out; the operator needs it.
+    if answer is not None and answer.status >= 500:
         logger.warning(
             "%s answered %d for %s %s: %s",
             type(exc).__name__,
@@ -271,6 +285,13 @@ async def _answer(request: Request, exc: Exception) -> JSONResponse:
             request.url.path,
             exc,
         )
+    return answer
+
+
+async def _answer(request: Request, exc: Exception) -> JSONResponse:
+    answer = request_error_answer(request, exc)
+    if answer is None:  # registered for mapped classes only: this is a wiring bug
+        raise exc
     return JSONResponse(
         status_code=answer.status,
         content={"detail": answer.detail},

@@ -38,7 +38,7 @@ from api.algolia.insights import Converted, convert_events
 from api.algolia.params import merged_fields, parse_query_params
 from api.algolia.protocol import index_sort, plan_facets, search_answer, search_request
 from api.deps import EngineDep, SettingsDep
-from api.errors import error_answer
+from api.errors import request_error_answer
 from api.routes.events import (
     HARD_MAX_BATCH,
     EventStoreDep,
@@ -107,7 +107,7 @@ class AlgoliaRoute(APIRoute):
                 )
                 return algolia_error(status.HTTP_400_BAD_REQUEST, problems)
             except SearchServiceError as exc:
-                mapped = error_answer(exc)
+                mapped = request_error_answer(request, exc)
                 if mapped is None:
                     raise
                 code = mapped.status
