@@ -22,12 +22,15 @@ off, a request without a key gets 401 naming how to create a key or turn open mo
 **Rate limits.** Token buckets (``rate_per_minute`` refill, ``burst`` capacity), in process
 memory per replica: one per key, and, under a search key or in open mode, one per client of
 that key (its address; ``X-Forwarded-For`` is read only from configured trusted proxies), so
-one client cannot spend the budget of a storefront's whole audience. Over a limit: 429 with
-``Retry-After`` (whole seconds).
+one client cannot spend the budget of a storefront's whole audience. A request carrying several
+searches (Algolia's multi-query) costs one token per search (:func:`charge_searches`). Over a
+limit: 429 with ``Retry-After`` (whole seconds).
 
 **Headers.** ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (declared in the OpenAPI
 schema as the ``BearerKey`` and ``ApiKeyHeader`` schemes); a WebSocket may pass ``?api_key=``,
-which :class:`RedactSecretsFilter` removes from log lines.
+which :class:`RedactSecretsFilter` removes from log lines. The Algolia-compatible routes
+(:func:`require_storefront_key`) also read ``X-Algolia-API-Key`` and the ``x-algolia-api-key``
+query parameter (redacted too) and refuse admin keys: a storefront's key is public.
 """
 
 from __future__ import annotations
@@ -353,31 +356,34 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def acquire(self, key: str, rate_per_minute: float, burst: int) -> float | None:
-        """Take one token from a bucket.
+    def acquire(self, key: str, rate_per_minute: float, burst: int, cost: int = 1) -> float | None:
+        """Take ``cost`` tokens from a bucket (all or none).
 
         Args:
             key: Bucket name.
             rate_per_minute: Refill rate.
             burst: Capacity; a new bucket starts full.
+            cost: Tokens the request costs (several searches in one request cost several);
+                at most the capacity.
 
         Returns:
-            None when allowed, else the seconds until a token is available.
+            None when allowed, else the seconds until enough tokens are available.
         """
         rate = rate_per_minute / 60.0 / self._share
         burst = max(1, -(-burst // self._share))
+        need = float(min(max(cost, 1), burst))
         now = self._clock()
         with self._lock:
             # Popped and put back: the dict's order is then least recently used first.
             tokens, last, _ = self._buckets.pop(key, (float(burst), now, now))
             tokens = min(float(burst), tokens + (now - last) * rate)
-            allowed = tokens >= 1.0
+            allowed = tokens >= need
             if allowed:
-                tokens -= 1.0
+                tokens -= need
             self._buckets[key] = (tokens, now, now + (burst - tokens) / rate)
             if len(self._buckets) > self._max_buckets:
                 self._prune(now)
-        return None if allowed else (1.0 - tokens) / rate
+        return None if allowed else (need - tokens) / rate
 
     def _prune(self, now: float) -> None:
         full = [name for name, (_, _, full_at) in self._buckets.items() if full_at <= now]
@@ -657,8 +663,10 @@ def _unauthorised(message: str) -> HTTPException:
     )
 
 
-def _limit(security: Security, bucket: str, rate: int, burst: int, what: str) -> None:
-    wait = security.limiter.acquire(bucket, rate, burst)
+def _limit(
+    security: Security, bucket: str, rate: int, burst: int, what: str, cost: int = 1
+) -> None:
+    wait = security.limiter.acquire(bucket, rate, burst, cost)
     if wait is not None:
         raise HTTPException(
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
@@ -667,13 +675,42 @@ def _limit(security: Security, bucket: str, rate: int, burst: int, what: str) ->
         )
 
 
-def _limit_client(request: HTTPConnection, security: Security, owner: str) -> None:
+def _limit_client(request: HTTPConnection, security: Security, owner: str, cost: int = 1) -> None:
     """The per-client bucket under a shared search key (``owner``: the key id, or open mode)."""
     if security.client_limit is None:
         return
     rate, burst = security.client_limit
     client = security.client_of(request)
-    _limit(security, f"{owner}|{client}", rate, burst, "per client")
+    _limit(security, f"{owner}|{client}", rate, burst, "per client", cost)
+
+
+def _charge(request: HTTPConnection, security: Security, key: ApiKey | None, cost: int = 1) -> None:
+    """Charge a request to its buckets: the client's under a search key or in open mode
+    (``key`` None), then the key's."""
+    if key is None:
+        _limit_client(request, security, "open", cost)
+        return
+    if key.scope == "search":
+        # First, so one client over its share does not spend the shared key's tokens.
+        _limit_client(request, security, key.id, cost)
+    _limit(security, key.id, key.rate_per_minute, key.burst, "for this key", cost)
+
+
+def charge_searches(request: HTTPConnection, key: ApiKey | None, searches: int) -> None:
+    """Charge the searches beyond the first of one request to the rate limits (its key
+    dependency charged one): a request carrying several searches (Algolia's multi-query) costs
+    what as many ``GET /search`` requests would.
+
+    Args:
+        request: The request.
+        key: Its key (None in open mode).
+        searches: The searches it carries.
+
+    Raises:
+        HTTPException: 429 over the key's or the client's limit.
+    """
+    if searches > 1:
+        _charge(request, security_of(request), key, searches - 1)
 
 
 def _missing_key(security: Security, scope: Scope) -> HTTPException:
@@ -707,7 +744,7 @@ def _authenticate(
     token = token if token is not None else presented_token(request)
     if token is None:
         if scope == "search" and security.open_mode:
-            _limit_client(request, security, "open")
+            _charge(request, security, None)
             return None
         raise _missing_key(security, scope)
     key = security.keys.authenticate(token)
@@ -725,10 +762,7 @@ def _authenticate(
             "key only, because every shopper's browser sees the key it sends (create one with "
             "`productsearch keys create --scope search --name storefront`)",
         )
-    if key.scope == "search":
-        # First, so one client over its share does not spend the shared key's tokens.
-        _limit_client(request, security, key.id)
-    _limit(security, key.id, key.rate_per_minute, key.burst, "for this key")
+    _charge(request, security, key)
     request.state.api_key = key
     return key
 

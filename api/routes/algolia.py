@@ -12,6 +12,9 @@ personalisation apply, and the answer is recorded with its ``query_id`` (Algolia
 ``queryID``). The protocol itself (parameters, filters, records, highlighting) is
 :mod:`api.algolia`.
 
+Each query of a multi-query request counts against the key's and the client's rate limits
+as one ``GET /search`` would.
+
 Keys: a search key in ``X-Algolia-API-Key`` or the ``x-algolia-api-key`` query parameter
 (also ``Authorization: Bearer`` or ``X-API-Key``); an admin key is refused (403): the browser
 sees the key. The application id (``X-Algolia-Application-Id``) is accepted and not checked.
@@ -48,7 +51,7 @@ from api.routes.events import (
     served_lookup,
 )
 from api.routes.search import run_search
-from api.security import ApiKey, StorefrontKeyDep, merge_filters
+from api.security import ApiKey, StorefrontKeyDep, charge_searches, merge_filters
 from events.store import BatchOutcome, EventStore
 from search.engine import SearchEngine
 from search.errors import SearchServiceError
@@ -177,7 +180,10 @@ async def _answer(
         plan,
         max_k,
     )
-    result, _, query_id = await run_search(http, engine, request, record=params.analytics)
+    # A facets-only query (hitsPerPage 0, InstantSearch's per-facet queries) shows no hit:
+    # nothing to record as shown.
+    record = params.analytics and params.hits_per_page > 0
+    result, _, query_id = await run_search(http, engine, request, record=record)
     return search_answer(result, params, index, plan, engine.analyzer, query_id)
 
 
@@ -210,6 +216,8 @@ async def multiple_queries(
     queries: list[Any] = body["requests"]
     if not 1 <= len(queries) <= MAX_QUERIES:
         raise AlgoliaParamError("requests", f"must hold 1 to {MAX_QUERIES} queries")
+    # Each query is a search: the rate limits count it as GET /search would.
+    charge_searches(http, key, len(queries))
     results = []
     for i, query in enumerate(queries):
         if not isinstance(query, dict):

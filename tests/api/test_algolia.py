@@ -38,6 +38,7 @@ class Service:
     filtered: str
     admin: str
     limited: str
+    trio: str
 
     def queries(
         self,
@@ -99,6 +100,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     )
     _, admin = keys.create("ops", "admin", **plenty)
     _, limited = keys.create("tiny", "search", rate_per_minute=1, burst=2)
+    _, trio = keys.create("three-searches", "search", rate_per_minute=1, burst=3)
     keys.close()
     settings = Settings(
         index_dir=build_snapshot(work),
@@ -114,7 +116,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     )
     app = create_app(settings)
     with TestClient(app) as client:
-        yield Service(app, client, search, filtered, admin, limited)
+        yield Service(app, client, search, filtered, admin, limited, trio)
 
 
 def error(response: Response, status: int) -> str:
@@ -163,6 +165,13 @@ class TestKeys:
         assert [r.status_code for r in codes[:2]] == [200, 200]
         assert "rate limit" in error(codes[3], 429)
         assert int(codes[3].headers["retry-after"]) >= 1
+
+    def test_each_query_of_a_multi_query_counts(self, service: Service) -> None:
+        three = [{"indexName": "products", "query": q} for q in ("sofa", "oak", "lamp")]
+        assert service.queries(*three, token=service.trio).status_code == 200
+        # The three searches spent the key's burst of three: a fourth is over the limit.
+        later = service.queries({"indexName": "products"}, token=service.trio)
+        assert "rate limit of 1 requests per minute for this key" in error(later, 429)
 
     def test_keys_in_urls_are_redacted_from_logs(self, service: Service) -> None:
         line = (
