@@ -42,6 +42,9 @@ MAX_DEPTH = 16
 """Deepest nesting of parentheses and ``NOT`` in ``filters``."""
 MAX_CATEGORY_LEVELS = 10
 """``categories.lvl0`` .. ``categories.lvl9``."""
+LISTED_ATTRIBUTES = 30
+"""Product attributes :meth:`Fields.names` lists (alphabetically): what ``facets=*`` counts
+and error messages name, bounded for a catalogue with hundreds of attribute names."""
 
 FieldKind = Literal[
     "brand", "category_level", "category", "colour", "availability", "price", "attribute"
@@ -76,7 +79,8 @@ class Fields:
     category_depth: int
 
     def names(self) -> list[str]:
-        """Every attribute name a filter or facet may use, for error messages."""
+        """The attribute names a filter or facet may use (``facets=*`` counts them): the
+        record's own and the first :data:`LISTED_ATTRIBUTES` product attributes."""
         levels = [f"categories.lvl{n}" for n in range(max(self.category_depth, 1))]
         return [
             "brand",
@@ -85,7 +89,7 @@ class Fields:
             "colour",
             "availability",
             "price",
-            *(f"attributes.{name}" for name in sorted(self.attributes)[:30]),
+            *(f"attributes.{name}" for name in sorted(self.attributes)[:LISTED_ATTRIBUTES]),
         ]
 
     def resolve(self, param: str, name: str) -> Field:
