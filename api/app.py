@@ -18,10 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import __version__
 from api.docs import install_docs
 from api.errors import install_error_handlers
-from api.limits import install_limits
+from api.limits import SEARCH_PATHS, install_limits
 from api.metrics import install_metrics
 from api.routes import (
     admin,
+    algolia,
     catalogue,
     events,
     health,
@@ -148,13 +149,16 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
         settings.max_body_bytes,
         settings.search_timeout_s,
         max_query_bytes=settings.max_query_bytes,
+        timeout_paths=(*SEARCH_PATHS, "/1/indexes/*/queries"),
     )
 
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET"],
+            # POST: the Algolia-compatible routes (a storefront's InstantSearch searches and
+            # sends events from the browser). Keys travel in headers, never cookies.
+            allow_methods=["GET", "POST"],
             allow_headers=["*"],
             expose_headers=[REQUEST_ID_HEADER],
         )
@@ -175,6 +179,8 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.include_router(admin.router)
     app.include_router(catalogue.router)
     app.include_router(voice.router, dependencies=searcher)
+    # Storefronts on InstantSearch: search keys only (each route's StorefrontKeyDep).
+    app.include_router(algolia.router)
     app.include_router(pages.router)
     return app
 

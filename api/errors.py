@@ -14,12 +14,16 @@ InvalidRequestError                422     FastAPI's validation shape, ``loc`` `
                                            field]`` (``["body", field]`` for
                                            :class:`InvalidBodyError`)
 ProductNotFoundError               404     ``{"detail": "no product with id 'X'"}``
+UnknownIndexError                  404     ``{"detail": "index 'X' does not exist; ..."}``
 ConfigNotFoundError                404     ``{"detail": "no rule 'X'"}`` (its message)
 ConfigConflictError                409     ``{"detail": ...}`` (its message)
 SnapshotError                      409     ``{"detail": "kept the serving snapshot: ..."}``
 EventStoreUnavailableError         503     a retry sentence, ``Retry-After`` header
 UploadError, AudioError            theirs  ``{"detail": message}`` (413, 415 or 422)
 =================================  ======  =============================================
+
+The Algolia-compatible routes answer the same status and message in Algolia's body,
+``{"message": ..., "status": ...}``, with 422 as 400 (:func:`request_error_answer`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
+from api.algolia.errors import UnknownIndexError
 from api.audio import AudioError
 from api.uploads import UploadError
 from search.errors import (
@@ -53,6 +58,7 @@ __all__ = [
     "error_answer",
     "install_error_handlers",
     "mapped_errors",
+    "request_error_answer",
     "status_and_message",
     "websocket_error",
 ]
@@ -136,6 +142,11 @@ def _invalid_request(exc: InvalidRequestError) -> ErrorAnswer:
 def _product_not_found(exc: ProductNotFoundError) -> ErrorAnswer:
     message = f"no product with id {exc.product_id!r}"
     return ErrorAnswer(status.HTTP_404_NOT_FOUND, message, message)
+
+
+@_answers(UnknownIndexError)
+def _unknown_index(exc: UnknownIndexError) -> ErrorAnswer:
+    return ErrorAnswer(status.HTTP_404_NOT_FOUND, str(exc), str(exc))
 
 
 @_answers(ConfigNotFoundError)
@@ -250,12 +261,22 @@ def websocket_error(exc: SearchServiceError) -> tuple[int, int, str]:
     return code, code_status, message
 
 
-async def _answer(request: Request, exc: Exception) -> JSONResponse:
+def request_error_answer(request: Request, exc: BaseException) -> ErrorAnswer | None:
+    """The answer to a domain error raised by a request, logging the cause of a 5xx (the
+    client's answer leaves it out; the operator needs it).
+
+    The Algolia-compatible routes (:mod:`api.routes.algolia`) answer with this status and
+    message in Algolia's body shape, ``{"message": ..., "status": ...}``.
+
+    Args:
+        request: The request that raised it.
+        exc: The error.
+
+    Returns:
+        The answer, or None for an error with none (answered as a plain 500).
+    """
     answer = error_answer(exc)
-    if answer is None:  # registered for mapped classes only: this is a wiring bug
-        raise exc
-    if answer.status >= 500:
-        # The client's answer leaves the cause out; the operator needs it.
+    if answer is not None and answer.status >= 500:
         logger.warning(
             "%s answered %d for %s %s: %s",
             type(exc).__name__,
@@ -264,6 +285,13 @@ async def _answer(request: Request, exc: Exception) -> JSONResponse:
             request.url.path,
             exc,
         )
+    return answer
+
+
+async def _answer(request: Request, exc: Exception) -> JSONResponse:
+    answer = request_error_answer(request, exc)
+    if answer is None:  # registered for mapped classes only: this is a wiring bug
+        raise exc
     return JSONResponse(
         status_code=answer.status,
         content={"detail": answer.detail},

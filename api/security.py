@@ -22,12 +22,15 @@ off, a request without a key gets 401 naming how to create a key or turn open mo
 **Rate limits.** Token buckets (``rate_per_minute`` refill, ``burst`` capacity), in process
 memory per replica: one per key, and, under a search key or in open mode, one per client of
 that key (its address; ``X-Forwarded-For`` is read only from configured trusted proxies), so
-one client cannot spend the budget of a storefront's whole audience. Over a limit: 429 with
-``Retry-After`` (whole seconds).
+one client cannot spend the budget of a storefront's whole audience. A request carrying several
+searches (Algolia's multi-query) costs one token per search (:func:`charge_searches`). Over a
+limit: 429 with ``Retry-After`` (whole seconds).
 
 **Headers.** ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (declared in the OpenAPI
 schema as the ``BearerKey`` and ``ApiKeyHeader`` schemes); a WebSocket may pass ``?api_key=``,
-which :class:`RedactSecretsFilter` removes from log lines.
+which :class:`RedactSecretsFilter` removes from log lines. The Algolia-compatible routes
+(:func:`require_storefront_key`) also read ``X-Algolia-API-Key`` and the ``x-algolia-api-key``
+query parameter (redacted too) and refuse admin keys: a storefront's key is public.
 """
 
 from __future__ import annotations
@@ -353,31 +356,34 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def acquire(self, key: str, rate_per_minute: float, burst: int) -> float | None:
-        """Take one token from a bucket.
+    def acquire(self, key: str, rate_per_minute: float, burst: int, cost: int = 1) -> float | None:
+        """Take ``cost`` tokens from a bucket (all or none).
 
         Args:
             key: Bucket name.
             rate_per_minute: Refill rate.
             burst: Capacity; a new bucket starts full.
+            cost: Tokens the request costs (several searches in one request cost several);
+                at most the capacity.
 
         Returns:
-            None when allowed, else the seconds until a token is available.
+            None when allowed, else the seconds until enough tokens are available.
         """
         rate = rate_per_minute / 60.0 / self._share
         burst = max(1, -(-burst // self._share))
+        need = float(min(max(cost, 1), burst))
         now = self._clock()
         with self._lock:
             # Popped and put back: the dict's order is then least recently used first.
             tokens, last, _ = self._buckets.pop(key, (float(burst), now, now))
             tokens = min(float(burst), tokens + (now - last) * rate)
-            allowed = tokens >= 1.0
+            allowed = tokens >= need
             if allowed:
-                tokens -= 1.0
+                tokens -= need
             self._buckets[key] = (tokens, now, now + (burst - tokens) / rate)
             if len(self._buckets) > self._max_buckets:
                 self._prune(now)
-        return None if allowed else (1.0 - tokens) / rate
+        return None if allowed else (need - tokens) / rate
 
     def _prune(self, now: float) -> None:
         full = [name for name, (_, _, full_at) in self._buckets.items() if full_at <= now]
@@ -657,8 +663,10 @@ def _unauthorised(message: str) -> HTTPException:
     )
 
 
-def _limit(security: Security, bucket: str, rate: int, burst: int, what: str) -> None:
-    wait = security.limiter.acquire(bucket, rate, burst)
+def _limit(
+    security: Security, bucket: str, rate: int, burst: int, what: str, cost: int = 1
+) -> None:
+    wait = security.limiter.acquire(bucket, rate, burst, cost)
     if wait is not None:
         raise HTTPException(
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
@@ -667,13 +675,42 @@ def _limit(security: Security, bucket: str, rate: int, burst: int, what: str) ->
         )
 
 
-def _limit_client(request: HTTPConnection, security: Security, owner: str) -> None:
+def _limit_client(request: HTTPConnection, security: Security, owner: str, cost: int = 1) -> None:
     """The per-client bucket under a shared search key (``owner``: the key id, or open mode)."""
     if security.client_limit is None:
         return
     rate, burst = security.client_limit
     client = security.client_of(request)
-    _limit(security, f"{owner}|{client}", rate, burst, "per client")
+    _limit(security, f"{owner}|{client}", rate, burst, "per client", cost)
+
+
+def _charge(request: HTTPConnection, security: Security, key: ApiKey | None, cost: int = 1) -> None:
+    """Charge a request to its buckets: the client's under a search key or in open mode
+    (``key`` None), then the key's."""
+    if key is None:
+        _limit_client(request, security, "open", cost)
+        return
+    if key.scope == "search":
+        # First, so one client over its share does not spend the shared key's tokens.
+        _limit_client(request, security, key.id, cost)
+    _limit(security, key.id, key.rate_per_minute, key.burst, "for this key", cost)
+
+
+def charge_searches(request: HTTPConnection, key: ApiKey | None, searches: int) -> None:
+    """Charge the searches beyond the first of one request to the rate limits (its key
+    dependency charged one): a request carrying several searches (Algolia's multi-query) costs
+    what as many ``GET /search`` requests would.
+
+    Args:
+        request: The request.
+        key: Its key (None in open mode).
+        searches: The searches it carries.
+
+    Raises:
+        HTTPException: 429 over the key's or the client's limit.
+    """
+    if searches > 1:
+        _charge(request, security_of(request), key, searches - 1)
 
 
 def _missing_key(security: Security, scope: Scope) -> HTTPException:
@@ -690,11 +727,24 @@ def _missing_key(security: Security, scope: Scope) -> HTTPException:
     return _unauthorised(f"{needed} is required (Authorization: Bearer <key> or X-API-Key)")
 
 
-def _authenticate(request: HTTPConnection, security: Security, scope: Scope) -> ApiKey | None:
-    token = presented_token(request)
+def _authenticate(
+    request: HTTPConnection,
+    security: Security,
+    scope: Scope,
+    token: str | None = None,
+    *,
+    storefront: bool = False,
+) -> ApiKey | None:
+    """The request's key, checked for ``scope`` and rate-limited.
+
+    Args:
+        token: The key presented (default: :func:`presented_token`).
+        storefront: Refuse admin keys (403): the route is for browsers, which see the key.
+    """
+    token = token if token is not None else presented_token(request)
     if token is None:
         if scope == "search" and security.open_mode:
-            _limit_client(request, security, "open")
+            _charge(request, security, None)
             return None
         raise _missing_key(security, scope)
     key = security.keys.authenticate(token)
@@ -705,10 +755,14 @@ def _authenticate(request: HTTPConnection, security: Security, scope: Scope) -> 
             status_code=status.HTTP_403_FORBIDDEN,
             detail=f"this key's scope is {key.scope!r}; this route needs an admin key",
         )
-    if key.scope == "search":
-        # First, so one client over its share does not spend the shared key's tokens.
-        _limit_client(request, security, key.id)
-    _limit(security, key.id, key.rate_per_minute, key.burst, "for this key")
+    if storefront and key.scope != "search":
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=f"this is an {key.scope} key; the Algolia-compatible routes take a search "
+            "key only, because every shopper's browser sees the key it sends (create one with "
+            "`productsearch keys create --scope search --name storefront`)",
+        )
+    _charge(request, security, key)
     request.state.api_key = key
     return key
 
@@ -729,8 +783,32 @@ api_key_header_scheme = APIKeyHeader(
     scheme_name="ApiKeyHeader",
     description="An API key (`ps_...`) in the `X-API-Key` header (same keys as BearerKey).",
 )
+algolia_key_scheme = APIKeyHeader(
+    name="X-Algolia-API-Key",
+    auto_error=False,
+    scheme_name="AlgoliaApiKey",
+    description="A search key (`ps_...`) as Algolia clients send it: the `X-Algolia-API-Key` "
+    "header, or the `x-algolia-api-key` query parameter. Admin keys are refused.",
+)
 _BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 _HeaderDep = Annotated[str | None, Depends(api_key_header_scheme)]
+_AlgoliaDep = Annotated[str | None, Depends(algolia_key_scheme)]
+
+ALGOLIA_KEY_PARAM = "x-algolia-api-key"
+"""The header and query parameter (any case) Algolia clients send their key in."""
+
+
+def algolia_token(request: HTTPConnection) -> str | None:
+    """The key an Algolia client presents: the ``X-Algolia-API-Key`` header, else the
+    ``x-algolia-api-key`` query parameter in any case (the browser lite client and
+    ``search-insights`` put it there to avoid a CORS preflight); None when neither is there."""
+    header = request.headers.get(ALGOLIA_KEY_PARAM, "").strip()
+    if header:
+        return header
+    for name, value in request.query_params.multi_items():
+        if name.lower() == ALGOLIA_KEY_PARAM and value.strip():
+            return value.strip()
+    return None
 
 
 async def require_search_key(
@@ -772,21 +850,49 @@ async def require_admin_key(
     return key
 
 
+async def require_storefront_key(
+    request: HTTPConnection,
+    security: SecurityDep,
+    _algolia: _AlgoliaDep = None,
+    _bearer: _BearerDep = None,
+    _header: _HeaderDep = None,
+) -> ApiKey | None:
+    """Dependency of the Algolia-compatible routes: a search key, never an admin key.
+
+    The key comes from :func:`algolia_token`, else from ``Authorization: Bearer`` or
+    ``X-API-Key``; open mode, fixed filters and rate limits are those of the search routes.
+
+    Returns:
+        The key, or None for a request without a key in open mode.
+
+    Raises:
+        HTTPException: 401 without a valid key (open mode off), 403 for an admin key, 429 over
+            the key's or the client's rate limit.
+    """
+    token = algolia_token(request) or presented_token(request)
+    return _authenticate(request, security, "search", token, storefront=True)
+
+
 SearchKeyDep = Annotated[ApiKey | None, Depends(require_search_key)]
+StorefrontKeyDep = Annotated[ApiKey | None, Depends(require_storefront_key)]
 AdminKeyDep = Annotated[ApiKey, Depends(require_admin_key)]
 
 
 # --------------------------------------------------------------------------------------------
 # Logs
 
-_SECRET_PARAM = re.compile(r"((?:^|[?&;\s])api_key=)[^&\s\"';]*", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"((?:^|[?&;\s])(?:api_key|x-algolia-api-key)=)[^&\s\"';]*", re.IGNORECASE
+)
 _BEARER = re.compile(r"(\bBearer\s+)ps_[0-9a-f]{12}_[A-Za-z0-9_-]+")
 REDACTED = "[redacted]"
 
 
 def redact(text: str) -> str:
-    """``text`` with ``api_key=`` query values and bearer tokens replaced by ``[redacted]``."""
-    if "api_key=" not in text.lower() and "ps_" not in text:
+    """``text`` with ``api_key=`` and ``x-algolia-api-key=`` query values and bearer tokens
+    replaced by ``[redacted]``."""
+    lowered = text.lower()
+    if "api_key=" not in lowered and "api-key=" not in lowered and "ps_" not in text:
         return text
     return _BEARER.sub(r"\1" + REDACTED, _SECRET_PARAM.sub(r"\1" + REDACTED, text))
 

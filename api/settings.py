@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         storefront_key: Search-scoped API key the storefront demo page (``/storefront``) is served
             with (``PRODUCTSEARCH_STOREFRONT_KEY``), so shoppers need none; an admin or unknown
             key is never put in the page.
+        algolia_index: The index name the Algolia-compatible routes (``/1/...``,
+            ``docs/instantsearch.md``) answer for; ``<name>_price_asc`` and
+            ``<name>_price_desc`` are its replicas sorted by price.
         client_rate_per_minute: Requests per minute one client (address) may make under a
             search key or in open mode, on top of the key's own limit: a storefront's whole
             audience shares its key. 0 turns the per-client limit off.
@@ -202,6 +205,7 @@ class Settings(BaseSettings):
     keys_secret: SecretStr | None = None
     open_mode: bool = False
     storefront_key: SecretStr | None = None
+    algolia_index: str = Field(default="products", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     client_rate_per_minute: int = Field(default=120, ge=0, le=1_000_000)
     client_burst: int = Field(default=40, ge=1, le=100_000)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

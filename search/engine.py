@@ -59,15 +59,24 @@ from search.rules import MatchedRules, RuleSet, explain_lines
 from search.suggest import Suggester
 from search.tuning import Tuning
 from search.types import (
+    MAX_CONDITION_DEPTH,
+    MAX_CONDITION_LEAVES,
+    MAX_FACET_LIMIT,
+    AllOf,
+    AnyOf,
+    ColourIs,
+    Condition,
     Explanation,
     FacetValue,
     Hit,
+    Not,
     Product,
     ResultHit,
     RetrieverTrace,
     SearchRequest,
     SearchResult,
     SortOrder,
+    condition_size,
 )
 from search.understand import AnalyzedQuery, QueryUnderstander, UnderstandConfig
 from search.weights import DEFAULT_WEIGHTS, RankingWeights, default_retriever_weights
@@ -623,6 +632,16 @@ class SearchEngine:
                 raise InvalidRequestError(
                     "facets", f"unknown facet {name!r}; valid facets: {', '.join(valid)}"
                 )
+        if not 1 <= request.facet_limit <= MAX_FACET_LIMIT:
+            raise InvalidRequestError("facet_limit", f"must be between 1 and {MAX_FACET_LIMIT}")
+        if request.where is not None:
+            depth, leaves = condition_size(request.where)
+            if depth > MAX_CONDITION_DEPTH or leaves > MAX_CONDITION_LEAVES:
+                raise InvalidRequestError(
+                    "where",
+                    f"nests {depth} deep with {leaves} conditions; at most "
+                    f"{MAX_CONDITION_DEPTH} deep and {MAX_CONDITION_LEAVES} conditions",
+                )
 
     def run_retrievers(
         self,
@@ -842,10 +861,18 @@ class SearchEngine:
             corrected_query=None,
             total=len(matching),
             hits=hits,
-            facets=self.facets(matching.astype(np.int64), request.facets, prices),
+            facets=self.facets(
+                matching.astype(np.int64), request.facets, prices, request.facet_limit
+            ),
             took_ms=(time.perf_counter() - started) * 1000.0,
             currency=prices.currency,
             converted=prices.converted,
+            facet_stats=(
+                {"price": stats}
+                if "price" in request.facets
+                and (stats := self.store.price_stats(matching, prices)) is not None
+                else {}
+            ),
         )
 
     def allowed_mask(
@@ -855,9 +882,13 @@ class SearchEngine:
         rules: RuleSet | None,
         matched: MatchedRules | None,
     ) -> npt.NDArray[np.bool_] | None:
-        """The products a request may show: its filters, minus what its rules hide (neither
-        retrieved nor counted in ``total`` and facets), narrowed to its ``colour``."""
+        """The products a request may show: its filters and ``where`` condition, minus what
+        its rules hide (neither retrieved nor counted in ``total`` and facets), narrowed to its
+        ``colour``."""
         allowed = self.store.mask(request.filters, prices)
+        if request.where is not None:
+            passing = self.condition_mask(request.where, prices)
+            allowed = passing if allowed is None else allowed & passing
         if matched is not None and rules is not None:
             hidden = rules.hidden_mask(self.store, matched)
             if hidden is not None:
@@ -866,6 +897,38 @@ class SearchEngine:
             in_colour = self.colour_filter(request.colour)
             allowed = in_colour if allowed is None else allowed & in_colour
         return allowed
+
+    def condition_mask(
+        self, condition: Condition, prices: PriceColumn | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """The products that pass a boolean condition (``SearchRequest.where``).
+
+        Leaves are :class:`~search.types.Filters` (as the store filters) and
+        :class:`~search.types.ColourIs` (as :meth:`colour_filter`); a product without a
+        comparable price fails a price leaf, so ``Not`` of one keeps it.
+
+        Args:
+            condition: The condition; its depth is bounded by :meth:`validate`.
+            prices: The prices price leaves compare (None: the bare amounts).
+
+        Raises:
+            InvalidRequestError: a colour leaf that names no colour (field ``colour``).
+        """
+        if isinstance(condition, AllOf | AnyOf):
+            every = isinstance(condition, AllOf)
+            out = np.full(len(self.store), every, dtype=bool)
+            for child in condition.conditions:
+                if every:
+                    out &= self.condition_mask(child, prices)
+                else:
+                    out |= self.condition_mask(child, prices)
+            return out
+        if isinstance(condition, Not):
+            return ~self.condition_mask(condition.condition, prices)
+        if isinstance(condition, ColourIs):
+            return self.colour_filter(condition.value)
+        mask = self.store.mask(condition, prices)
+        return np.ones(len(self.store), dtype=bool) if mask is None else mask
 
     def _browsable(
         self, query: AnalyzedQuery, allowed: npt.NDArray[np.bool_] | None
@@ -914,16 +977,23 @@ class SearchEngine:
         return self.photos.similar(product_id, request, tuning or self.tuning)
 
     def facets(
-        self, docs: npt.NDArray[np.int64], names: Sequence[str], prices: PriceColumn
+        self,
+        docs: npt.NDArray[np.int64],
+        names: Sequence[str],
+        prices: PriceColumn,
+        limit: int = 20,
     ) -> dict[str, tuple[FacetValue, ...]]:
-        """Facet counts; the colour facet counts colour families (text and photo colours) and
-        carries a swatch per value; the price facet buckets ``prices`` (in their currency)."""
+        """Facet counts, at most ``limit`` values per facet; the colour facet counts colour
+        families (text and photo colours) and carries a swatch per value; the price facet
+        buckets ``prices`` (in their currency)."""
         if not names:
             return {}
-        out = self.store.facets(docs, [n for n in names if n != "colour"], prices=prices)
+        out = self.store.facets(
+            docs, [n for n in names if n != "colour"], limit=limit, prices=prices
+        )
         if "colour" in names:
             counts = self.colours.family_counts(docs)
-            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
             out["colour"] = tuple(FacetValue(f, c, family_swatch(f)) for f, c in ranked)
         return {name: out[name] for name in names}
 

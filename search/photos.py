@@ -137,9 +137,13 @@ class TextSide(Protocol):
         ...
 
     def facets(
-        self, docs: npt.NDArray[np.int64], names: Sequence[str], prices: PriceColumn
+        self,
+        docs: npt.NDArray[np.int64],
+        names: Sequence[str],
+        prices: PriceColumn,
+        limit: int = 20,
     ) -> dict[str, tuple[FacetValue, ...]]:
-        """Facet counts over ``docs``."""
+        """Facet counts over ``docs``, at most ``limit`` values per facet."""
         ...
 
 
@@ -288,7 +292,7 @@ class PhotoSearch:
             corrected_query=query.corrected_text,
             total=len(ranked),
             hits=hits,
-            facets=text.facets(matching, request.facets, prices),
+            facets=text.facets(matching, request.facets, prices, request.facet_limit),
             took_ms=(time.perf_counter() - started) * 1000.0,
             currency=prices.currency,
             converted=prices.converted,

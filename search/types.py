@@ -270,6 +270,79 @@ class Filters:
 
 
 @dataclass(frozen=True, slots=True)
+class ColourIs:
+    """A condition: the product is in a colour, as the ``colour`` parameter asks it (a name
+    in any supported language, a family, or ``#rrggbb``), but without ranking the closest
+    first (that is :attr:`SearchRequest.colour`'s job).
+
+    Attributes:
+        value: The colour.
+    """
+
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """A condition: every one of ``conditions`` holds (none: always true)."""
+
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """A condition: at least one of ``conditions`` holds (none: never true)."""
+
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """A condition: ``condition`` does not hold."""
+
+    condition: Condition
+
+
+Condition = Filters | ColourIs | AllOf | AnyOf | Not
+"""A boolean filter over products: :class:`Filters` and :class:`ColourIs` are the leaves,
+:class:`AllOf`, :class:`AnyOf` and :class:`Not` combine them (``SearchRequest.where``)."""
+
+MAX_CONDITION_DEPTH = 32
+"""Deepest nesting of a :data:`Condition` a request may carry."""
+
+MAX_CONDITION_LEAVES = 1000
+"""Most leaves a :data:`Condition` a request carries may have (each costs a pass over the
+products)."""
+
+MAX_FACET_LIMIT = 1000
+"""Most values a request may ask per facet (``SearchRequest.facet_limit``)."""
+
+
+def condition_size(condition: Condition) -> tuple[int, int]:
+    """The depth and the number of leaves of a condition, without recursion (a hostile one
+    may be deeper than Python's stack).
+
+    Args:
+        condition: The condition.
+
+    Returns:
+        ``(depth, leaves)``: a leaf alone is ``(1, 1)``.
+    """
+    depth = leaves = 0
+    stack: list[tuple[Condition, int]] = [(condition, 1)]
+    while stack:
+        node, level = stack.pop()
+        depth = max(depth, level)
+        if isinstance(node, AllOf | AnyOf):
+            stack.extend((child, level + 1) for child in node.conditions)
+        elif isinstance(node, Not):
+            stack.append((node.condition, level + 1))
+        else:
+            leaves += 1
+    return depth, leaves
+
+
+@dataclass(frozen=True, slots=True)
 class SearchRequest:
     """What a caller asks the pipeline for.
 
@@ -294,6 +367,10 @@ class SearchRequest:
             and of the price facet; None: the shop's base currency. Prices in other
             currencies are converted with the shop's exchange rates, and left out of price
             filters (last in a price sort) where no rate converts them.
+        where: A boolean filter the products must also pass (with ``filters``): ``OR`` across
+            fields and ``NOT``, which :class:`Filters` cannot say; None: none.
+        facet_limit: Values kept per facet, most frequent first (at most
+            :data:`MAX_FACET_LIMIT`).
     """
 
     text: str = ""
@@ -309,6 +386,8 @@ class SearchRequest:
     channel: str | None = None
     colour: str | None = None
     currency: str | None = None
+    where: Condition | None = None
+    facet_limit: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +461,25 @@ class FacetValue:
 
 
 @dataclass(frozen=True, slots=True)
+class FacetStats:
+    """Statistics of a numeric facet over the matching products that have a value.
+
+    Attributes:
+        min: Lowest value.
+        max: Highest value.
+        avg: Mean value.
+        sum: Sum of the values.
+        count: Products with a value.
+    """
+
+    min: float
+    max: float
+    avg: float
+    sum: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     """A result page.
 
@@ -400,6 +498,8 @@ class SearchResult:
         currency: The currency price filters, the price sort and the price facet compared
             prices in, or None when neither the shop nor the catalogue names one.
         converted: Some prices were converted from another currency with the shop's rates.
+        facet_stats: For the ``price`` facet when asked: the statistics of the matching
+            products' prices (in ``currency``); empty otherwise.
     """
 
     query: str
@@ -412,3 +512,4 @@ class SearchResult:
     redirect: str | None = None
     currency: str | None = None
     converted: bool = False
+    facet_stats: Mapping[str, FacetStats] = field(default_factory=dict)

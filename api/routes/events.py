@@ -41,7 +41,7 @@ profiles are dropped too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -55,7 +55,15 @@ from events.analytics import QueryOrder, query_stats
 from events.factory import open_event_store
 from events.impressions import ImpressionRecorder
 from events.signals import SignalsRefresher
-from events.store import EventStore, SQLiteSynchronous, experiment_counts, ingest
+from events.store import (
+    BatchOutcome,
+    EventStore,
+    ServedLookup,
+    SQLiteSynchronous,
+    experiment_counts,
+    ingest,
+    served_event_id,
+)
 from merchandising.experiments import Unit, VariantCounts
 from search.errors import InvalidRequestError
 
@@ -193,6 +201,57 @@ class EventBatchResponse(BaseModel):
     events: list[EventStatus]
 
 
+def batch_limit(request: Request) -> int:
+    """Most events one request may carry: ``settings.events_max_batch``, at most
+    :data:`HARD_MAX_BATCH`."""
+    settings = getattr(request.app.state, "settings", None)
+    return min(int(getattr(settings, "events_max_batch", MAX_BATCH)), HARD_MAX_BATCH)
+
+
+def batch_too_large(count: int, limit: int) -> str:
+    """The 413 message for a batch of ``count`` events over ``limit``."""
+    return (
+        f"{count} events in one request; at most {limit} are accepted per request "
+        "(events_max_batch): send them in smaller batches"
+    )
+
+
+def served_lookup(request: Request, store: EventStore) -> ServedLookup:
+    """Where a ``query_id``'s record is read: the service's recorder (recent answers from
+    memory) when it writes to ``store``, else ``store`` itself."""
+    recorder: ImpressionRecorder | None = getattr(request.app.state, "impressions", None)
+    if recorder is not None and recorder.store is store:
+        return recorder.lookup
+    return lambda query_id: store.get_event(served_event_id(query_id))
+
+
+def ingest_batch(
+    request: Request,
+    store: EventStore,
+    items: Sequence[Any],
+    idempotency_key: str | None = None,
+) -> BatchOutcome:
+    """Validate and store events as ``POST /events`` does: each on its own, attributed to the
+    service's record of the search its ``query_id`` names (see the module docstring).
+
+    Shared with the Insights route (:mod:`api.routes.algolia`).
+
+    Args:
+        request: The request (its application holds the recorder).
+        store: The event store.
+        items: The events as decoded JSON.
+        idempotency_key: The batch's ``Idempotency-Key``, or None.
+
+    Returns:
+        Per event: accepted, duplicate or rejected with reasons.
+
+    Raises:
+        search.errors.EventStoreUnavailableError: the store cannot be reached (503).
+    """
+    served = served_lookup(request, store)
+    return ingest(store, items, idempotency_key=idempotency_key, served=served)
+
+
 @router.post(
     "/events",
     response_model=EventBatchResponse,
@@ -221,19 +280,13 @@ def post_events(
     ] = None,
 ) -> Response:
     """Validate and store a batch of events (see the module docstring for the contract)."""
-    settings = getattr(request.app.state, "settings", None)
-    limit = min(int(getattr(settings, "events_max_batch", MAX_BATCH)), HARD_MAX_BATCH)
+    limit = batch_limit(request)
     if len(batch.events) > limit:
         return JSONResponse(
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            content={
-                "detail": f"{len(batch.events)} events in one request; at most {limit} are "
-                "accepted per request (events_max_batch): send them in smaller batches"
-            },
+            content={"detail": batch_too_large(len(batch.events), limit)},
         )
-    recorder: ImpressionRecorder | None = getattr(request.app.state, "impressions", None)
-    served = recorder.lookup if recorder is not None and recorder.store is store else None
-    outcome = ingest(store, batch.events, idempotency_key=idempotency_key, served=served)
+    outcome = ingest_batch(request, store, batch.events, idempotency_key)
     # Built as plain dicts and encoded once: a 1,000-event batch would otherwise spend more
     # time validating its own response models than storing the events.
     accepted = set(outcome.accepted)

@@ -24,6 +24,7 @@ from api.deps import EngineDep, SettingsDep, serve_variants
 from api.schemas import AdjustmentPublic, SearchResponse
 from api.security import SearchKeyDep, merge_filters
 from merchandising.experiments import Assignment
+from search.engine import SearchEngine
 from search.errors import InvalidRequestError
 from search.types import Availability, Filters, SearchRequest, SearchResult, SortOrder
 
@@ -147,17 +148,42 @@ async def search_products(
         colour=colour if colour is None or colour.strip() else None,
         currency=currency.upper() if currency else None,
     )
-    tuning, assignment = serve_variants(http, engine, user_id, session_id)
-    # The pipeline is CPU-bound and synchronous: keep it off the event loop.
-    result = await run_in_threadpool(engine.search, request, tuning)
+    result, assignment, query_id = await run_search(http, engine, request)
     response = SearchResponse.from_result(result, page=page, k=k, variants=assignment.variants)
-    response.query_id = record_answer(http, request, result, assignment.variants)
+    response.query_id = query_id
     if explain and assignment.variants:
         lines = experiment_lines(assignment)
         for hit in response.hits:
             if hit.explanation is not None:
                 hit.explanation.adjustments[:0] = lines
     return response
+
+
+async def run_search(
+    http: Request, engine: SearchEngine, request: SearchRequest, *, record: bool = True
+) -> tuple[SearchResult, Assignment, str | None]:
+    """Search as ``GET /search`` does: the shopper's A/B arms decide the tuning, the engine
+    ranks (in the thread pool), and the answer is recorded.
+
+    Shared with the Algolia-compatible routes (:mod:`api.routes.algolia`), so both answer a
+    request with the same ranking.
+
+    Args:
+        http: The request (its application holds the configuration and the recorder).
+        engine: The serving engine.
+        request: The search request (filters already narrowed by the key's).
+        record: Record the answer (:func:`record_answer`); False for a request that must not
+            count in analytics.
+
+    Returns:
+        The result, the shopper's assignment and the answer's ``query_id`` (None when not
+        recorded).
+    """
+    tuning, assignment = serve_variants(http, engine, request.user_id, request.session_id)
+    # The pipeline is CPU-bound and synchronous: keep it off the event loop.
+    result = await run_in_threadpool(engine.search, request, tuning)
+    query_id = record_answer(http, request, result, assignment.variants) if record else None
+    return result, assignment, query_id
 
 
 def record_answer(

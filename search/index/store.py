@@ -19,7 +19,7 @@ from scipy import sparse
 
 from search.analysis import fold
 from search.errors import InvalidRequestError, ProductNotFoundError
-from search.types import Availability, FacetValue, Filters, Product
+from search.types import Availability, FacetStats, FacetValue, Filters, Product
 
 CATEGORY_SEPARATOR = " > "
 _AVAILABILITY = tuple(Availability)
@@ -523,6 +523,29 @@ class ProductStore:
                     limit,
                 )
         return out
+
+    def price_stats(
+        self, docs: npt.NDArray[np.int64], column: PriceColumn | None = None
+    ) -> FacetStats | None:
+        """Lowest, highest, mean and total price of ``docs`` in ``column``'s currency (the
+        bare amounts when None); products without a comparable price are left out.
+
+        Returns:
+            The statistics, or None when no product of ``docs`` has a comparable price.
+        """
+        amounts = self.prices if column is None else column.prices
+        prices = amounts[docs]
+        prices = prices[np.isfinite(prices)]
+        if len(prices) == 0:
+            return None
+        total = float(prices.sum())
+        return FacetStats(
+            min=float(prices.min()),
+            max=float(prices.max()),
+            avg=total / len(prices),
+            sum=total,
+            count=len(prices),
+        )
 
     def _price_facet(
         self, docs: npt.NDArray[np.int64], column: PriceColumn | None

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import api.routes
+from api.algolia.errors import UnknownIndexError
 from api.app import create_app
 from api.audio import AudioError
 from api.errors import (
@@ -91,6 +92,14 @@ CASES = (
         },
     ),
     Case(ProductNotFoundError("NOPE"), 404, {"detail": "no product with id 'NOPE'"}),
+    Case(
+        UnknownIndexError("shop", ("products", "products_price_asc")),
+        404,
+        {
+            "detail": "index 'shop' does not exist; this service answers for products, "
+            "products_price_asc (PRODUCTSEARCH_ALGOLIA_INDEX names the index)"
+        },
+    ),
     Case(ConfigNotFoundError("rule", "r1"), 404, {"detail": "no rule 'r1'"}),
     Case(ConfigNotFoundError("version", 7), 404, {"detail": "no version 7"}),
     Case(

@@ -26,7 +26,8 @@ from api.settings import Settings
 from indexer.build import BuildConfig, build_snapshot
 from search.types import Filters, Product
 
-Need = Literal["public", "search", "admin"]
+Need = Literal["public", "search", "storefront", "admin"]
+"""``storefront``: a search key only (the Algolia-compatible routes refuse admin keys, 403)."""
 
 #: THE table: every route of the service and the least it needs. A route missing here fails
 #: ``test_every_route_is_in_the_table``; add its row (and think about who may call it).
@@ -41,6 +42,11 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/products/{product_id}/images/{index}"): "search",
     ("GET", "/products/{product_id}/similar"): "search",
     ("POST", "/events"): "search",
+    # Algolia-compatible (InstantSearch storefronts): search keys only, never admin.
+    ("POST", "/1/indexes/*/queries"): "storefront",
+    ("POST", "/1/indexes/{index_name}/query"): "storefront",
+    ("GET", "/1/indexes/{index_name}"): "storefront",
+    ("POST", "/1/events"): "storefront",
     # Shopper data and analytics: admin, even in open mode.
     ("DELETE", "/users/{user_id}"): "admin",
     ("GET", "/analytics/queries"): "admin",
@@ -95,6 +101,7 @@ PATH_VALUES = {
     "key_id": "abc",
     "experiment_id": "e1",
     "name": "style.css",
+    "index_name": "products",
 }
 
 Credential = Literal["none", "malformed", "revoked", "search", "filtered", "admin"]
@@ -115,8 +122,10 @@ def expected(need: Need, credential: Credential, open_mode: bool) -> str:
     if credential in ("malformed", "revoked"):
         return "401"  # a presented key must be valid, open mode or not
     if credential == "none":
-        return "pass" if need == "search" and open_mode else "401"
+        return "pass" if need in ("search", "storefront") and open_mode else "401"
     if need == "admin" and credential != "admin":
+        return "403"
+    if need == "storefront" and credential == "admin":
         return "403"
     return "pass"
 
@@ -291,6 +300,9 @@ class TestTable:
             declared = {name for req in operation.get("security", []) for name in req}
             if need == "public":
                 assert not declared, f"{method} {path} is public but declares {declared}"
+            elif need == "storefront":
+                want = {"AlgoliaApiKey", "BearerKey", "ApiKeyHeader"}
+                assert declared == want, f"{method} {path}"
             else:
                 assert declared == {"BearerKey", "ApiKeyHeader"}, f"{method} {path}"
 

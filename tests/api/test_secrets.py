@@ -454,6 +454,16 @@ class TestClientLimits:
         assert limiter.acquire("k|client-999", 60, 3) is None
         assert limiter.acquire("k|client-999", 60, 3) is not None  # its burst of 3 is spent
 
+    def test_a_request_may_cost_several_tokens(self) -> None:
+        clock = FakeClock()
+        limiter = RateLimiter(clock)
+        assert limiter.acquire("k", 60, 5, cost=3) is None
+        wait = limiter.acquire("k", 60, 5, cost=3)  # two left: all or nothing
+        assert wait == pytest.approx(1.0)  # one more token at 1 per second
+        assert limiter.acquire("k", 60, 5, cost=2) is None
+        clock.now += 10
+        assert limiter.acquire("k", 60, 5, cost=50) is None  # at most the capacity
+
     def test_client_of_ignores_garbage(self) -> None:
         security = Security(KeyStore(":memory:"), trusted_proxies=["127.0.0.1"])
         assert security.client_of(_conn("8.8.8.8", "1.2.3.4")) == "8.8.8.8"

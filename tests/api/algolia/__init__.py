@@ -1,0 +1,1 @@
+"""Unit tests of the Algolia protocol mapping (:mod:`api.algolia`), without HTTP."""
