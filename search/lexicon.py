@@ -295,10 +295,10 @@ class Lexicon:
         Args:
             tokens: The text's tokens in order (stopwords included: phrases hold them).
             whole_text: Read Polish words only when the text as a whole is Polish: a word has
-                a Polish letter, or every other word is Polish too, or at least two words are
-                Polish and more words are Polish than English. For catalogues not analysed in
-                Polish: an English query respelled by sound (``kable ties``, ``air kompresor``)
-                stays English.
+                a Polish letter, or at least two words are certainly Polish (:meth:`is_polish`)
+                and none is English. For catalogues not analysed in Polish: an English query
+                respelled by sound or mistyped (``kable ties``, ``5/8 in puch``, ``starter piece
+                for a kompresor``) stays English.
             stopword: Tells stopwords (folded), which ``whole_text`` does not count.
 
         Returns:
@@ -346,13 +346,13 @@ class Lexicon:
         if any(ch in _POLISH_LETTERS for t in tokens for ch in t.surface):
             return True
         words = [
-            r
+            (t, r)
             for t, r in zip(tokens, readings, strict=True)
             if not (t.is_number or t.is_unit) and not (stopword is not None and stopword(t.folded))
         ]
-        polish = sum(1 for r in words if r is not None and r.language == "pl")
-        english = sum(1 for r in words if r is not None and r.language == "en")
-        return polish > 0 and (polish == len(words) or (polish >= 2 and polish > english))
+        if any(r is not None and r.language == "en" for _, r in words):
+            return False
+        return sum(1 for t, r in words if r is not None and self.is_polish(t)) >= 2
 
 
 def load_lexicon(path: Path = LEXICON_PATH, homographs_path: Path | None = HOMOGRAPHS_PATH) -> Lexicon:
