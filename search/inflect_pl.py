@@ -244,7 +244,9 @@ def inflect(lemma: str, word_class: WordClass, extra: tuple[str, ...] = ()) -> I
         raise ValueError(f"unknown word class {word_class!r}; valid: {', '.join(WORD_CLASSES)}")
     if word_class == "adj":
         found = adjective_forms(lemma)
-        return Inflection(lemma, "adj", found.singular, found.plural, _unique([*found.forms, *extra]))
+        return Inflection(
+            lemma, "adj", found.singular, found.plural, _unique([*found.forms, *extra])
+        )
     if word_class == "inv" or not lemma.isalpha():
         return Inflection(lemma, word_class, lemma, lemma, _unique([lemma, *extra]))
     if word_class == "pl":

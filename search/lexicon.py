@@ -82,7 +82,7 @@ class PolishWord:
     def gender(self) -> Gender | None:
         """The noun's gender (``pl`` for a plural-only noun), None for other words."""
         if self.word_class in ("m", "f", "n", "pl"):
-            return self.word_class  # type: ignore[return-value]
+            return self.word_class
         return None
 
 
@@ -170,7 +170,9 @@ def _polish_word(entry: str, where: str) -> PolishWord:
     head, _, extra = entry.partition(":")
     lemma, slash, word_class = head.rpartition("/")
     if not slash or not lemma.strip():
-        raise ValueError(f"{where}: Polish entry {entry!r} needs a /class ({', '.join(WORD_CLASSES)})")
+        raise ValueError(
+            f"{where}: Polish entry {entry!r} needs a /class ({', '.join(WORD_CLASSES)})"
+        )
     if word_class not in WORD_CLASSES:
         raise ValueError(
             f"{where}: unknown word class {word_class!r} in {entry!r}; valid: {', '.join(WORD_CLASSES)}"
@@ -212,7 +214,9 @@ class Lexicon:
         homographs: Folded Polish forms that are also English words.
     """
 
-    def __init__(self, concepts: Sequence[Concept], homographs: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, concepts: Sequence[Concept], homographs: frozenset[str] = frozenset()
+    ) -> None:
         self.concepts: tuple[Concept, ...] = tuple(concepts)
         self.homographs = homographs
         english: dict[str, list[int]] = defaultdict(list)
@@ -274,8 +278,10 @@ class Lexicon:
         if any(ch in _POLISH_LETTERS for ch in token.surface):
             return True
         folded = token.folded
-        return folded in self._polish and folded not in self._english and (
-            folded not in self.homographs
+        return (
+            folded in self._polish
+            and folded not in self._english
+            and (folded not in self.homographs)
         )
 
     def read(
@@ -355,7 +361,9 @@ class Lexicon:
         return sum(1 for t, r in words if r is not None and self.is_polish(t)) >= 2
 
 
-def load_lexicon(path: Path = LEXICON_PATH, homographs_path: Path | None = HOMOGRAPHS_PATH) -> Lexicon:
+def load_lexicon(
+    path: Path = LEXICON_PATH, homographs_path: Path | None = HOMOGRAPHS_PATH
+) -> Lexicon:
     """Read a lexicon file (the format is in the shipped file's header).
 
     Args:

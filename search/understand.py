@@ -252,7 +252,9 @@ class QueryUnderstander:
                     for token in tokenize(written)[:1]:
                         tid = self._term_id(self.analyzer.term(token, lang))
                         if tid is not None:
-                            out.append(Alternative(tid, token.folded, weight, MatchKind.TRANSLATION))
+                            out.append(
+                                Alternative(tid, token.folded, weight, MatchKind.TRANSLATION)
+                            )
                 else:
                     folded = fold(written)
                     out += self._alternatives_of(folded, weight, MatchKind.TRANSLATION)
@@ -499,9 +501,15 @@ def _rendering(words: Sequence[QueryWord]) -> str:
                 out.append(word.translation)
             continue
         best = max(word.alternatives, key=lambda a: a.weight, default=None)
-        fixed = best is not None and not word.known and not word.is_number and best.kind in (
-            MatchKind.FUZZY,
-            MatchKind.PHONETIC,
+        fixed = (
+            best is not None
+            and not word.known
+            and not word.is_number
+            and best.kind
+            in (
+                MatchKind.FUZZY,
+                MatchKind.PHONETIC,
+            )
         )
         out.append(best.word if fixed and best is not None else word.as_written)
     return " ".join(dict.fromkeys(out)) if out else ""
