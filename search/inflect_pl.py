@@ -22,6 +22,7 @@ another word is caught by the lexicon's tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, get_args
 
 WordClass = Literal["adj", "m", "f", "n", "pl", "inv"]
@@ -94,6 +95,7 @@ def _ends(stem: str, endings: tuple[str, ...]) -> bool:
     return any(stem.endswith(e) for e in endings)
 
 
+@lru_cache(maxsize=4096)
 def adjective_forms(lemma: str) -> Inflection:
     """Every form of an adjective (``granatowy``, ``niebieski``, ``letni``).
 

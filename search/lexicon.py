@@ -272,6 +272,14 @@ class Lexicon:
         """The lemma of a Polish adjective form: ``dębowe`` -> ``dębowy``."""
         return self._adjectives.get(folded)
 
+    def polish_word(self, folded: str) -> PolishWord | None:
+        """The single Polish word a form belongs to (the first concept's), or None."""
+        for concept in self._polish.get(folded, ()):
+            for word in self.concepts[concept].polish:
+                if folded in word.forms:
+                    return word
+        return None
+
     def is_polish(self, token: Token) -> bool:
         """True for a word that is certainly Polish: it has a letter only Polish writes, or it is
         a Polish form of the lexicon that is no English word."""
@@ -327,7 +335,7 @@ class Lexicon:
                     break
             if not matched:
                 i += 1
-        context = any(self.is_polish(t) for t in tokens if not t.is_number)
+        context: bool | None = None  # some word is certainly Polish (asked only for homographs)
         for i, token in enumerate(tokens):
             if out[i] is not None or token.is_number or token.is_unit:
                 continue
@@ -336,7 +344,12 @@ class Lexicon:
                 out[i] = Reading("en", english)
                 continue
             polish = self._polish.get(folded[i])
-            if polish and (folded[i] not in self.homographs or context):
+            if polish and folded[i] in self.homographs:
+                if context is None:
+                    context = any(self.is_polish(t) for t in tokens if not t.is_number)
+                if not context:
+                    continue
+            if polish:
                 out[i] = Reading("pl", polish, self.concepts[polish[0]].rendering)
         if whole_text and not self._polish_text(tokens, out, stopword):
             return [r if r is None or r.language == "en" else None for r in out]
