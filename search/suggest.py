@@ -52,6 +52,7 @@ _NOT_A_COLOUR = frozenset({"light", "dark", "colour"})
 # agrees ("tapicerowan-y/-a/-e", "skandynawsk-i/-a/-ie").
 _ADJECTIVE_ENDINGS = (("owy", "owa", "owe"), ("ski", "ska", "skie"), ("cki", "cka", "ckie"))
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_GENDERS: tuple[Gender, ...] = ("m", "f", "n", "pl")
 # Single words read after a word they must agree with (most are left out by agreement).
 _WIDE = 8
 
@@ -201,8 +202,8 @@ class _Descriptors:
             out.setdefault(fold(english), english)
             adjective, noun = self._polish(colour[0], "adj"), self._noun(head[0])
             if adjective is not None and noun is not None:
-                polish = f"{agree(adjective, noun[1])} {noun[0]}"
-                out.setdefault(fold(polish), polish)
+                in_polish = f"{agree(adjective, noun[1])} {noun[0]}"
+                out.setdefault(fold(in_polish), in_polish)
         for concept in seen:
             # Products and materials by name in the other language ("koszula", "oak"); a
             # colour on its own is no search, and the colour phrases above hold them.
@@ -490,7 +491,7 @@ class Suggester:
                     if any(lex.concepts[c].is_product for c in lex.english(fold(phrase)))
                 ]
             return found
-        genders = {g for g in ("m", "f", "n", "pl") if fold(agree(lemma, g)) == previous}  # type: ignore[arg-type]
+        genders = {g for g in _GENDERS if fold(agree(lemma, g)) == previous}
         if not genders:  # an oblique form ("granatowej"): nothing to check against
             return found
         kept = []
