@@ -222,11 +222,16 @@ class Lexicon:
         english: dict[str, list[int]] = defaultdict(list)
         polish: dict[str, list[int]] = defaultdict(list)
         phrases: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
+        english_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
         self._nouns: dict[str, tuple[Gender, bool]] = {}
         self._adjectives: dict[str, str] = {}
         for concept in self.concepts:
             for word in concept.english_words:
                 english[word].append(concept.id)
+            for phrase in concept.english:
+                words = _words(phrase)
+                if len(words) > 1:
+                    english_phrases[words[0]].append((words, concept.id))
             for pw in concept.polish:
                 if len(pw.tokens) > 1:
                     phrases[pw.tokens[0][:3]].append((pw.tokens, concept.id))
@@ -249,6 +254,9 @@ class Lexicon:
             for w, ids in polish.items()
         }
         self._phrases = {k: sorted(v, key=lambda p: -len(p[0])) for k, v in phrases.items()}
+        self._english_phrases = {
+            k: sorted(v, key=lambda p: -len(p[0])) for k, v in english_phrases.items()
+        }
 
     def __len__(self) -> int:
         return len(self.concepts)
@@ -301,10 +309,12 @@ class Lexicon:
     ) -> list[Reading | None]:
         """What each word of a text means to the lexicon.
 
-        A Polish phrase (``strój kąpielowy``, in any inflection of its words) is read as a
-        whole; a word that is an English word of some concept is English; any other Polish
-        form is Polish, except a homograph, which is Polish only when some word of the text is
-        certainly Polish (:meth:`is_polish`).
+        A phrase is read as a whole: a Polish one (``strój kąpielowy``, in any inflection of its
+        words) names its concept and, for each word, what the word names alone (``buty
+        sportowe``: sports shoes, shoes, sports); an English one (``night suit``, its last word
+        in the plural too) likewise. A word that is an English word of some concept is
+        English; any other Polish form is Polish, except a homograph, which is Polish only when
+        some word of the text is certainly Polish (:meth:`is_polish`).
 
         Args:
             tokens: The text's tokens in order (stopwords included: phrases hold them).
@@ -330,9 +340,24 @@ class Lexicon:
                 ):
                     rendering = self.concepts[cid].rendering
                     for j in range(i, end):
-                        out[j] = Reading("pl", (cid,), rendering if j == i else "")
+                        own = self._polish.get(folded[j], ())
+                        concepts = tuple(dict.fromkeys((cid, *own)))
+                        out[j] = Reading("pl", concepts, rendering if j == i else "")
                     i, matched = end, True
                     break
+            if not matched:
+                for words, cid in self._english_phrases.get(folded[i], ()):
+                    end = i + len(words)
+                    if (
+                        end <= len(tokens)
+                        and list(folded[i : end - 1]) == list(words[:-1])
+                        and folded[end - 1] in english_forms(words[-1])
+                    ):
+                        for j in range(i, end):
+                            own = self._english.get(folded[j], ())
+                            out[j] = Reading("en", tuple(dict.fromkeys((cid, *own))))
+                        i, matched = end, True
+                        break
             if not matched:
                 i += 1
         context: bool | None = None  # some word is certainly Polish (asked only for homographs)

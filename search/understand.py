@@ -270,6 +270,14 @@ class QueryUnderstander:
             for f in p.surface_forms
             if not self.lexicon.english(fold(f))
         ]
+        # A Polish phrase ("koszula nocna") answers through its rarest word in this catalogue
+        # ("nocna"): one word of a phrase cannot require the other.
+        for phrase in entry.polish:
+            words = [w for w in phrase.lemma.split() if not self.analyzer.is_stopword(fold(w))]
+            if len(phrase.tokens) > 1 and words:
+                polish_words.append(
+                    min(words, key=lambda w: (self.vocabulary.doc_freq(fold(w)), -len(w)))
+                )
         english = terms(entry.english_words, "en")
         # ... and a Polish stem equal to an English one ("sofy" stems to "sofa") likewise.
         english_ids = {a.term_id for a in english}
