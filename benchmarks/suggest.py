@@ -40,7 +40,7 @@ _KEYS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 
 
 def _neighbours(letter: str) -> str:
-    for row, keys in enumerate(_KEYS):
+    for keys in _KEYS:
         col = keys.find(letter)
         if col >= 0:
             near = keys[max(col - 1, 0) : col] + keys[col + 1 : col + 2]
