@@ -34,7 +34,7 @@ import statistics
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +53,7 @@ from benchmarks.polish_fashion import (
 )
 from indexer.build import BuildConfig, build_snapshot
 from search.engine import EngineConfig, SearchEngine
-from search.types import Product
+from search.types import Product, SearchRequest
 from search.understand import UnderstandConfig
 
 #: Ratio floors of the issue: other-language precision over same-language precision.
@@ -162,19 +162,35 @@ def make_queries(rows: Sequence[FashionRow], min_pairs: int) -> list[Query]:
 
 
 def precision(
-    search: Callable[[str], list[str]],
+    engines: Sequence[SearchEngine],
     texts: Sequence[str],
     queries: Sequence[Query],
     rows: dict[str, FashionRow],
-) -> tuple[list[float], list[float]]:
-    """Per query precision@10 and latency (ms)."""
-    out, latencies = [], []
-    for text, query in zip(texts, queries, strict=True):
-        started = time.perf_counter()
-        ids = search(text)
-        latencies.append((time.perf_counter() - started) * 1000)
-        out.append(sum(1 for i in ids if query.relevant(rows[i])) / 10)
-    return out, latencies
+) -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
+    """Per engine and query: precision@10, search time and query-understanding time (ms).
+
+    The engines take turns on each query (in alternating order), so a machine whose load
+    drifts during the run slows them alike.
+    """
+    p10: list[list[float]] = [[] for _ in engines]
+    search_ms: list[list[float]] = [[] for _ in engines]
+    understand_ms: list[list[float]] = [[] for _ in engines]
+    for n, (text, query) in enumerate(zip(texts, queries, strict=True)):
+        order = list(range(len(engines)))
+        if n % 2:
+            order.reverse()
+        for e in order:
+            engine = engines[e]
+            request = SearchRequest(text=text, k=10, as_you_type=False)
+            started = time.perf_counter()
+            engine.understander.understand(request)
+            understood = time.perf_counter()
+            ids = [h.product.id for h in engine.search(request).hits]
+            done = time.perf_counter()
+            understand_ms[e].append((understood - started) * 1000)
+            search_ms[e].append((done - understood) * 1000)
+            p10[e].append(sum(1 for i in ids if query.relevant(rows[i])) / 10)
+    return p10, search_ms, understand_ms
 
 
 def build(
@@ -228,25 +244,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"building the {lang} catalogue ({len(products)} products) in {folder}", flush=True
             )
             report[f"build_s_{lang}"] = round(build(products, folder, languages, args.embedder), 1)
-        for label, translate in (("lexicon", True), ("no lexicon", False)):
-            config = EngineConfig(understand=UnderstandConfig(translate=translate))
-            engine: SearchEngine = open_snapshot(
-                folder, use_semantic=args.embedder != "none", config=config
+        engines = [
+            open_snapshot(
+                folder,
+                use_semantic=args.embedder != "none",
+                config=EngineConfig(understand=UnderstandConfig(translate=translate)),
             )
-
-            def search(text: str, engine: SearchEngine = engine) -> list[str]:
-                return engine.search_ids(text, 10, as_you_type=False)
-
-            own = [q.english if lang == "en" else q.polish for q in queries]
-            other = [q.polish if lang == "en" else q.english for q in queries]
-            p_own, lat_own = precision(search, own, queries, by_id)
-            p_other, lat_other = precision(search, other, queries, by_id)
-            row: dict[str, object] = {
+            for translate in (True, False)
+        ]
+        for engine in engines:  # warm: caches, the Polish stemmer's tables, concepts' terms
+            for q in queries[:50]:
+                engine.search_ids(q.english, 10)
+                engine.search_ids(q.polish, 10)
+        own = [q.english if lang == "en" else q.polish for q in queries]
+        other = [q.polish if lang == "en" else q.english for q in queries]
+        own_runs = precision(engines, own, queries, by_id)
+        other_runs = precision(engines, other, queries, by_id)
+        for e, label in enumerate(("lexicon", "no lexicon")):
+            p_own, lat_own, und_own = (run[e] for run in own_runs)
+            p_other, lat_other, und_other = (run[e] for run in other_runs)
+            results[f"{lang} catalogue, {label}"] = {
                 "own_p10": statistics.fmean(p_own),
                 "other_p10": statistics.fmean(p_other),
                 "ratio": statistics.fmean(p_other) / max(statistics.fmean(p_own), 1e-9),
                 "p50_ms": {"own": percentile(lat_own, 50), "other": percentile(lat_other, 50)},
                 "p99_ms": {"own": percentile(lat_own, 99), "other": percentile(lat_other, 99)},
+                "understand_p50_ms": {
+                    "own": percentile(und_own, 50),
+                    "other": percentile(und_other, 50),
+                },
                 "by_kind": {
                     kind: {
                         "n": sum(1 for q in queries if q.kind == kind),
@@ -263,8 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ((p, t) for p, t in zip(p_other, other, strict=True)), key=lambda x: x[0]
                 )[:10],
             }
-            results[f"{lang} catalogue, {label}"] = row
-            del engine
+        del engines
     report["results"] = results
 
     print(
@@ -274,18 +299,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     header = (
         f"{'catalogue':<26} {'own-language P@10':>18} {'other-language P@10':>20} "
-        f"{'ratio':>6} {'floor':>6} {'p50 ms':>7}"
+        f"{'ratio':>6} {'floor':>8}  {'search p50 own / other':>22}  {'understand p50':>15}"
     )
     print(header)
     print("-" * len(header))
     for name, row in results.items():
         ratio = float(row["ratio"])  # type: ignore[arg-type]
         flag = "met" if ratio >= FLOOR else "NOT met"
-        lat = row["p50_ms"]
-        assert isinstance(lat, dict)
+        lat, und = row["p50_ms"], row["understand_p50_ms"]
+        assert isinstance(lat, dict) and isinstance(und, dict)
         print(
             f"{name:<26} {float(row['own_p10']):>18.3f} {float(row['other_p10']):>20.3f} "  # type: ignore[arg-type]
-            f"{ratio:>6.3f} {flag if 'no lexicon' not in name else '':>6} {lat['other']:>7.1f}"
+            f"{ratio:>6.3f} {flag if 'no lexicon' not in name else '':>8}  "
+            f"{lat['own']:>10.2f} / {lat['other']:<9.2f}  {und['own']:>6.3f} / {und['other']:.3f}"
         )
     for name, row in results.items():
         by_kind = row["by_kind"]

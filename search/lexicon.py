@@ -10,8 +10,9 @@ English. Suggestions use the noun genders and adjective paradigms for agreement
 
 The data is ``search/data/lexicon_pl_en.tsv`` (its header says the format): about 750 concepts
 written by hand, each with English words and Polish lemmas and their word classes, from which
-:mod:`search.inflect_pl` generates every inflected form. Loading takes about 30 ms and 2 MB; a
-lookup is a dictionary access per query word.
+:mod:`search.inflect_pl` generates every inflected form (9,200 Polish forms, 2,500 English
+words). Loading takes about 150 ms and 6 MB, once per process; reading a query is a dictionary
+access per word.
 
 Two lists make a Polish reading safe for English queries:
 

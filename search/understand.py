@@ -181,6 +181,28 @@ class UnderstandConfig:
     max_sound_distance: float | None = None
 
 
+#: Weight of a translation into the other word class (a noun's adjective: ``jeansy`` ->
+#: ``jeansowe``), relative to the translation weight.
+OTHER_CLASS = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class _ConceptTerms:
+    """A lexicon concept's terms in one catalogue.
+
+    Attributes:
+        nouns: Its Polish nouns (and invariable words), all forms.
+        adjectives: Its Polish adjectives, all forms.
+        phrases: The rarest word of each of its Polish phrases.
+        english: Its English words and their plurals.
+    """
+
+    nouns: tuple[Alternative, ...]
+    adjectives: tuple[Alternative, ...]
+    phrases: tuple[Alternative, ...]
+    english: tuple[Alternative, ...]
+
+
 def max_edits(word: str) -> int:
     """Typo tolerance by word length: none below 3 letters, 1 up to 7, 2 from 8."""
     n = len(word)
@@ -222,81 +244,103 @@ class QueryUnderstander:
             if self.config.max_sound_distance is not None
             else (0.5 if self._polish else 0.6)
         )
-        # Concept -> its catalogue terms (Polish side, English side), found on first use.
-        self._concept_terms: dict[int, tuple[tuple[Alternative, ...], tuple[Alternative, ...]]] = {}
+        # Concept -> its catalogue terms, found on first use.
+        self._concept_terms: dict[int, _ConceptTerms] = {}
 
     def _alternatives_of(self, word: str, weight: float, kind: MatchKind) -> list[Alternative]:
         return [Alternative(t, word, weight, kind) for t in self.vocabulary.term_ids(word)]
 
-    def _concept_alternatives(
-        self, concept: int
-    ) -> tuple[tuple[Alternative, ...], tuple[Alternative, ...]]:
-        """A lexicon concept's terms in this catalogue: (its Polish words', its English words').
+    def _concept_alternatives(self, concept: int) -> _ConceptTerms:
+        """A lexicon concept's terms in this catalogue (see :class:`_ConceptTerms`).
 
-        Where the catalogue is analysed in a language, a side's terms are those words' stems in
-        that language: the terms of products written in it. A Polish word in an English title
-        (the brand "Dębowy Dwór") is analysed as English and does not answer "oak". Otherwise
-        the terms the catalogue's own words have.
+        Only words the catalogue holds count, and where it is analysed in a word's language,
+        through their stems in that language: the terms of products written in it. A Polish word
+        inside an English title (the brand "Dębowy Dwór") is analysed as English and does not
+        answer "oak", and an English title's "But" is no Polish "but" (shoe), whose forms the
+        English catalogue never holds.
         """
         found = self._concept_terms.get(concept)
         if found is not None:
             return found
-        assert self.lexicon is not None
-        entry = self.lexicon.concepts[concept]
+        lexicon = self.lexicon
+        assert lexicon is not None
+        entry = lexicon.concepts[concept]
         weight = self.config.translation_weight
 
         def terms(words: Sequence[str], lang: str) -> tuple[Alternative, ...]:
             out: list[Alternative] = []
             for written in words:
-                if lang in self.analyzer.language_codes:
-                    for token in tokenize(written)[:1]:
-                        tid = self._term_id(self.analyzer.term(token, lang))
-                        if tid is not None:
-                            out.append(
-                                Alternative(tid, token.folded, weight, MatchKind.TRANSLATION)
-                            )
-                else:
-                    folded = fold(written)
+                folded = fold(written)
+                if folded not in self.vocabulary:
+                    continue
+                if lang not in self.analyzer.language_codes:
                     out += self._alternatives_of(folded, weight, MatchKind.TRANSLATION)
+                    continue
+                for token in tokenize(written)[:1]:
+                    tid = self._term_id(self.analyzer.term(token, lang))
+                    if tid is not None:
+                        out.append(Alternative(tid, folded, weight, MatchKind.TRANSLATION))
             return tuple(_dedupe(out))
 
-        # A Polish form spelled like an English word ("sofa", "lamp") is left to the English
-        # side: as a Polish term it would also match the English titles (an English "couch"
-        # finding every "sofa" is a synonym, not a translation).
-        polish_words = [
+        english = terms(entry.english_words, "en")
+        # A Polish form spelled like an English word ("sofa", "lamp"), or whose stem is an
+        # English one ("sofy" -> "sofa"), is left to the English side: as a Polish term it would
+        # also match the English titles (an English "couch" finding every "sofa" is a synonym,
+        # not a translation).
+        english_ids = {a.term_id for a in english}
+
+        def polish(words: Sequence[str]) -> tuple[Alternative, ...]:
+            found = terms([w for w in words if not lexicon.english(fold(w))], "pl")
+            return tuple(a for a in found if a.term_id not in english_ids)
+
+        nouns = [
             f
             for p in entry.polish
-            if len(p.tokens) == 1
+            if len(p.tokens) == 1 and p.word_class != "adj"
             for f in p.surface_forms
-            if not self.lexicon.english(fold(f))
         ]
-        # A Polish phrase ("koszula nocna") answers through its rarest word in this catalogue
-        # ("nocna"): one word of a phrase cannot require the other.
+        adjectives = [f for p in entry.polish if p.word_class == "adj" for f in p.surface_forms]
+        # A Polish phrase ("koszula nocna") answers an English word through its rarest word in
+        # this catalogue ("nocna"): one word of a phrase cannot require the other.
+        rarest = []
         for phrase in entry.polish:
             words = [w for w in phrase.lemma.split() if not self.analyzer.is_stopword(fold(w))]
             if len(phrase.tokens) > 1 and words:
-                polish_words.append(
+                rarest.append(
                     min(words, key=lambda w: (self.vocabulary.doc_freq(fold(w)), -len(w)))
                 )
-        english = terms(entry.english_words, "en")
-        # ... and a Polish stem equal to an English one ("sofy" stems to "sofa") likewise.
-        english_ids = {a.term_id for a in english}
-        polish = tuple(a for a in terms(polish_words, "pl") if a.term_id not in english_ids)
-        found = (polish, english)
+        found = _ConceptTerms(polish(nouns), polish(adjectives), polish(rarest), english)
         self._concept_terms[concept] = found
         return found
 
-    def _translations(self, reading: Reading | None) -> list[Alternative]:
-        """The other language's terms of a word the lexicon read (see :class:`Reading`)."""
+    def _translations(self, reading: Reading | None, word: str) -> list[Alternative]:
+        """The other language's terms of a word the lexicon read (see :class:`Reading`).
+
+        A Polish word also matches its concepts' English words and other Polish words, those of
+        the other word class (``jeansy`` -> ``jeansowe``) at :data:`OTHER_CLASS` of the weight,
+        so a noun's own products come first. An English word matches the Polish words (phrases
+        through their rarest word) where the catalogue is analysed in Polish.
+        """
         if reading is None or self.lexicon is None:
             return []
         alts: list[Alternative] = []
-        for concept in reading.concepts:
-            polish, english = self._concept_alternatives(concept)
-            if reading.language == "pl":
-                alts += [*polish, *english]
-            elif self._polish and self.lexicon.concepts[concept].direction == "both":
-                alts += polish
+        if reading.language == "pl":
+            written = self.lexicon.polish_word(word)
+            adjective = written is not None and written.word_class == "adj"
+            for concept in reading.concepts:
+                terms = self._concept_alternatives(concept)
+                same, other = (
+                    (terms.adjectives, terms.nouns)
+                    if adjective
+                    else (terms.nouns, terms.adjectives)
+                )
+                alts += [*same, *(replace(a, weight=a.weight * OTHER_CLASS) for a in other)]
+                alts += terms.english
+        elif self._polish:
+            for concept in reading.concepts:
+                if self.lexicon.concepts[concept].direction == "both":
+                    terms = self._concept_alternatives(concept)
+                    alts += [*terms.nouns, *terms.adjectives, *terms.phrases]
         return alts
 
     def _word(
@@ -326,7 +370,7 @@ class QueryUnderstander:
             alts = _dedupe(alts)
         translation = None
         if reading is not None:
-            alts += self._translations(reading)
+            alts += self._translations(reading, word)
             translation = reading.rendering if reading.language == "pl" else None
         df = vocab.doc_freq(word)
         for synonym in synonyms.get(word, ()):
