@@ -386,19 +386,17 @@ class Suggester:
         found = self._complete(" ".join(words[-2:]), k)
         if not found and previous is not None:
             context = words[:-1]
-            found = self._agree(
-                previous, self._after(previous, last, k) or self._words(last, _WIDE * k)
-            )
+            after = self._after(previous, last, k)
+            found = self._agree(previous, after or self._words(last, _WIDE * k), after=bool(after))
         if not found:
             corrected = True
             fixed = self._correct(last)
             variants = [fixed] if fixed is not None else self._prefix_variants(last)
             if previous is not None:
                 context = words[:-1]
-                found = _merge(self._after(previous, v, k) for v in variants) or _merge(
-                    self._words(v, _WIDE * k) for v in variants
-                )
-                found = self._agree(previous, found)
+                after = _merge(self._after(previous, v, k) for v in variants)
+                found = after or _merge(self._words(v, _WIDE * k) for v in variants)
+                found = self._agree(previous, found, after=bool(after))
             else:
                 found = _merge(self._complete(v, k) for v in variants)
         shown = " ".join(text.split()).lower().split(" ")  # as typed, diacritics kept
@@ -467,11 +465,21 @@ class Suggester:
         end = np.searchsorted(self._keys, ends, side="left")
         return [v for v, s, e in zip(usable, start, end, strict=True) if e > s]
 
-    def _agree(self, previous: str, found: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    def _agree(
+        self, previous: str, found: list[tuple[str, int]], *, after: bool = False
+    ) -> list[tuple[str, int]]:
         """Single-word completions made to agree with the Polish word before them: adjectives
         take the gender and number of a noun ("krzesła" + "dębowy" -> "dębowe"); after an
-        adjective only nouns it can describe stay (after "granatowa" no "krzesło", and no
-        brand or town: "granatowa kowalski" is nothing a shopper types)."""
+        adjective only nouns it can describe stay, a noun of another gender in the plural where
+        the adjective's form allows ("szare plec" -> "szare plecaki"; after "granatowa" no
+        "krzesło", and no brand or town: "granatowa kowalski" is nothing a shopper types).
+
+        Args:
+            previous: The folded word before the completed one.
+            found: (word, titles) completions.
+            after: They follow ``previous`` in some title; otherwise they are words starting
+                with the typed prefix anywhere, and after a Polish noun only adjectives stay.
+        """
         lex = self.lexicon
         noun = lex.noun(previous)
         if noun is not None:
@@ -479,7 +487,10 @@ class Suggester:
             agreed: list[tuple[str, int]] = []
             for phrase, n in found:
                 lemma = self._adjective_lemma(phrase)
-                agreed.append((agree(lemma, gender) if lemma is not None else phrase, n))
+                if lemma is not None:
+                    agreed.append((agree(lemma, gender), n))
+                elif after:
+                    agreed.append((phrase, n))
             return _merge([agreed])
         lemma = lex.adjective(previous)
         if lemma is None:
@@ -497,9 +508,22 @@ class Suggester:
         kept = []
         for phrase, n in found:
             other = lex.noun(fold(phrase))
-            if other is not None and ("pl" if other[1] else other[0]) in genders:
+            if other is None:
+                continue
+            if ("pl" if other[1] else other[0]) in genders:
                 kept.append((phrase, n))
-        return kept
+            elif "pl" in genders:  # "szare plec" -> "szare plecaki", the catalogue's "plecak"
+                plural = self._plural(fold(phrase))
+                if plural is not None:
+                    kept.append((plural, n))
+        return _merge([kept])
+
+    def _plural(self, folded: str) -> str | None:
+        """The nominative plural (with diacritics) of a Polish noun form of the lexicon."""
+        word = self.lexicon.polish_word(folded)
+        if word is None or not word.plural:
+            return None
+        return next((f for f in word.surface_forms if fold(f) == word.plural), None)
 
     def _adjective_lemma(self, phrase: str) -> str | None:
         """The lemma of a Polish adjective (the lexicon's, or by a common ending)."""
