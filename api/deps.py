@@ -210,9 +210,12 @@ def visible_suggestions(
     with view.lock:
         if view.suggester is None:
             store = engine.store
-            titles = [store.products[int(doc)].title for doc in np.flatnonzero(view.mask)]
+            products = [store.products[int(doc)] for doc in np.flatnonzero(view.mask)]
+            titles = [p.title for p in products]
             view.words = frozenset(t.folded for title in titles for t in tokenize(title))
-            view.suggester = Suggester.from_titles(titles, engine.vocabulary, engine.analyzer)
+            view.suggester = Suggester.from_titles(
+                titles, engine.vocabulary, engine.analyzer, brands=[p.brand for p in products]
+            )
         suggester, words = view.suggester, view.words
     if popular:
         popular = {

@@ -947,9 +947,15 @@ def suggester_arrays(snapshot_dir: Path) -> SuggesterArrays:
 
     snapshot_dir = Path(snapshot_dir)
     manifest = read_manifest(snapshot_dir, verify=False)
-    titles = [p.title for p in ProductStore.load(snapshot_dir / PRODUCTS).products]
+    titles: list[str] = []
+    brands: list[str | None] = []
+    for product in ProductStore.load(snapshot_dir / PRODUCTS).products:  # one decoding pass
+        titles.append(product.title)
+        brands.append(product.brand)
     vocabulary = Vocabulary.load(snapshot_dir / VOCABULARY)
-    suggester = Suggester.from_titles(titles, vocabulary, Analyzer(manifest.languages))
+    suggester = Suggester.from_titles(
+        titles, vocabulary, Analyzer(manifest.languages), brands=brands
+    )
     return suggester.arrays
 
 

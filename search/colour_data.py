@@ -183,7 +183,7 @@ ENTRIES: tuple[ColourEntry, ...] = (
     E("petrol", "blue", "#005F6A", ("!petrol", "petrol blue"), ("petrolow",)),  # approx.
     E("steel blue", "blue", "#4682B4", ("steel blue",)),
     E("sapphire", "blue", "#0F52BA", ("?sapphire", "sapphire blue"), ("szafirow",)),
-    E("teal", "blue", "#008080", ("teal", "teal blue", "teal green")),
+    E("teal", "blue", "#008080", ("teal", "teal blue", "teal green"), ("?morsk",)),
     E("turquoise", "blue", "#40E0D0", ("turquoise", "turquoise blue", "turquoise green"),
       ("turkusow",), ("turkus", "turkusu")),
     E("aqua", "blue", "#00FFFF", ("?aqua", "aqua blue", "cyan"), (), ("cyjan",)),

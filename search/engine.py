@@ -488,10 +488,9 @@ class SearchEngine:
         """As-you-type suggestions over this snapshot's titles (built on first use)."""
         with self._suggester_lock:
             if not self._suggester_box:
+                titles, brands = _titles_and_brands(self.store.products)
                 self._suggester_box.append(
-                    Suggester.from_titles(
-                        [p.title for p in self.store.products], self.vocabulary, self.analyzer
-                    )
+                    Suggester.from_titles(titles, self.vocabulary, self.analyzer, brands=brands)
                 )
             return self._suggester_box[0]
 
@@ -1085,6 +1084,16 @@ class SearchEngine:
 
     def _doc_term_ids(self, doc: int) -> set[int]:
         return self.lexical.data.doc_terms(doc)
+
+
+def _titles_and_brands(products: Sequence[Product]) -> tuple[list[str], list[str | None]]:
+    """Every product's title and brand, in one pass (a lazy store decodes on each pass)."""
+    titles: list[str] = []
+    brands: list[str | None] = []
+    for product in products:
+        titles.append(product.title)
+        brands.append(product.brand)
+    return titles, brands
 
 
 def replace_weights(config: EngineConfig, **weights: float) -> EngineConfig:
