@@ -24,8 +24,9 @@ The mapping (also in ``docs/instantsearch.md``)::
 
 Highlighting marks the words of a text attribute that match a query word: the same word with
 diacritics folded (``łódź`` matches ``lodz``), the same stem in a catalogue language, the word
-the spelling corrector read (when the answer has a ``corrected_query`` of as many words), and,
-for the last word of an as-you-type query, any word it starts. Words matched only by sound or by
+the spelling corrector read (when the answer has a ``corrected_query`` of as many words), the
+other language's words of the Polish-English lexicon (``oak`` marks ``dębowa``), and, for the last
+word of an as-you-type query, any word it starts. Words matched only by sound or by
 meaning are not marked. Values are not HTML-escaped, as Algolia's are not: a client that puts
 them into a page escapes them first (InstantSearch does, with its own tags).
 """
@@ -43,6 +44,7 @@ from api.schemas import image_url
 from search.analysis import Analyzer, fold, tokenize
 from search.index.colours import FACET_STRENGTH
 from search.index.store import category_label
+from search.lexicon import Lexicon, default_lexicon
 from search.types import Product, ProductColour
 
 DEFAULT_HIGHLIGHTED = ("title", "name", "brand", "categories", "description")
@@ -159,10 +161,12 @@ class QueryWords:
         fixes = [t for t in tokenize(corrected) if not t.derived] if corrected else []
         words: list[str] = []
         keys: list[frozenset[str]] = []
+        lexicon = default_lexicon()
         for i, token in enumerate(tokens):
             forms = {token.folded, *analyzer.terms_of_word(token.surface)}
             if len(fixes) == len(tokens):
                 forms |= {fixes[i].folded, *analyzer.terms_of_word(fixes[i].surface)}
+            forms |= _translations(lexicon, token.folded)
             words.append(token.surface)
             keys.append(frozenset(forms))
         content = {i for i, t in enumerate(tokens) if not analyzer.is_stopword(t.folded)}
@@ -170,6 +174,22 @@ class QueryWords:
         if prefix_last and tokens and query[-1:].isalnum():
             prefix = tokens[-1].folded
         return cls(tuple(words), tuple(keys), prefix, frozenset(content or range(len(tokens))))
+
+
+def _translations(lexicon: Lexicon, folded: str) -> set[str]:
+    """The other language's words of a query word, as understanding matches them (a Polish
+    word's English words; an English word's Polish forms unless its concept reads one way), so
+    a Polish title found for an English query shows the word it was found by."""
+    out: set[str] = set()
+    for concept_id in lexicon.polish(folded):
+        concept = lexicon.concepts[concept_id]
+        out.update(concept.english_words, concept.polish_forms)
+    for concept_id in lexicon.english(folded):
+        concept = lexicon.concepts[concept_id]
+        out.update(concept.english_words)
+        if concept.direction == "both":
+            out.update(concept.polish_forms)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
