@@ -27,6 +27,7 @@ from search.index.snapshot import (
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
+    SUGGESTIONS,
     TERMS,
     TEXT_ANN,
     TEXT_COMPRESSED,
@@ -45,6 +46,7 @@ from search.retrievers import (
     choose_index_kind,
     index_kind_of,
 )
+from search.suggest import Suggester, save_suggestions
 from search.types import Product, ProductColour
 
 if TYPE_CHECKING:
@@ -553,6 +555,19 @@ def write_snapshot(
         writer.path(TERMS).write_bytes(orjson.dumps(list(data.terms)))
         report("write", 2, 4)
         vocab.save(writer.path(VOCABULARY))
+        # The suggester is built here, once, not by every service at start-up (seconds of
+        # Python for tens of thousands of titles).
+        report("suggestions", 0, 1)
+        save_suggestions(
+            Suggester.from_titles(
+                [p.title for p in products],
+                vocab,
+                Analyzer(config.languages),
+                brands=[p.brand for p in products],
+            ).arrays,
+            writer.path(SUGGESTIONS),
+        )
+        report("suggestions", 1, 1)
         ColourIndex(colours).save(writer.path(COLOURS))
         writer.path(COLOUR_REPORT).write_bytes(
             orjson.dumps(colour_report, option=orjson.OPT_INDENT_2)

@@ -61,6 +61,7 @@ from search.index.snapshot import (
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
+    SUGGESTIONS,
     TERMS,
     TEXT_ANN,
     TEXT_VECTORS,
@@ -940,12 +941,15 @@ SuggesterArrays = tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]
 
 
 def suggester_arrays(snapshot_dir: Path) -> SuggesterArrays:
-    """Build a snapshot's suggester (as :attr:`search.engine.SearchEngine.suggester` would) and
-    return its arrays: seconds of Python work a child process does for a service, which then
-    adopts it with :meth:`search.suggest.Suggester.from_arrays` in a millisecond."""
-    from search.suggest import Suggester
+    """A snapshot's suggester arrays (as :attr:`search.engine.SearchEngine.suggester` would
+    have them): read from its ``suggestions.npz``, or for a snapshot written before it had one,
+    built from its titles (seconds of Python work a child process does for a service, which then
+    adopts it with :meth:`search.suggest.Suggester.from_arrays` in a millisecond)."""
+    from search.suggest import Suggester, load_suggestions
 
     snapshot_dir = Path(snapshot_dir)
+    if (snapshot_dir / SUGGESTIONS).is_file():  # built with the snapshot
+        return load_suggestions(snapshot_dir / SUGGESTIONS)
     manifest = read_manifest(snapshot_dir, verify=False)
     titles: list[str] = []
     brands: list[str | None] = []

@@ -33,6 +33,7 @@ from search.index.snapshot import (
     IMPORT_REPORT,
     LEXICAL,
     PRODUCTS,
+    SUGGESTIONS,
     TERMS,
     TEXT_ANN,
     TEXT_COMPRESSED,
@@ -56,7 +57,7 @@ from search.retrievers import (
     VectorIndex,
 )
 from search.rules import MatchedRules, RuleSet, explain_lines
-from search.suggest import Suggester
+from search.suggest import Suggester, load_suggestions
 from search.tuning import Tuning
 from search.types import (
     MAX_CONDITION_DEPTH,
@@ -488,11 +489,21 @@ class SearchEngine:
         """As-you-type suggestions over this snapshot's titles (built on first use)."""
         with self._suggester_lock:
             if not self._suggester_box:
-                titles, brands = _titles_and_brands(self.store.products)
-                self._suggester_box.append(
-                    Suggester.from_titles(titles, self.vocabulary, self.analyzer, brands=brands)
-                )
+                self._suggester_box.append(self._open_suggester())
             return self._suggester_box[0]
+
+    def _open_suggester(self) -> Suggester:
+        """The snapshot's suggester: read from its ``suggestions.npz`` (built with it), or built
+        from the titles for a snapshot written before it had one."""
+        stored = self.snapshot_dir / SUGGESTIONS if self.snapshot_dir is not None else None
+        if stored is not None and stored.is_file():
+            try:
+                arrays = load_suggestions(stored)
+            except ValueError as exc:
+                raise SnapshotError(str(exc)) from exc
+            return Suggester.from_arrays(arrays, self.vocabulary, self.analyzer)
+        titles, brands = _titles_and_brands(self.store.products)
+        return Suggester.from_titles(titles, self.vocabulary, self.analyzer, brands=brands)
 
     def adopt_suggester(self, suggester: Suggester) -> None:
         """Use a suggester built elsewhere for this snapshot's titles (a service builds it in a

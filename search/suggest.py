@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -548,3 +549,27 @@ def _merge(lists: Iterable[list[tuple[str, int]]]) -> list[tuple[str, int]]:
             if n > best.get(phrase, -1):
                 best[phrase] = n
     return list(best.items())
+
+
+def save_suggestions(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], path: Path) -> None:
+    """Write a suggester's :attr:`Suggester.arrays` (a snapshot's ``suggestions.npz``)."""
+    keys, display, counts = arrays
+    with path.open("wb") as fh:
+        np.savez(fh, keys=keys, display=display, counts=counts)
+
+
+def load_suggestions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read what :func:`save_suggestions` wrote (byte strings and counts: no pickled objects).
+
+    Raises:
+        ValueError: the file is not such arrays (or a key is missing).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = (data["keys"], data["display"], data["counts"])
+    except (KeyError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} does not hold a suggester's arrays: {exc}") from exc
+    keys, display, counts = arrays
+    if keys.dtype.kind != "S" or display.dtype.kind != "S" or counts.dtype.kind not in "iu":
+        raise ValueError(f"{path} does not hold a suggester's arrays (unexpected types)")
+    return arrays

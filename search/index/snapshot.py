@@ -48,6 +48,9 @@ IMAGE_COMPRESSED = "image_vectors.compressed.faiss"
 IMAGE_REPORT = "image_report.json"
 IMAGE_ADAPTER = "image_adapter.npz"
 COLOUR_REPORT = "colour_report.json"
+# The as-you-type suggester's phrases (search.suggest.Suggester.arrays), built with the snapshot
+# so a service does not build them at start-up; absent in snapshots from before (built on use).
+SUGGESTIONS = "suggestions.npz"
 REQUIRED_FILES = (PRODUCTS, LEXICAL, VOCABULARY, TERMS)
 
 

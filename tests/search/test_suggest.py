@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import orjson
 import pytest
 
+from api.service import open_snapshot
 from search.analysis import Analyzer
+from search.errors import SnapshotError
+from search.index.snapshot import MANIFEST, SUGGESTIONS, read_manifest
 from search.index.vocabulary import VocabularyBuilder
 from search.suggest import Suggester
 
@@ -229,3 +238,55 @@ def test_rebuilt_from_arrays_suggests_alike(shop: Suggester) -> None:
     copy = Suggester.from_arrays(shop.arrays, shop.vocabulary, shop.analyzer)
     for typed in ("granatowa k", "krzesła dęb", "sfo", "navy sh"):
         assert texts(copy, typed) == texts(shop, typed)
+
+
+class TestSuggestionsInTheSnapshot:
+    """The build writes the suggester's phrases into the snapshot, so a service opening it reads
+    them instead of building them from every title at start-up."""
+
+    def test_the_service_reads_what_the_build_wrote(
+        self, core_snapshot: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert (core_snapshot / SUGGESTIONS).is_file()
+        assert SUGGESTIONS in read_manifest(core_snapshot).files  # checksummed like the rest
+        built = open_snapshot(core_snapshot, ranker="none").suggester
+        typed = ["oak", "krzes", "sof", "chi", "granatowa k"]
+
+        def no_building(*args: object, **kwargs: object) -> Suggester:
+            raise AssertionError("the suggester was built from the titles at start-up")
+
+        monkeypatch.setattr(Suggester, "from_titles", no_building)
+        engine = open_snapshot(core_snapshot, ranker="none")
+        assert np.array_equal(engine.suggester.arrays[0], built.arrays[0])
+        titles = [p.title for p in engine.store.products]
+        brands = [p.brand for p in engine.store.products]
+        monkeypatch.undo()
+        fresh = Suggester.from_titles(titles, engine.vocabulary, engine.analyzer, brands=brands)
+        for text in typed:
+            assert replace(engine.suggester.suggest(text), took_ms=0.0) == replace(
+                fresh.suggest(text), took_ms=0.0
+            )
+
+    def test_a_snapshot_from_before_builds_it_on_first_use(
+        self, core_snapshot: Path, tmp_path: Path
+    ) -> None:
+        old = tmp_path / "snapshot"
+        shutil.copytree(core_snapshot, old)
+        (old / SUGGESTIONS).unlink()
+        manifest = orjson.loads((old / MANIFEST).read_bytes())
+        del manifest["files"][SUGGESTIONS]
+        (old / MANIFEST).write_bytes(orjson.dumps(manifest))
+        engine = open_snapshot(old, ranker="none")
+        assert engine.suggester.suggest("oak")
+        assert not (old / SUGGESTIONS).exists()
+
+    def test_a_damaged_file_is_a_snapshot_error_naming_it(
+        self, core_snapshot: Path, tmp_path: Path
+    ) -> None:
+        bad = tmp_path / "snapshot"
+        shutil.copytree(core_snapshot, bad)
+        size = (bad / SUGGESTIONS).stat().st_size
+        (bad / SUGGESTIONS).write_bytes(b"x" * size)  # same size: only the checksum would tell
+        engine = open_snapshot(bad, ranker="none", verify=False)
+        with pytest.raises(SnapshotError, match="suggestions.npz"):
+            _ = engine.suggester
