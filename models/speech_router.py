@@ -1,0 +1,320 @@
+"""A recogniser per language, and the language detected when a request does not name it.
+
+Configured as ``<lang>=<spec>`` pairs (``en=moonshine,pl=whisper``): each language is heard by the
+recogniser its spec names (one instance per distinct spec, so ``en=whisper,pl=whisper`` loads
+whisper once). A request that names no language is detected first by a
+:class:`~models.speech.LanguageDetector` among the configured languages: by default the first
+configured recogniser that can detect (whisper), or the one ``detect=<spec>`` names;
+``detect=none`` hears every request without a language in the first language listed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from models.speech import (
+    Audio,
+    LanguageDetector,
+    LanguageGuess,
+    ReadingScorer,
+    RecognitionStream,
+    SpeechRecognizer,
+    Transcript,
+    speech_bounds,
+)
+
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
+
+DETECT_AFTER_S = 1.5
+"""Seconds of a stream's audio its language is detected from (once; the rest follows)."""
+
+
+class UnsupportedLanguageError(ValueError):
+    """A language no configured recogniser speaks.
+
+    Attributes:
+        language: The language asked for.
+        supported: The configured languages.
+    """
+
+    def __init__(self, language: str, supported: Sequence[str]) -> None:
+        self.language = language
+        self.supported = tuple(supported)
+        super().__init__(
+            f"language {language!r} is not supported; supported: {', '.join(self.supported)}"
+        )
+
+
+class SpeechRouter:
+    """Routes each utterance to the recogniser of its language (a :class:`SpeechRecognizer`).
+
+    Args:
+        recognizers: Language code -> recogniser, the default language first.
+        detector: Detects the language of requests that do not give it; None hears them in the
+            default language. Unused with a single language.
+        name: Its name; by default the ``<lang>=<name>`` pairs.
+
+    Raises:
+        ValueError: No recogniser, a malformed language code, or a recogniser configured for a
+            language it does not understand.
+    """
+
+    def __init__(
+        self,
+        recognizers: Mapping[str, SpeechRecognizer],
+        *,
+        detector: LanguageDetector | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not recognizers:
+            raise ValueError("a speech router needs at least one language's recogniser")
+        for language, recognizer in recognizers.items():
+            if not _LANGUAGE_CODE.match(language):
+                raise ValueError(f"language code {language!r} must be 2-3 letters a-z (en, pl)")
+            if recognizer.languages and language not in recognizer.languages:
+                raise ValueError(
+                    f"{recognizer.name} understands {', '.join(recognizer.languages)}, "
+                    f"not {language!r}"
+                )
+        self.recognizers: dict[str, SpeechRecognizer] = dict(recognizers)
+        self.languages: tuple[str, ...] = tuple(self.recognizers)
+        self.default_language = self.languages[0]
+        self.detector = detector if len(self.languages) > 1 else None
+        self.name = name or ",".join(f"{lang}={r.name}" for lang, r in self.recognizers.items())
+
+    @classmethod
+    def of(cls, recognizer: SpeechRecognizer) -> SpeechRouter:
+        """A router for one recogniser: each of its languages goes to it, and it detects the
+        language itself when it can and speaks several.
+
+        A recogniser that names no language (a vosk folder without one in its name) is
+        routed every request, whatever language it names.
+        """
+        if isinstance(recognizer, SpeechRouter):
+            return recognizer
+        languages = recognizer.languages or ("",)
+        router = cls.__new__(cls)
+        router.recognizers = dict.fromkeys(languages, recognizer)
+        router.languages = tuple(recognizer.languages)
+        router.default_language = languages[0]
+        router.detector = (
+            recognizer
+            if isinstance(recognizer, LanguageDetector) and len(router.languages) > 1
+            else None
+        )
+        router.name = recognizer.name
+        return router
+
+    def warm_up(self) -> None:
+        """Load every configured recogniser (an error names the extra a backend needs)."""
+        seen: set[int] = set()
+        for recognizer in [*self.recognizers.values(), self.detector]:
+            if recognizer is not None and id(recognizer) not in seen:
+                seen.add(id(recognizer))
+                warm = getattr(recognizer, "warm_up", None)
+                if warm is not None:
+                    warm()
+
+    def check_language(self, language: str | None) -> str | None:
+        """``language`` when a recogniser speaks it (None stays None: detect it).
+
+        Raises:
+            UnsupportedLanguageError: No configured recogniser speaks it; the message lists
+                the supported languages.
+        """
+        if language is None or not self.languages or language in self.recognizers:
+            return language
+        raise UnsupportedLanguageError(language, self.languages)
+
+    def recognizer_for(self, language: str | None) -> SpeechRecognizer:
+        """The recogniser of a language (the default language's for None or, with a recogniser
+        that names no language, any)."""
+        if language in self.recognizers:
+            return self.recognizers[language]
+        return self.recognizers[self.default_language]
+
+    def scorer(self, language: str | None) -> ReadingScorer | None:
+        """The recogniser of ``language`` when it can score readings, else None."""
+        recognizer = self.recognizer_for(language)
+        return recognizer if isinstance(recognizer, ReadingScorer) else None
+
+    def detect(self, audio: Audio) -> LanguageGuess | None:
+        """The language of ``audio`` among the configured ones; None when there is nothing to
+        detect (one language, no detector, or no speech): the default language is used."""
+        if self.detector is None:
+            return None
+        return self.detector.detect_language(audio, self.languages)
+
+    def _language(self, language: str | None, audio: Audio) -> tuple[str, LanguageGuess | None]:
+        checked = self.check_language(language)
+        if checked is not None:
+            return checked, None
+        guess = self.detect(audio)
+        return (guess.language if guess is not None else self.default_language), guess
+
+    def transcribe(
+        self, audio: Audio, hints: Sequence[str] = (), language: str | None = None
+    ) -> Transcript:
+        """Recognise one utterance with its language's recogniser, detecting the language
+        first when it is not given.
+
+        Returns:
+            The transcript, with ``recognizer`` (the one that heard it), ``language`` and, when
+            the language was detected, ``detection``; ``took_s`` includes the detection.
+
+        Raises:
+            UnsupportedLanguageError: ``language`` is not configured.
+        """
+        lang, guess = self._language(language, audio)
+        recognizer = self.recognizer_for(lang)
+        transcript = recognizer.transcribe(audio, hints, lang or None)
+        return _routed(transcript, recognizer, lang, guess)
+
+    def stream(self, hints: Sequence[str] = (), language: str | None = None) -> RoutedStream:
+        """Start a streamed utterance; without a language, it is detected from the first
+        :data:`DETECT_AFTER_S` seconds of speech (or from all of it at the end).
+
+        Raises:
+            UnsupportedLanguageError: ``language`` is not configured.
+        """
+        return RoutedStream(self, hints, self.check_language(language))
+
+
+def _routed(
+    transcript: Transcript, recognizer: SpeechRecognizer, language: str, guess: LanguageGuess | None
+) -> Transcript:
+    return replace(
+        transcript,
+        language=transcript.language or language or None,
+        recognizer=transcript.recognizer or recognizer.name,
+        detection=guess,
+        took_s=transcript.took_s + (guess.took_s if guess is not None else 0.0),
+    )
+
+
+class RoutedStream:
+    """A streamed utterance whose recogniser is chosen once its language is known.
+
+    Args:
+        router: The router.
+        hints: Passed to the recogniser.
+        language: The language, or None to detect it from the audio.
+    """
+
+    def __init__(self, router: SpeechRouter, hints: Sequence[str], language: str | None) -> None:
+        self._router = router
+        self._hints = tuple(hints)
+        self.language = language
+        self.detection: LanguageGuess | None = None
+        self._recognizer: SpeechRecognizer | None = None
+        self._inner: RecognitionStream | None = None
+        self._pending: list[Audio] = []
+        self._pending_size = 0
+        if language is not None or router.detector is None:
+            self._start(language or router.default_language)
+
+    def _start(self, language: str) -> None:
+        self.language = language
+        self._recognizer = self._router.recognizer_for(language)
+        self._inner = self._recognizer.stream(self._hints, language or None)
+
+    def _decide(self, audio: Audio) -> None:
+        self.detection = self._router.detect(audio)
+        self._start(
+            self.detection.language if self.detection is not None else self._router.default_language
+        )
+
+    @property
+    def audio(self) -> Audio | None:
+        """The utterance's audio so far, when the recogniser keeps it (for scoring readings)."""
+        if self._inner is None:
+            return np.concatenate(self._pending) if self._pending else None
+        return getattr(self._inner, "audio", None)
+
+    def accept(self, samples: Audio) -> str | None:
+        """Add samples; return a new partial transcript when there is one."""
+        if self._inner is not None:
+            return self._inner.accept(samples)
+        self._pending.append(np.asarray(samples, dtype=np.float32))
+        self._pending_size += len(samples)
+        if self._pending_size < DETECT_AFTER_S * 16_000:
+            return None
+        audio = np.concatenate(self._pending)
+        if speech_bounds(audio) is None:
+            return None  # silence so far: wait for speech to detect from
+        self._decide(audio)
+        self._pending = []
+        assert self._inner is not None
+        return self._inner.accept(audio)
+
+    def finish(self) -> Transcript:
+        """End the utterance: the transcript of its language's recogniser."""
+        if self._inner is None:
+            audio = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+            self._decide(audio) if len(audio) else self._start(self._router.default_language)
+            self._pending = []
+            assert self._inner is not None
+            if len(audio):
+                self._inner.accept(audio)
+        assert self._inner is not None and self._recognizer is not None
+        transcript = self._inner.finish()
+        return _routed(transcript, self._recognizer, self.language or "", self.detection)
+
+
+def load_speech_router(spec: str, load: Any) -> SpeechRouter:
+    """Build a router from ``<lang>=<spec>`` pairs (``en=moonshine,pl=whisper``).
+
+    Args:
+        spec: Comma-separated ``<lang>=<recogniser spec>`` pairs, the default language first,
+            and optionally ``detect=<recogniser spec>`` or ``detect=none``.
+        load: Builds one recogniser from its spec and the languages it serves
+            (:func:`models.speech.load_speech_recognizer`'s helper).
+
+    Raises:
+        ValueError: A malformed pair, a language given twice, a recogniser that does not speak
+            its language, a detector that cannot detect, or several languages with no
+            detector and no ``detect=none``.
+    """
+    pairs: list[tuple[str, str]] = []
+    detect: str | None = None
+    for part in (p.strip() for p in spec.split(",")):
+        key, sep, value = part.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not key or not value:
+            raise ValueError(
+                f"speech recognizer {spec!r}: {part!r} is not <lang>=<recognizer> "
+                "(e.g. en=moonshine,pl=whisper)"
+            )
+        if key == "detect":
+            detect = value
+        elif any(key == k for k, _ in pairs):
+            raise ValueError(f"speech recognizer {spec!r}: language {key!r} is given twice")
+        else:
+            pairs.append((key, value))
+    if not pairs:
+        raise ValueError(f"speech recognizer {spec!r} names no language")
+    serves: dict[str, list[str]] = {}
+    for language, recognizer_spec in pairs:
+        serves.setdefault(recognizer_spec, []).append(language)
+    built: dict[str, SpeechRecognizer] = {s: load(s, tuple(langs)) for s, langs in serves.items()}
+    recognizers = {language: built[s] for language, s in pairs}
+    detector: LanguageDetector | None = None
+    if detect is not None and detect.lower() != "none":
+        candidate = built.get(detect) or load(detect, None)
+        if not isinstance(candidate, LanguageDetector):
+            raise ValueError(f"speech recognizer {spec!r}: {detect} cannot detect languages")
+        detector = candidate
+    elif detect is None and len(recognizers) > 1:
+        detector = next((r for r in built.values() if isinstance(r, LanguageDetector)), None)
+        if detector is None:
+            raise ValueError(
+                f"speech recognizer {spec!r}: several languages need a language detector for "
+                "requests without lang: add detect=whisper, or detect=none to hear them in "
+                f"{pairs[0][0]!r}"
+            )
+    return SpeechRouter(recognizers, detector=detector, name=spec.replace(" ", ""))
