@@ -200,15 +200,6 @@ class LanguageDetector(Protocol):
         ...
 
 
-@runtime_checkable
-class ReadingScorer(Protocol):
-    """Scores given texts against a recording (how likely the recogniser finds each)."""
-
-    def score(self, audio: Audio, texts: Sequence[str], language: str) -> list[float]:
-        """Mean log-probability per token of each text being what ``audio`` says."""
-        ...
-
-
 # --- audio helpers -----------------------------------------------------------------------------
 
 _FRAME = SAMPLE_RATE // 50  # 20 ms
@@ -314,11 +305,6 @@ class BufferedStream:
             audio = audio[-self._max :]
         self._chunks = [audio]
         return audio
-
-    @property
-    def audio(self) -> Audio:
-        """The utterance's audio so far (at most ``max_s``): what :meth:`finish` recognises."""
-        return self._buffer()
 
     def accept(self, samples: Audio) -> str | None:
         """Add samples; re-recognise when ``interval_s`` of new audio has arrived.
@@ -811,8 +797,7 @@ class WhisperRecognizer:
     """Whisper on CTranslate2 (the ``faster-whisper`` package's model and tokenizer).
 
     The decoding loop is CTranslate2's own, called directly, so that one encoding of the clip
-    serves language detection, the beam search and the scoring of catalogue readings
-    (:meth:`score`): the last encoding is kept per thread. Three choices make it fit for short
+    serves both language detection and the beam search: the last encoding is kept per thread. Three choices make it fit for short
     search queries on a CPU (measured by ``python -m benchmarks.voice --lang pl``):
 
     * the encoder sees a window of ``window_s`` seconds instead of whisper's 30 s (its cost grows
@@ -1071,47 +1056,6 @@ class WhisperRecognizer:
             time.perf_counter() - started,
             recognizer=self.name,
         )
-
-    def score(self, audio: Audio, texts: Sequence[str], language: str) -> list[float]:
-        """How likely whisper finds each text as the transcript of ``audio``: the mean
-        log-probability of its tokens, decoded with the text forced (one batch).
-
-        Catalogue readings made from a transcript ("stół okrągły" for "stuwa krondy") are
-        told apart by it: on espeak Polish queries the spoken phrase scored -1.4 to -4.4 and
-        other catalogue phrases -7 to -10.
-
-        Returns:
-            One score per text (``-inf`` for a text without tokens; none for no speech).
-
-        Raises:
-            ValueError: ``audio`` is not 1-d.
-        """
-        import ctranslate2
-
-        audio = _check_audio(audio)
-        self.warm_up()
-        speech = trim_silence(audio)
-        if speech is None or not texts:
-            return [-math.inf] * len(texts) if speech is None else []
-        encoded, frames = self._encode(speech)
-        tokenizer = self._tokenizer(language)
-        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        tokens = [tokenizer.encode(" " + text.strip()) for text in texts]
-        scored = [i for i, t in enumerate(tokens) if t]
-        scores = [-math.inf] * len(texts)
-        if not scored:
-            return scores
-        batch = np.repeat(np.asarray(encoded), len(scored), axis=0)
-        results = self._model.model.align(
-            ctranslate2.StorageView.from_array(batch),
-            start,
-            [tokens[i] for i in scored],
-            [frames] * len(scored),
-        )
-        for i, result in zip(scored, results, strict=True):
-            probs = np.asarray(result.text_token_probs, dtype=np.float64)
-            scores[i] = float(np.mean(np.log(probs + 1e-12)))
-        return scores
 
     def stream(self, hints: Sequence[str] = (), language: str | None = None) -> RecognitionStream:
         """Start a streamed utterance (re-recognised every second of audio)."""

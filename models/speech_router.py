@@ -21,7 +21,6 @@ from models.speech import (
     Audio,
     LanguageDetector,
     LanguageGuess,
-    ReadingScorer,
     RecognitionStream,
     SpeechRecognizer,
     Transcript,
@@ -138,11 +137,6 @@ class SpeechRouter:
             return self.recognizers[language]
         return self.recognizers[self.default_language]
 
-    def scorer(self, language: str | None) -> ReadingScorer | None:
-        """The recogniser of ``language`` when it can score readings, else None."""
-        recognizer = self.recognizer_for(language)
-        return recognizer if isinstance(recognizer, ReadingScorer) else None
-
     def detect(self, audio: Audio) -> LanguageGuess | None:
         """The language of ``audio`` among the configured ones; None when there is nothing to
         detect (one language, no detector, or no speech): the default language is used."""
@@ -228,13 +222,6 @@ class RoutedStream:
         self._start(
             self.detection.language if self.detection is not None else self._router.default_language
         )
-
-    @property
-    def audio(self) -> Audio | None:
-        """The utterance's audio so far, when the recogniser keeps it (for scoring readings)."""
-        if self._inner is None:
-            return np.concatenate(self._pending) if self._pending else None
-        return getattr(self._inner, "audio", None)
 
     def accept(self, samples: Audio) -> str | None:
         """Add samples; return a new partial transcript when there is one."""
