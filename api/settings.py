@@ -101,8 +101,9 @@ class Settings(BaseSettings):
             ``var/merch.sqlite3`` when it is not set at all.
         speech_recognizer: Speech recognisers for voice search, one per language:
             ``<lang>=<spec>,...`` with the default language first (default
-            ``en=moonshine,pl=whisper``; ``detect=<spec>`` or ``detect=none`` says what detects
-            the language of requests without ``lang``: by default whisper when configured).
+            ``en=moonshine,pl=whisper,prior=pl:4``; ``detect=<spec>`` or ``detect=none`` says
+            what detects the language of requests without ``lang``, by default whisper when
+            configured; ``prior=<lang>:<weight>`` weighs a language in that detection).
             A spec is ``moonshine`` (English), ``whisper`` (packaged whisper base),
             ``whisper:<ctranslate2-folder>``, ``vosk:<model-folder>`` (official vosk models,
             e.g. small English or Polish), ``vosk-ko`` or ``pocketsphinx``; a single spec alone
@@ -210,7 +211,7 @@ class Settings(BaseSettings):
     client_burst: int = Field(default=40, ge=1, le=100_000)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     merch_db: Path | None = None
-    speech_recognizer: str = "en=moonshine,pl=whisper"
+    speech_recognizer: str = "en=moonshine,pl=whisper,prior=pl:4"
     model_threads: int = Field(default=1, ge=1, le=64)
     request_threads: int = Field(default=2, ge=1, le=256)
     workers: int = Field(default=1, ge=1, le=64)

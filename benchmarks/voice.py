@@ -30,7 +30,7 @@ Polish (``--lang pl``, or ``all``): spoken queries over a generated Polish shop
 from the products' descriptions), spoken by espeak-ng's Polish voice and its variants at several
 speeds and pitches, some with white or pink noise at 20, 15 and 10 dB SNR (no neural Polish voice
 installs from a package registry here). The configured recognisers (``--pl-recognizer``, the
-service default ``en=moonshine,pl=whisper``) run twice: with ``lang=pl`` given and with the
+service default ``en=moonshine,pl=whisper,prior=pl:4``) run twice: with ``lang=pl`` given and with the
 language detected, whose share of clips heard as Polish is reported. ``--en-detect`` also runs
 the English queries through the routed recognisers without a language (detection first).
 
@@ -66,6 +66,7 @@ import numpy as np
 import numpy.typing as npt
 
 from api.audio import decode_audio
+from api.routes.voice import DEFAULT_SPEECH_RECOGNIZER
 from api.service import open_snapshot
 from benchmarks import polish_shop
 from benchmarks.common import load_home_depot, ndcg_at_k, percentile, results_dir
@@ -132,7 +133,7 @@ PL_CONDITIONS: tuple[Condition, ...] = (
 )  # fmt: skip
 """Polish conditions: espeak-ng's Polish voice and variants, speeds, pitches and noise."""
 
-DEFAULT_ROUTED = "en=moonshine,pl=whisper"
+DEFAULT_ROUTED = DEFAULT_SPEECH_RECOGNIZER
 """The service's default recognisers (a recogniser per language, detection by whisper)."""
 
 

@@ -99,11 +99,13 @@ class LanguageGuess:
         language: The language code chosen.
         probability: Its share of the probability of the candidate languages (0..1).
         took_s: Seconds the detection took.
+        shares: Every candidate language's share, best first.
     """
 
     language: str
     probability: float
     took_s: float
+    shares: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1010,9 +1012,16 @@ class WhisperRecognizer:
         found = {token.strip("<|>"): prob for token, prob in self._model.model.detect_language(encoded)[0]}  # fmt: skip
         probs = {code: float(found.get(code, 0.0)) for code in candidates}
         total = sum(probs.values())
-        best = max(candidates, key=lambda code: probs[code])
-        share = probs[best] / total if total > 0 else 1.0 / len(candidates)
-        return LanguageGuess(best, share, time.perf_counter() - started)
+        shares = sorted(
+            (
+                (code, p / total if total > 0 else 1.0 / len(candidates))
+                for code, p in probs.items()
+            ),
+            key=lambda pair: -pair[1],
+        )
+        return LanguageGuess(
+            shares[0][0], shares[0][1], time.perf_counter() - started, tuple(shares)
+        )
 
     def transcribe(
         self, audio: Audio, hints: Sequence[str] = (), language: str | None = None

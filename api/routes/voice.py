@@ -72,9 +72,10 @@ from search.voice import Correction, VoiceOutcome, VoiceQueryCorrector, search_r
 
 router = APIRouter(tags=["voice"])
 
-DEFAULT_SPEECH_RECOGNIZER = "en=moonshine,pl=whisper"
+DEFAULT_SPEECH_RECOGNIZER = "en=moonshine,pl=whisper,prior=pl:4"
 """The recognisers used when nothing is configured: English by Moonshine, Polish by whisper
-base (which also detects the language of requests without ``lang``)."""
+base, which also detects the language of requests without ``lang``, Polish weighed 4 to 1 (a
+Polish-first shop; see :mod:`models.speech_router`)."""
 
 HINT_LIMIT = 1_000
 """Catalogue words and phrases passed to recognisers as hints."""

@@ -168,7 +168,8 @@ class TestDecodeAudio:
 class TestRecognizerSetting:
     def test_settings_then_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """The settings read PRODUCTSEARCH_SPEECH_RECOGNIZER; the route reads only them."""
-        assert speech_recognizer_spec() == DEFAULT_SPEECH_RECOGNIZER == "en=moonshine,pl=whisper"
+        assert DEFAULT_SPEECH_RECOGNIZER == "en=moonshine,pl=whisper,prior=pl:4"
+        assert speech_recognizer_spec() == DEFAULT_SPEECH_RECOGNIZER
         assert Settings().speech_recognizer == DEFAULT_SPEECH_RECOGNIZER
         monkeypatch.setenv("PRODUCTSEARCH_SPEECH_RECOGNIZER", "whisper")
         assert speech_recognizer_spec(Settings()) == "whisper"

@@ -57,6 +57,10 @@ class TestConfiguration:
         assert routed.recognizer_for("pl").languages == ("pl", "en")
         assert routed.default_language == "pl"
 
+    def test_prior(self) -> None:
+        assert router("en=moonshine,pl=whisper,prior=pl:4").prior == {"pl": 4.0}
+        assert router("en=moonshine,pl=whisper").prior == {}
+
     def test_detect_none_and_explicit_detector(self) -> None:
         assert router("en=moonshine,pl=whisper,detect=none").detector is None
         routed = router("en=moonshine,pl=whisper:/tmp,detect=whisper")
@@ -75,6 +79,9 @@ class TestConfiguration:
             ("en=moonshine,de=vosk-ko", "understands ko, not 'de'"),
             ("en=moonshine,pl=whisper,detect=moonshine", "cannot detect languages"),
             ("en=moonshine,ko=vosk-ko", "need a language detector"),
+            ("en=moonshine,pl=whisper,prior=de:2", "for one of en, pl"),
+            ("en=moonshine,pl=whisper,prior=pl:0", "above 0"),
+            ("en=moonshine,pl=whisper,prior=pl", "is not <lang>:<weight>"),
         ],
     )
     def test_bad_configuration_is_named(self, spec: str, message: str) -> None:
@@ -148,6 +155,19 @@ class TestRouting:
         assert english is not None and english.language == "en"
         assert 0.5 < polish.probability <= 1 and 0.5 < english.probability <= 1
         assert routed.detect(silence()) is None  # nothing to detect from
+
+    def test_prior_weighs_the_detection(self, routed: SpeechRouter) -> None:
+        english = speak("cordless drill with a battery")
+        plain = routed.detect(english)
+        weighed = SpeechRouter(
+            routed.recognizers, detector=routed.detector, prior={"pl": 1e9}
+        ).detect(english)
+
+        assert plain is not None and weighed is not None
+        assert plain.language == "en"
+        assert weighed.language == "pl"  # an overwhelming prior wins
+        assert [code for code, _ in weighed.shares] == ["pl", "en"]
+        assert sum(p for _, p in weighed.shares) == pytest.approx(1.0)
 
     def test_polish_without_lang_goes_to_whisper(
         self, routed: SpeechRouter, polish_audio: npt.NDArray[np.float32]
