@@ -1048,7 +1048,8 @@ class WhisperRecognizer:
         if speech is None:
             return _empty(audio, lang, started)
         if lang is None:
-            guess = self.detect_language(speech, self.languages)
+            # From the audio as given: detection trims it alike, and its encoding is reused.
+            guess = self.detect_language(audio, self.languages)
             lang = guess.language if guess is not None else self.languages[0]
         encoded, _ = self._encode(speech)
         readings, no_speech = self._decode(

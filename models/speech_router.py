@@ -323,6 +323,8 @@ def load_speech_router(spec: str, load: Any) -> SpeechRouter:
         serves.setdefault(recognizer_spec, []).append(language)
     built: dict[str, SpeechRecognizer] = {s: load(s, tuple(langs)) for s, langs in serves.items()}
     recognizers = {language: built[s] for language, s in pairs}
+    # Built first: a recogniser configured for a language it does not speak is named first.
+    router = SpeechRouter(recognizers, name=spec.replace(" ", ""), prior=prior)
     detector: LanguageDetector | None = None
     if detect is not None and detect.lower() != "none":
         candidate = built.get(detect) or load(detect, None)
@@ -337,4 +339,5 @@ def load_speech_router(spec: str, load: Any) -> SpeechRouter:
                 "requests without lang: add detect=whisper, or detect=none to hear them in "
                 f"{pairs[0][0]!r}"
             )
-    return SpeechRouter(recognizers, detector=detector, name=spec.replace(" ", ""), prior=prior)
+    router.detector = detector if len(router.languages) > 1 else None
+    return router
