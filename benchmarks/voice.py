@@ -77,9 +77,9 @@ from models.speech import (
     MoonshineRecognizer,
     SpeechRecognizer,
     Transcript,
-    load_speech_recognizer,
     speech_bounds,
 )
+from models.speech_router import load_speech_recognizer
 from search.analysis import tokenize
 from search.engine import SearchEngine
 from search.types import SearchRequest, SearchResult

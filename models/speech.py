@@ -1,6 +1,7 @@
 """Speech recognisers behind one :class:`SpeechRecognizer` protocol.
 
-Backends, chosen by a spec string (configuration):
+Backends, chosen by a spec string (configuration; built by
+:func:`models.speech_router.load_speech_recognizer`, also one per language):
 
 * ``moonshine``: Moonshine base (English), weights from the ``moonshine-cpp`` package, run on
   ``onnxruntime`` with a beam search that returns several readings; the fastest here on short
@@ -45,18 +46,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 """Samples per second every recogniser takes."""
-
-SPEECH_BACKENDS = (
-    "moonshine",
-    "whisper",
-    "whisper:<ctranslate2-model-folder>",
-    "vosk:<model-folder>",
-    "vosk-ko",
-    "pocketsphinx",
-    "none",
-    "<lang>=<spec>,...[,detect=<spec>|none]",
-)
-"""Valid spec strings of :func:`load_speech_recognizer`."""
 
 Audio = npt.NDArray[np.float32]
 
@@ -1378,53 +1367,3 @@ class PocketsphinxRecognizer:
     def stream(self, hints: Sequence[str] = (), language: str | None = None) -> RecognitionStream:
         """Start a streamed utterance (re-recognised every second of audio)."""
         return BufferedStream(self, hints, language)
-
-
-# --- factory -----------------------------------------------------------------------------------
-
-
-def load_speech_recognizer(spec: str) -> SpeechRecognizer | None:
-    """Create (without loading weights) the recogniser a spec names.
-
-    Args:
-        spec: One of :data:`SPEECH_BACKENDS`: ``moonshine``, ``whisper``, ``whisper:<folder>``,
-            ``vosk:<model-folder>``, ``vosk-ko``, ``pocketsphinx`` or ``none``; or a recogniser
-            per language, ``<lang>=<spec>,...`` (``en=moonshine,pl=whisper``, optionally with
-            ``detect=<spec>`` or ``detect=none``), built as a
-            :class:`models.speech_router.SpeechRouter`.
-
-    Returns:
-        The recogniser, or None for ``none``.
-
-    Raises:
-        ValueError: An unknown spec (the message lists the valid ones), a missing folder, or a
-            recogniser configured for a language it does not understand.
-    """
-    spec = spec.strip()
-    if "=" in spec:
-        from models.speech_router import load_speech_router
-
-        return load_speech_router(spec, _load_one)
-    if spec.lower() == "none":
-        return None
-    return _load_one(spec, None)
-
-
-def _load_one(spec: str, languages: tuple[str, ...] | None) -> SpeechRecognizer:
-    """One recogniser from its spec; ``languages`` are those it is configured for (whisper
-    is offered for exactly those)."""
-    name, _, arg = spec.strip().partition(":")
-    name = name.lower()
-    if name == "moonshine":
-        return MoonshineRecognizer(arg or None)
-    if name == "whisper":
-        return WhisperRecognizer(arg or None, languages=languages or ("en", "pl"))
-    if name == "vosk" and arg:
-        return VoskRecognizer(arg, language=languages[0] if languages else None)
-    if name == "vosk-ko" and not arg:
-        recognizer = VoskRecognizer(packaged_vosk_korean(), language="ko")
-        recognizer.name = "vosk-ko"
-        return recognizer
-    if name == "pocketsphinx" and not arg:
-        return PocketsphinxRecognizer()
-    raise ValueError(f"unknown speech recognizer {spec!r}; valid: {', '.join(SPEECH_BACKENDS)}")

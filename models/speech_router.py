@@ -1,4 +1,5 @@
-"""A recogniser per language, and the language detected when a request does not name it.
+"""Building the configured recognisers: one per language, and the language detected when a
+request does not name it (:func:`load_speech_recognizer` is the one factory of recognisers).
 
 Configured as ``<lang>=<spec>`` pairs (``en=moonshine,pl=whisper``): each language is heard by the
 recogniser its spec names (one instance per distinct spec, so ``en=whisper,pl=whisper`` loads
@@ -27,11 +28,28 @@ from models.speech import (
     Audio,
     LanguageDetector,
     LanguageGuess,
+    MoonshineRecognizer,
+    PocketsphinxRecognizer,
     RecognitionStream,
     SpeechRecognizer,
     Transcript,
+    VoskRecognizer,
+    WhisperRecognizer,
+    packaged_vosk_korean,
     speech_bounds,
 )
+
+SPEECH_BACKENDS = (
+    "moonshine",
+    "whisper",
+    "whisper:<ctranslate2-model-folder>",
+    "vosk:<model-folder>",
+    "vosk-ko",
+    "pocketsphinx",
+    "none",
+    "<lang>=<spec>,...[,detect=<spec>|none]",
+)
+"""Valid spec strings of :func:`load_speech_recognizer`."""
 
 _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 
@@ -341,3 +359,51 @@ def load_speech_router(spec: str, load: Any) -> SpeechRouter:
             )
     router.detector = detector if len(router.languages) > 1 else None
     return router
+
+
+# --- factory -----------------------------------------------------------------------------------
+
+
+def load_speech_recognizer(spec: str) -> SpeechRecognizer | None:
+    """Create (without loading weights) the recogniser a spec names.
+
+    Args:
+        spec: One of :data:`SPEECH_BACKENDS`: ``moonshine``, ``whisper``, ``whisper:<folder>``,
+            ``vosk:<model-folder>``, ``vosk-ko``, ``pocketsphinx`` or ``none``; or a recogniser
+            per language, ``<lang>=<spec>,...`` (``en=moonshine,pl=whisper``, optionally with
+            ``detect=<spec>`` or ``detect=none``), built as a
+            :class:`SpeechRouter`.
+
+    Returns:
+        The recogniser, or None for ``none``.
+
+    Raises:
+        ValueError: An unknown spec (the message lists the valid ones), a missing folder, or a
+            recogniser configured for a language it does not understand.
+    """
+    spec = spec.strip()
+    if "=" in spec:
+        return load_speech_router(spec, _load_one)
+    if spec.lower() == "none":
+        return None
+    return _load_one(spec, None)
+
+
+def _load_one(spec: str, languages: tuple[str, ...] | None) -> SpeechRecognizer:
+    """One recogniser from its spec; ``languages`` are those it is configured for (whisper
+    is offered for exactly those)."""
+    name, _, arg = spec.strip().partition(":")
+    name = name.lower()
+    if name == "moonshine":
+        return MoonshineRecognizer(arg or None)
+    if name == "whisper":
+        return WhisperRecognizer(arg or None, languages=languages or ("en", "pl"))
+    if name == "vosk" and arg:
+        return VoskRecognizer(arg, language=languages[0] if languages else None)
+    if name == "vosk-ko" and not arg:
+        recognizer = VoskRecognizer(packaged_vosk_korean(), language="ko")
+        recognizer.name = "vosk-ko"
+        return recognizer
+    if name == "pocketsphinx" and not arg:
+        return PocketsphinxRecognizer()
+    raise ValueError(f"unknown speech recognizer {spec!r}; valid: {', '.join(SPEECH_BACKENDS)}")

@@ -62,8 +62,8 @@ from api.routes.search import (
 )
 from api.schemas import FacetValuePublic, SearchHitPublic
 from api.security import SearchKeyDep, merge_filters
-from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
-from models.speech_router import SpeechRouter, UnsupportedLanguageError
+from models.speech import SpeechRecognizer, Transcript
+from models.speech_router import SpeechRouter, UnsupportedLanguageError, load_speech_recognizer
 from search.engine import SearchEngine
 from search.errors import InvalidRequestError, SearchServiceError
 from search.tuning import Tuning

@@ -19,7 +19,6 @@ import pytest
 
 from models.speech import (
     SAMPLE_RATE,
-    SPEECH_BACKENDS,
     BufferedStream,
     MoonshineRecognizer,
     PocketsphinxRecognizer,
@@ -28,7 +27,6 @@ from models.speech import (
     Transcript,
     VoskRecognizer,
     WhisperRecognizer,
-    load_speech_recognizer,
     moonshine_tokens,
     name_onnx_subgraphs,
     packaged_vosk_korean,
@@ -37,6 +35,7 @@ from models.speech import (
     trim_silence,
     vosk_language,
 )
+from models.speech_router import SPEECH_BACKENDS, load_speech_recognizer
 
 _PIPER: dict[str, Any] = {}
 

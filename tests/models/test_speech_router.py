@@ -19,13 +19,13 @@ from models.speech import (
     MoonshineRecognizer,
     SpeechRecognizer,
     WhisperRecognizer,
-    load_speech_recognizer,
     packaged_whisper_base,
 )
 from models.speech_router import (
     DETECT_AFTER_S,
     SpeechRouter,
     UnsupportedLanguageError,
+    load_speech_recognizer,
 )
 from tests.models.test_speech import espeak, silence, speak, stream_in_chunks, words
 
