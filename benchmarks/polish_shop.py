@@ -80,6 +80,7 @@ COLOURS: tuple[Word, ...] = _w(
     "blue", "żółty", "yellow", "szary", "grey", "brązowy", "brown", "różowy", "pink",
     "granatowy", "navy", "beżowy", "beige", "pomarańczowy", "orange",
 )  # fmt: skip
+"""Colour adjectives (Polish masculine form, English)."""
 
 KINDS: tuple[Kind, ...] = (
     Kind("krzesło", "krzesła", "n", ("Meble", "Krzesła"),
@@ -177,9 +178,11 @@ KINDS: tuple[Kind, ...] = (
          _w("kąpielowy", "bath", "plażowy", "beach"),
          _w("bawełniany", "cotton", "bambusowy", "bamboo"), "towel"),
 )  # fmt: skip
+"""The kinds of product the shop sells."""
 
 BRANDS = ("Kowalski", "Nowak Design", "Dębowy Dwór", "Wiśniewski", "Polmeb", "Sosnowa Chata",
           "Bałtyk", "Tatra", "Mazur", "Zorza")  # fmt: skip
+"""Brands, written into titles as shops do."""
 _MODELS = ("Sopot", "Kraków", "Gdańsk", "Łódź", "Poznań", "Wrocław", "Lublin", "Toruń")
 
 
