@@ -18,13 +18,13 @@ benchmark's tune split: Polish clips heard as English 31% -> 13%, English clips 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
 from models.speech import (
+    SAMPLE_RATE,
     Audio,
     LanguageDetector,
     LanguageGuess,
@@ -47,7 +47,7 @@ SPEECH_BACKENDS = (
     "vosk-ko",
     "pocketsphinx",
     "none",
-    "<lang>=<spec>,...[,detect=<spec>|none]",
+    "<lang>=<spec>,...[,detect=<spec>|none][,prior=<lang>:<weight>]",
 )
 """Valid spec strings of :func:`load_speech_recognizer`."""
 
@@ -269,7 +269,7 @@ class RoutedStream:
             return self._inner.accept(samples)
         self._pending.append(np.asarray(samples, dtype=np.float32))
         self._pending_size += len(samples)
-        if self._pending_size < DETECT_AFTER_S * 16_000:
+        if self._pending_size < DETECT_AFTER_S * SAMPLE_RATE:
             return None
         audio = np.concatenate(self._pending)
         if speech_bounds(audio) is None:
@@ -283,17 +283,21 @@ class RoutedStream:
         """End the utterance: the transcript of its language's recogniser."""
         if self._inner is None:
             audio = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
-            self._decide(audio) if len(audio) else self._start(self._router.default_language)
             self._pending = []
-            assert self._inner is not None
             if len(audio):
+                self._decide(audio)
+                assert self._inner is not None
                 self._inner.accept(audio)
+            else:
+                self._start(self._router.default_language)
         assert self._inner is not None and self._recognizer is not None
         transcript = self._inner.finish()
         return _routed(transcript, self._recognizer, self.language or "", self.detection)
 
 
-def load_speech_router(spec: str, load: Any) -> SpeechRouter:
+def load_speech_router(
+    spec: str, load: Callable[[str, tuple[str, ...] | None], SpeechRecognizer]
+) -> SpeechRouter:
     """Build a router from ``<lang>=<spec>`` pairs (``en=moonshine,pl=whisper``).
 
     Args:
@@ -301,7 +305,7 @@ def load_speech_router(spec: str, load: Any) -> SpeechRouter:
             optionally ``detect=<recogniser spec>`` or ``detect=none``, and
             ``prior=<lang>:<weight>`` (once per language).
         load: Builds one recogniser from its spec and the languages it serves
-            (:func:`models.speech.load_speech_recognizer`'s helper).
+            (:func:`load_speech_recognizer`'s helper).
 
     Raises:
         ValueError: A malformed pair, a language given twice, a recogniser that does not speak
@@ -371,7 +375,7 @@ def load_speech_recognizer(spec: str) -> SpeechRecognizer | None:
         spec: One of :data:`SPEECH_BACKENDS`: ``moonshine``, ``whisper``, ``whisper:<folder>``,
             ``vosk:<model-folder>``, ``vosk-ko``, ``pocketsphinx`` or ``none``; or a recogniser
             per language, ``<lang>=<spec>,...`` (``en=moonshine,pl=whisper``, optionally with
-            ``detect=<spec>`` or ``detect=none``), built as a
+            ``detect=<spec>`` or ``detect=none`` and ``prior=<lang>:<weight>``), built as a
             :class:`SpeechRouter`.
 
     Returns:
