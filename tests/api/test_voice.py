@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -602,3 +603,20 @@ class TestPolishVoice:
         assert message["type"] == "error"
         assert message["status"] == 422
         assert "supported: en, pl" in message["detail"]
+
+
+@pytest.mark.slow
+class TestRecognizerThatCannotLoad:
+    def test_answers_503_naming_the_extra(
+        self, snapshot_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The default configuration (en=moonshine, pl=whisper) with faster-whisper missing:
+        # voice search is refused with the extra to install, never served by Moonshine alone.
+        monkeypatch.setitem(sys.modules, "faster_whisper", None)
+        settings = Settings(index_dir=snapshot_dir, text_embedder="none", max_k=MAX_K)
+        with TestClient(create_app(settings)) as client:
+            code, body = post(client, encode(tone(), "wav"), lang="en")
+
+        assert code == 503
+        assert "whisper needs faster-whisper" in body["detail"]
+        assert "pip install 'productsearch[voice]'" in body["detail"]
