@@ -197,9 +197,14 @@ class SpeechRouter:
         """Recognise one utterance with its language's recogniser, detecting the language
         first when it is not given.
 
+        When the language was detected and its recogniser hears nothing, the runner-up
+        language's recogniser is asked too (a clip taken for English that Moonshine cannot read is
+        often Polish): that costs a second recognition only when the first heard nothing.
+
         Returns:
             The transcript, with ``recognizer`` (the one that heard it), ``language`` and, when
-            the language was detected, ``detection``; ``took_s`` includes the detection.
+            the language was detected, ``detection`` (for the language used); ``took_s``
+            includes the detection and every recognition.
 
         Raises:
             UnsupportedLanguageError: ``language`` is not configured.
@@ -207,6 +212,15 @@ class SpeechRouter:
         lang, guess = self._language(language, audio)
         recognizer = self.recognizer_for(lang)
         transcript = recognizer.transcribe(audio, hints, lang or None)
+        if guess is not None and transcript.is_empty and len(guess.shares) > 1:
+            second, share = guess.shares[1]
+            other = self.recognizer_for(second)
+            retry = other.transcribe(audio, hints, second)
+            if not retry.is_empty:
+                spent = transcript.took_s
+                retry = replace(retry, took_s=retry.took_s + spent)
+                guess = replace(guess, language=second, probability=share)
+                return _routed(retry, other, second, guess)
         return _routed(transcript, recognizer, lang, guess)
 
     def stream(self, hints: Sequence[str] = (), language: str | None = None) -> RoutedStream:

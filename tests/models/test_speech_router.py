@@ -220,3 +220,26 @@ class TestRouting:
 
         assert final.is_empty
         assert final.language == "en"
+
+    def test_a_detected_language_that_hears_nothing_yields_to_the_runner_up(
+        self, routed: SpeechRouter, polish_audio: npt.NDArray[np.float32]
+    ) -> None:
+        # Korean weighed far above Polish: detection says Korean, whose vosk grammar of Polish
+        # catalogue words (none in its lexicon) hears nothing; whisper then hears it as Polish.
+        korean = load_speech_recognizer("vosk-ko")
+        assert korean is not None
+        assert korean.transcribe(polish_audio, HINTS, "ko").is_empty
+        both = SpeechRouter(
+            {"ko": korean, "pl": routed.recognizer_for("pl")},
+            detector=routed.detector,
+            prior={"ko": 1e9},
+        )
+
+        transcript = both.transcribe(polish_audio, HINTS)
+
+        assert transcript.language == "pl"
+        assert transcript.recognizer.startswith("whisper")
+        assert transcript.detection is not None
+        assert transcript.detection.language == "pl"
+        assert transcript.detection.shares[0][0] == "ko"  # what detection said first
+        assert "lampa" in words(transcript)
