@@ -56,6 +56,9 @@ _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 DETECT_AFTER_S = 1.5
 """Seconds of a stream's audio its language is detected from (once; the rest follows)."""
 
+KEPT_S = 30.0
+"""Seconds of a detected stream's audio kept for the runner-up language (the upload limit)."""
+
 
 class UnsupportedLanguageError(ValueError):
     """A language no configured recogniser speaks.
@@ -212,16 +215,28 @@ class SpeechRouter:
         lang, guess = self._language(language, audio)
         recognizer = self.recognizer_for(lang)
         transcript = recognizer.transcribe(audio, hints, lang or None)
+        return self._settle(audio, hints, transcript, recognizer, lang, guess)
+
+    def _settle(
+        self,
+        audio: Audio,
+        hints: Sequence[str],
+        transcript: Transcript,
+        recognizer: SpeechRecognizer,
+        language: str,
+        guess: LanguageGuess | None,
+    ) -> Transcript:
+        """The routed transcript; for a detected language that heard nothing, the runner-up
+        language's, when it hears something."""
         if guess is not None and transcript.is_empty and len(guess.shares) > 1:
             second, share = guess.shares[1]
             other = self.recognizer_for(second)
             retry = other.transcribe(audio, hints, second)
             if not retry.is_empty:
-                spent = transcript.took_s
-                retry = replace(retry, took_s=retry.took_s + spent)
+                retry = replace(retry, took_s=retry.took_s + transcript.took_s)
                 guess = replace(guess, language=second, probability=share)
                 return _routed(retry, other, second, guess)
-        return _routed(transcript, recognizer, lang, guess)
+        return _routed(transcript, recognizer, language, guess)
 
     def stream(self, hints: Sequence[str] = (), language: str | None = None) -> RoutedStream:
         """Start a streamed utterance; without a language, it is detected from the first
@@ -248,6 +263,10 @@ def _routed(
 class RoutedStream:
     """A streamed utterance whose recogniser is chosen once its language is known.
 
+    A stream whose language is detected keeps its audio (at most :data:`KEPT_S` seconds) so
+    that, when the detected language's recogniser hears nothing, the runner-up's can be asked
+    at the end, as :meth:`SpeechRouter.transcribe` does.
+
     Args:
         router: The router.
         hints: Passed to the recogniser.
@@ -263,6 +282,8 @@ class RoutedStream:
         self._inner: RecognitionStream | None = None
         self._pending: list[Audio] = []
         self._pending_size = 0
+        self._kept: list[Audio] = []
+        self._kept_size = 0
         if language is not None or router.detector is None:
             self._start(language or router.default_language)
 
@@ -277,10 +298,18 @@ class RoutedStream:
             self.detection.language if self.detection is not None else self._router.default_language
         )
 
+    def _keep(self, samples: Audio) -> None:
+        if self._kept_size + len(samples) <= KEPT_S * SAMPLE_RATE:
+            self._kept.append(np.asarray(samples, dtype=np.float32))
+            self._kept_size += len(samples)
+
     def accept(self, samples: Audio) -> str | None:
         """Add samples; return a new partial transcript when there is one."""
+        if self.detection is not None:
+            self._keep(samples)
         if self._inner is not None:
             return self._inner.accept(samples)
+        self._keep(samples)
         self._pending.append(np.asarray(samples, dtype=np.float32))
         self._pending_size += len(samples)
         if self._pending_size < DETECT_AFTER_S * SAMPLE_RATE:
@@ -306,7 +335,10 @@ class RoutedStream:
                 self._start(self._router.default_language)
         assert self._inner is not None and self._recognizer is not None
         transcript = self._inner.finish()
-        return _routed(transcript, self._recognizer, self.language or "", self.detection)
+        audio = np.concatenate(self._kept) if self._kept else np.zeros(0, np.float32)
+        return self._router._settle(
+            audio, self._hints, transcript, self._recognizer, self.language or "", self.detection
+        )
 
 
 def load_speech_router(

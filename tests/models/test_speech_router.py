@@ -236,10 +236,15 @@ class TestRouting:
         )
 
         transcript = both.transcribe(polish_audio, HINTS)
+        stream = both.stream(HINTS)
+        stream_in_chunks(stream, np.concatenate([polish_audio, silence(0.5)]))
+        streamed = stream.finish()
 
-        assert transcript.language == "pl"
-        assert transcript.recognizer.startswith("whisper")
-        assert transcript.detection is not None
-        assert transcript.detection.language == "pl"
-        assert transcript.detection.shares[0][0] == "ko"  # what detection said first
-        assert "lampa" in words(transcript)
+        for heard in (transcript, streamed):
+            assert heard.language == "pl"
+            assert heard.recognizer.startswith("whisper")
+            assert heard.detection is not None
+            assert heard.detection.language == "pl"
+            assert heard.detection.shares[0][0] == "ko"  # what detection said first
+            assert "lampa" in words(heard)
+        assert stream.language == "ko"  # the stream was heard in Korean until its end
