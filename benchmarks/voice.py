@@ -454,6 +454,7 @@ def run_backend(
     """Every clip through one recogniser, the corrector and the engine (``language`` given,
     or None: detected when the recogniser routes several)."""
     recognizer.warm_up()
+    corrector.prepare(recognizer.languages)  # as the service does when it builds voice search
     rows = []
     for n, (qid, condition, path) in enumerate(clips):
         transcript, outcome, timing = voice_query(

@@ -438,6 +438,19 @@ class VoiceQueryCorrector:
             " ".join(self.words.written(w) for w in unit.split()) for _, unit in ranked[:limit]
         )
 
+    def prepare(self, languages: Iterable[str]) -> None:
+        """Build the look-up structures of these languages now rather than on their first
+        transcript (Polish: Stempel's tables and the stems and sound keys of every catalogue
+        word, seconds on a large catalogue; English needs none).
+
+        Args:
+            languages: Language codes transcripts will come in.
+        """
+        for language in languages:
+            if language == "pl":
+                self._codes(language)
+                self.words.snap("krzesło", language)
+
     def _fit(self, word: str) -> float:
         cfg = self.config
         if _is_number(word) or word == "x":

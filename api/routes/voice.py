@@ -134,6 +134,8 @@ class VoiceSearch:
                 for text in (product.title, product.brand or "")
             ),
         )
+        # The languages' own indexes are made now, not by the first shopper speaking one.
+        corrector.prepare(router.languages)
         return cls(router, corrector, corrector.hints(HINT_LIMIT))
 
 

@@ -340,3 +340,14 @@ class TestPolishCorrection:
         hints = polish_corrector.hints(200, phrases=False)
 
         assert "żółte" in hints and "krzesło" in hints and "zolte" not in hints
+
+    def test_prepare_builds_the_polish_indexes_once(
+        self, polish_corrector: VoiceQueryCorrector
+    ) -> None:
+        polish_corrector.prepare(["en", "pl"])
+        built = polish_corrector._codes("pl")
+
+        polish_corrector.prepare(["pl"])
+
+        assert polish_corrector._codes("pl") is built
+        assert polish_corrector.correct("zolte krzeslo", "pl").text == "żółte krzesło"
