@@ -897,7 +897,7 @@ class WhisperRecognizer:
 
     def _encode(self, speech: Audio) -> tuple[Any, int]:
         """The encoder output of trimmed speech and its number of frames (cached per thread:
-        detection, decoding and scoring of one clip encode it once)."""
+        detecting the language of a clip and decoding it encode it once)."""
         import ctranslate2
 
         key = hashlib.blake2b(speech.tobytes(), digest_size=16).digest()
