@@ -20,8 +20,8 @@ options on it, never on heldout.
 
 Usage::
 
-    python -m benchmarks.voice --quick                      # 48 queries + 20 3-s clips, moonshine
-    python -m benchmarks.voice                              # 240 queries, moonshine and whisper
+    python -m benchmarks.voice --quick                      # 48 English queries + 20 3-s clips, moonshine
+    python -m benchmarks.voice                              # 240 English queries (moonshine, whisper), then Polish
     python -m benchmarks.voice --backends moonshine,moonshine-greedy --out results.json
     python -m benchmarks.voice --split tune --backends moonshine
 
@@ -40,7 +40,8 @@ Usage::
     python -m benchmarks.voice --lang en --en-detect        # English, and English detected
     python -m benchmarks.voice --lang pl --split tune       # choose Polish options on tune
 
-Clips are cached under ``var/voice-clips/`` (synthesis is deterministic per condition and query).
+Clips are cached under ``var/voice-clips/`` and reused, so runs on one machine hear the same clips
+(espeak-ng is deterministic; piper draws its noise when a clip is made).
 Writes ``benchmarks/results/voice.json`` unless ``--out`` says otherwise.
 """
 
@@ -622,8 +623,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--lang",
         choices=("en", "pl", "all"),
-        default="all",
-        help="en: Home Depot queries in English; pl: the Polish shop; all: both (default)",
+        default=None,
+        help="en: Home Depot queries in English; pl: the Polish shop; all: both (default; en "
+        "with --quick)",
     )
     parser.add_argument("--limit", type=int, default=None, help="English queries (default 240)")
     parser.add_argument(
@@ -681,6 +683,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = parser.parse_args(argv)
     quick = args.quick
+    args.lang = args.lang or ("en" if quick else "all")
     args.limit = args.limit if args.limit is not None else (48 if quick else 240)
     args.backends = args.backends or ("moonshine" if quick else "moonshine,whisper")
     if args.latency_clips is None:
