@@ -102,10 +102,15 @@ class Settings(BaseSettings):
         merch_db: SQLite file of the merchandising rules, ranking weights, experiments, their
             versions and audit log; None (``none``) keeps them in memory. ``serve`` uses
             ``var/merch.sqlite3`` when it is not set at all.
-        speech_recognizer: Speech recogniser for voice search: ``moonshine`` (English, default),
-            ``whisper`` (packaged whisper base, also Polish), ``whisper:<ctranslate2-folder>``,
-            ``vosk:<model-folder>`` (official vosk models, e.g. small English or Polish),
-            ``vosk-ko``, ``pocketsphinx`` or ``none`` (voice search off).
+        speech_recognizer: Speech recognisers for voice search, one per language:
+            ``<lang>=<spec>,...`` with the default language first (default
+            ``en=moonshine,pl=whisper,prior=pl:4``; ``detect=<spec>`` or ``detect=none`` says
+            what detects the language of requests without ``lang``, by default whisper when
+            configured; ``prior=<lang>:<weight>`` weighs a language in that detection).
+            A spec is ``moonshine`` (English), ``whisper`` (packaged whisper base),
+            ``whisper:<ctranslate2-folder>``, ``vosk:<model-folder>`` (official vosk models,
+            e.g. small English or Polish), ``vosk-ko`` or ``pocketsphinx``; a single spec alone
+            serves the languages it knows; ``none`` turns voice search off.
         request_threads: Threads of each worker process that run the synchronous request
             handlers (searches, events). Searches hold the GIL most of their time, so threads
             beyond two only interleave them: on the Home Depot titles under 32 connections one
@@ -210,7 +215,7 @@ class Settings(BaseSettings):
     client_burst: int = Field(default=40, ge=1, le=100_000)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     merch_db: Path | None = None
-    speech_recognizer: str = "moonshine"
+    speech_recognizer: str = "en=moonshine,pl=whisper,prior=pl:4"
     model_threads: int = Field(default=1, ge=1, le=64)
     request_threads: int = Field(default=2, ge=1, le=256)
     workers: int = Field(default=1, ge=1, le=64)

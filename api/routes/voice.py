@@ -2,6 +2,10 @@
 
 The recogniser and the catalogue corrector are built once, on first use, and kept on
 ``app.state`` (tests may put a loaded recogniser in ``app.state.speech_recognizer`` first).
+Recognisers are configured per language (``en=moonshine,pl=whisper``, a
+:class:`~models.speech_router.SpeechRouter`): a request's ``lang`` picks one, and without it
+the language is detected from the recording among the configured ones. The answer says which
+language and recogniser were used, and whether the language was given or detected.
 
 A voice answer is recorded as a ``GET /search`` answer is
 (:func:`api.routes.search.record_answer`) and carries its ``query_id``. The recorded query is
@@ -58,7 +62,8 @@ from api.routes.search import (
 )
 from api.schemas import FacetValuePublic, SearchHitPublic
 from api.security import SearchKeyDep, merge_filters
-from models.speech import SpeechRecognizer, Transcript, load_speech_recognizer
+from models.speech import SpeechRecognizer, Transcript
+from models.speech_router import SpeechRouter, UnsupportedLanguageError, load_speech_recognizer
 from search.engine import SearchEngine
 from search.errors import InvalidRequestError, SearchServiceError
 from search.tuning import Tuning
@@ -67,8 +72,10 @@ from search.voice import Correction, VoiceOutcome, VoiceQueryCorrector, search_r
 
 router = APIRouter(tags=["voice"])
 
-DEFAULT_SPEECH_RECOGNIZER = "moonshine"
-"""The recogniser used when nothing is configured."""
+DEFAULT_SPEECH_RECOGNIZER = "en=moonshine,pl=whisper,prior=pl:4"
+"""The recognisers used when nothing is configured: English by Moonshine, Polish by whisper
+base, which also detects the language of requests without ``lang``, Polish weighed 4 to 1 (a
+Polish-first shop; see :mod:`models.speech_router`)."""
 
 HINT_LIMIT = 1_000
 """Catalogue words and phrases passed to recognisers as hints."""
@@ -92,30 +99,32 @@ def speech_recognizer_spec(settings: Any = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class VoiceSearch:
-    """What voice search needs besides the engine: a recogniser and the catalogue corrector.
+    """What voice search needs besides the engine: the recognisers and the catalogue corrector.
 
     Attributes:
-        recognizer: The loaded recogniser.
+        recognizer: The loaded recognisers, one per language.
         corrector: Maps transcripts onto the serving catalogue.
         hints: Catalogue words and phrases passed to the recogniser.
     """
 
-    recognizer: SpeechRecognizer
+    recognizer: SpeechRouter
     corrector: VoiceQueryCorrector
     hints: tuple[str, ...]
 
     @classmethod
     def build(cls, engine: SearchEngine, recognizer: SpeechRecognizer) -> VoiceSearch:
-        """Warm the recogniser and index the catalogue's words and title phrases.
+        """Warm the recognisers and index the catalogue's words and title phrases.
 
         Args:
             engine: The serving engine.
-            recognizer: The recogniser (weights are loaded here).
+            recognizer: A recogniser, or a :class:`SpeechRouter` of one per language (weights
+                are loaded here; one that cannot load raises ImportError naming its extra).
 
         Returns:
             The ready voice search.
         """
-        recognizer.warm_up()
+        router = SpeechRouter.of(recognizer)
+        router.warm_up()
         corrector = VoiceQueryCorrector.from_titles(
             engine.vocabulary,
             engine.analyzer,
@@ -125,21 +134,21 @@ class VoiceSearch:
                 for text in (product.title, product.brand or "")
             ),
         )
-        return cls(recognizer, corrector, corrector.hints(HINT_LIMIT))
+        # The languages' own indexes are made now, not by the first shopper speaking one.
+        corrector.prepare(router.languages)
+        return cls(router, corrector, corrector.hints(HINT_LIMIT))
 
 
 _build_lock = threading.Lock()
 
 
-def _voice_search(app: Any, engine: SearchEngine, settings: Any) -> VoiceSearch:
-    voice: VoiceSearch | None = getattr(app.state, "voice_search", None)
-    if voice is not None and getattr(app.state, "voice_search_engine", None) is engine:
-        return voice
+def _recognizer(app: Any, settings: Any) -> SpeechRecognizer:
+    """The configured recogniser(s), built (not loaded) on first use."""
+    recognizer: SpeechRecognizer | None = getattr(app.state, "speech_recognizer", None)
+    if recognizer is not None:
+        return recognizer
     with _build_lock:
-        voice = getattr(app.state, "voice_search", None)
-        if voice is not None and getattr(app.state, "voice_search_engine", None) is engine:
-            return voice
-        recognizer: SpeechRecognizer | None = getattr(app.state, "speech_recognizer", None)
+        recognizer = getattr(app.state, "speech_recognizer", None)
         if recognizer is None:
             spec = speech_recognizer_spec(settings)
             try:
@@ -149,7 +158,38 @@ def _voice_search(app: Any, engine: SearchEngine, settings: Any) -> VoiceSearch:
             if recognizer is None:
                 raise HTTPException(503, "voice search is turned off (speech recognizer 'none')")
             app.state.speech_recognizer = recognizer
-        voice = VoiceSearch.build(engine, recognizer)
+    return recognizer
+
+
+def checked_language(app: Any, settings: Any, lang: str | None) -> str | None:
+    """The request's language as a base code (``pl-PL`` -> ``pl``), or None to detect it;
+    checked against the configured languages before any audio is read or model loaded.
+
+    Raises:
+        HTTPException: 503 when voice search is off or misconfigured.
+        InvalidRequestError: No recogniser speaks it (422 naming ``lang`` and listing the
+            supported languages).
+    """
+    code = _language(lang)
+    try:
+        return SpeechRouter.of(_recognizer(app, settings)).check_language(code)
+    except UnsupportedLanguageError as exc:
+        raise InvalidRequestError("lang", str(exc)) from exc
+
+
+def _voice_search(app: Any, engine: SearchEngine, settings: Any) -> VoiceSearch:
+    voice: VoiceSearch | None = getattr(app.state, "voice_search", None)
+    if voice is not None and getattr(app.state, "voice_search_engine", None) is engine:
+        return voice
+    recognizer = _recognizer(app, settings)
+    with _build_lock:
+        voice = getattr(app.state, "voice_search", None)
+        if voice is not None and getattr(app.state, "voice_search_engine", None) is engine:
+            return voice
+        try:
+            voice = VoiceSearch.build(engine, recognizer)
+        except ImportError as exc:
+            raise HTTPException(503, f"voice search is not available: {exc}") from exc
         app.state.voice_search = voice
         app.state.voice_search_engine = engine
         return voice
@@ -188,7 +228,8 @@ class VoiceTimingsPublic(BaseModel):
     """Where the time went, in milliseconds."""
 
     decode_ms: float
-    recognize_ms: float
+    recognize_ms: float = Field(description="Recognition, language detection included.")
+    detect_ms: float = Field(default=0.0, description="Language detection (0 when given).")
     search_ms: float
 
 
@@ -197,7 +238,18 @@ class VoiceSearchResponse(BaseModel):
 
     transcript: str = Field(description='What the recogniser heard; "" when there was no speech.')
     alternatives: list[AlternativePublic] = Field(description="Readings, best first.")
-    language: str | None
+    language: str | None = Field(description="The language the recording was heard in.")
+    language_source: Literal["given", "detected", "default"] = Field(
+        default="given",
+        description="given: the request's lang; detected: from the recording, among the "
+        "configured languages; default: the first configured language (a single language, "
+        "or no speech to detect from).",
+    )
+    language_confidence: float | None = Field(
+        default=None,
+        description="For a detected language, its share of the configured languages' "
+        "probability (0..1).",
+    )
     query: str = Field(
         description="The query actually searched: the reading (transcript or an alternative) "
         "that best fits the catalogue, mapped onto catalogue terms."
@@ -210,7 +262,7 @@ class VoiceSearchResponse(BaseModel):
         default=None, description='Set when nothing was searched ("no speech was heard").'
     )
     audio_seconds: float
-    recognizer: str
+    recognizer: str = Field(description="The recogniser that heard the recording.")
     total: int
     k: int
     hits: list[SearchHitPublic]
@@ -269,12 +321,13 @@ def _search_transcript(
     transcript: Transcript,
     template: SearchRequest,
 ) -> VoiceOutcome:
-    # Every reading is corrected and searched; the one whose words best fit the catalogue
-    # (weighed with the recogniser's confidence) is answered.
+    # Every reading is corrected (in its language) and searched; the one whose words best fit
+    # the catalogue (weighed with the recogniser's confidence) is answered.
     return search_readings(
         voice.corrector,
         _readings(transcript),
         lambda text: _search(engine, text, template),
+        language=transcript.language,
     )
 
 
@@ -289,7 +342,12 @@ def _response(
     search_ms: float,
     started: float,
     variants: Mapping[str, str] | None = None,
+    lang: str | None = None,
 ) -> VoiceSearchResponse:
+    detection = transcript.detection
+    source: Literal["given", "detected", "default"] = (
+        "given" if lang is not None else "detected" if detection is not None else "default"
+    )
     return VoiceSearchResponse(
         transcript=transcript.text,
         alternatives=[
@@ -297,6 +355,8 @@ def _response(
             for a in transcript.alternatives
         ],
         language=transcript.language,
+        language_source=source,
+        language_confidence=round(detection.probability, 4) if detection else None,
         query=correction.text,
         changes=[
             ChangePublic(heard=c.heard, catalogue=c.catalogue, similarity=c.similarity)
@@ -305,7 +365,7 @@ def _response(
         corrected_query=result.corrected_query if result is not None else None,
         message=NO_SPEECH if result is None else None,
         audio_seconds=round(transcript.duration_s, 3),
-        recognizer=voice.recognizer.name,
+        recognizer=transcript.recognizer or voice.recognizer.name,
         total=result.total if result is not None else 0,
         k=k,
         hits=[SearchHitPublic.from_hit(hit) for hit in result.hits] if result else [],
@@ -316,6 +376,7 @@ def _response(
         timings=VoiceTimingsPublic(
             decode_ms=round(decode_ms, 2),
             recognize_ms=round(transcript.took_s * 1000, 2),
+            detect_ms=round(detection.took_s * 1000, 2) if detection else 0.0,
             search_ms=round(search_ms, 2),
         ),
         took_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -326,15 +387,6 @@ def _response(
 def _language(lang: str | None) -> str | None:
     # Browsers send BCP 47 tags ("en-US", "pl-PL"); recognisers know base languages.
     return lang.strip().replace("_", "-").split("-")[0].lower() or None if lang else None
-
-
-def _check_language(voice: VoiceSearch, lang: str | None) -> None:
-    languages = voice.recognizer.languages
-    if lang is not None and languages and lang not in languages:
-        raise InvalidRequestError(
-            "lang",
-            f"{voice.recognizer.name} understands {', '.join(languages)}, not {lang!r}",
-        )
 
 
 def _recognise_and_search(
@@ -375,7 +427,13 @@ async def search_by_voice(
     ],
     k: Annotated[int, Form(ge=1, description="Hits to return, at most the service's max_k.")] = 10,
     lang: Annotated[
-        str | None, Form(max_length=8, description="Spoken language (en, pl...).")
+        str | None,
+        Form(
+            max_length=8,
+            description="Spoken language (en, pl; a BCP 47 tag such as pl-PL is read as its "
+            "language). One the service is not configured for is a 422 listing those it is; "
+            "absent, the language is detected from the recording.",
+        ),
     ] = None,
     brand: Annotated[list[str], Form(description="Any of these brands.")] = [],  # noqa: B006
     category: Annotated[
@@ -414,6 +472,8 @@ async def search_by_voice(
         session_id=session_id,
         channel=channel,
     )
+    # Checked before the upload is read or a model loaded: a bad lang costs nothing.
+    lang = checked_language(request.app, settings, lang)
     if audio.size is not None:
         check_size(audio.size)
     data = await audio.read(DEFAULT_MAX_BYTES + 1)
@@ -421,8 +481,6 @@ async def search_by_voice(
     decode_ms = (time.perf_counter() - started) * 1000
     # The recogniser loads on first use, after the upload is known to be usable.
     voice = await get_voice_search(request, engine, settings)
-    lang = _language(lang)
-    _check_language(voice, lang)
     tuning, assignment = serve_variants(request, engine, user_id, session_id)
     served = _Tuned(engine, tuning)
     # In the voice pool, as streams are: recognition never takes the searches' threads.
@@ -445,6 +503,7 @@ async def search_by_voice(
         search_ms=search_ms,
         started=started,
         variants=assignment.variants,
+        lang=lang,
     )
     response.query_id = _record(request, template, correction, result, assignment.variants)
     return response
@@ -592,7 +651,10 @@ async def stream_voice_search(
     websocket: WebSocket,
     key: SearchKeyDep,
     k: Annotated[int, Query(ge=1, le=100)] = 10,
-    lang: Annotated[str | None, Query(max_length=8)] = None,
+    lang: Annotated[
+        str | None,
+        Query(max_length=8, description="Spoken language; absent: detected from the audio."),
+    ] = None,
     sample_rate: Annotated[int, Query(ge=8_000, le=96_000)] = TARGET_RATE,
     user_id: Annotated[str | None, Query(max_length=200)] = None,
     session_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -605,7 +667,9 @@ async def stream_voice_search(
     stops. The server answers JSON messages ``{"type": "partial", "transcript", "query", "hits"}``
     while audio arrives and one ``{"type": "final", ...}`` (the ``POST /search/voice`` answer plus
     ``"type"``) before closing. Errors are ``{"type": "error", "status", "detail"}`` followed by
-    a close whose reason repeats the detail.
+    a close whose reason repeats the detail; a ``lang`` no recogniser is configured for is
+    status 422 (close 1008) listing the supported languages. Without ``lang`` the language is
+    detected from the first 1.5 s of speech, and the stream goes on in that language.
 
     Limits (settings ``voice_*``): a key and a client hold a few streams at most (1008 beyond),
     the service a bounded number (1013 beyond); a stream with no audio for
@@ -663,9 +727,8 @@ async def _stream(
 ) -> None:
     limiter = transcribe_limiter(app)
     try:
+        lang = checked_language(app, settings, lang)
         voice = await run_in_threadpool(_voice_search, app, engine, settings)
-        lang = _language(lang)
-        _check_language(voice, lang)
     except HTTPException as exc:
         await _close(websocket, 1011, exc.status_code, str(exc.detail))
         return
@@ -743,7 +806,7 @@ async def _stream(
             waiting[0] -= len(samples)
             if partial is not None:
                 payload = await anyio.to_thread.run_sync(
-                    _partial, voice, served, partial, template, limiter=limiter
+                    _partial, voice, served, partial, template, stream.language, limiter=limiter
                 )
                 await websocket.send_json(payload)
 
@@ -773,6 +836,7 @@ async def _stream(
             search_ms=search_ms,
             started=final_started,
             variants=assignment.variants,
+            lang=lang,
         )
         response.query_id = _record(
             websocket, template, outcome.correction, outcome.result, assignment.variants
@@ -798,9 +862,9 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
 
 
 def _partial(
-    voice: VoiceSearch, engine: _Tuned, text: str, template: SearchRequest
+    voice: VoiceSearch, engine: _Tuned, text: str, template: SearchRequest, language: str | None
 ) -> dict[str, Any]:
-    correction = voice.corrector.correct(text)
+    correction = voice.corrector.correct(text, language)
     result = _search(engine, correction.text, template)
     hits = (
         [SearchHitPublic.from_hit(hit).model_dump(mode="json") for hit in result.hits]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from api.routes.voice import (
     speech_recognizer_spec,
 )
 from api.settings import Settings
+from indexer.build import BuildConfig
+from indexer.build import build_snapshot as build_products
 from models.speech import (
     SAMPLE_RATE,
     Alternative,
@@ -34,6 +37,8 @@ from models.speech import (
 from search.rules import filters_from_dict
 from tests.api import build_snapshot
 from tests.models.test_speech import silence, speak
+from tests.models.test_speech_router import polish_audio, routed  # noqa: F401 (fixtures)
+from tests.search.test_voice import POLISH_PRODUCTS
 
 MAX_K = 20
 
@@ -164,10 +169,13 @@ class TestDecodeAudio:
 class TestRecognizerSetting:
     def test_settings_then_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """The settings read PRODUCTSEARCH_SPEECH_RECOGNIZER; the route reads only them."""
-        assert speech_recognizer_spec() == DEFAULT_SPEECH_RECOGNIZER == "moonshine"
+        assert DEFAULT_SPEECH_RECOGNIZER == "en=moonshine,pl=whisper,prior=pl:4"
+        assert speech_recognizer_spec() == DEFAULT_SPEECH_RECOGNIZER
+        assert Settings().speech_recognizer == DEFAULT_SPEECH_RECOGNIZER
         monkeypatch.setenv("PRODUCTSEARCH_SPEECH_RECOGNIZER", "whisper")
         assert speech_recognizer_spec(Settings()) == "whisper"
-        assert speech_recognizer_spec() == "moonshine"  # no settings: the environment is not read
+        # No settings: the environment is not read.
+        assert speech_recognizer_spec() == DEFAULT_SPEECH_RECOGNIZER
 
 
 # --- the HTTP API -----------------------------------------------------------------------------
@@ -253,6 +261,16 @@ class TestBadUploads:
         assert code == 422
         assert body["detail"][0]["loc"] == ["query", "k"]
 
+    @pytest.mark.parametrize("lang", ["de", "pl-PL", "xx_YY", "123"])
+    def test_unknown_language_before_any_decoding(self, bare_client: TestClient, lang: str) -> None:
+        # The moonshine-only client speaks English: the language is refused before the
+        # (undecodable) upload is read or any model loaded.
+        code, body = post(bare_client, b"x", lang=lang)
+
+        assert code == 422
+        assert body["detail"][0]["loc"] == ["query", "lang"]
+        assert "is not supported; supported: en" in body["detail"][0]["msg"]
+
     def test_bad_filter(self, bare_client: TestClient) -> None:
         code, body = post(bare_client, b"x", attr="nocolon")
 
@@ -308,7 +326,7 @@ class TestVoiceSearch:
 
         assert code == 422
         assert body["detail"][0]["loc"] == ["query", "lang"]
-        assert "understands en" in body["detail"][0]["msg"]
+        assert "'pl' is not supported; supported: en" in body["detail"][0]["msg"]
 
     def test_catalogue_correction_is_reported(self, client: TestClient) -> None:
         # "walnut" said as two words sounds like "wall nut": the catalogue has "walnut".
@@ -494,3 +512,111 @@ class TestVoiceKeysAndExperiments:
                     final = message
         assert final["hits"] and {h["brand"] for h in final["hits"]} == {"Nordhem"}
         assert set(final["variants"]) == {"voice-exp"}
+
+
+# --- Polish ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def polish_client(
+    tmp_path_factory: pytest.TempPathFactory,
+    routed: Any,  # noqa: F811 (the fixture imported above)
+) -> Iterator[TestClient]:
+    """A Polish shop served with the default recognisers (en=moonshine, pl=whisper)."""
+    folder = tmp_path_factory.mktemp("voice-pl") / "snapshot"
+    build_products(
+        POLISH_PRODUCTS, folder, config=BuildConfig(languages=("pl", "en"), embedder="none")
+    )
+    yield from make_client(folder, recognizer=routed)
+
+
+@pytest.mark.slow
+class TestPolishVoice:
+    def test_polish_without_lang_is_detected_and_found(
+        self,
+        polish_client: TestClient,
+        polish_audio: npt.NDArray[np.float32],  # noqa: F811
+    ) -> None:
+        code, body = post(polish_client, encode(polish_audio, "ogg-opus"), "query.ogg", k=3)
+
+        assert code == 200, body
+        assert body["language"] == "pl"
+        assert body["language_source"] == "detected"
+        assert 0.5 < body["language_confidence"] <= 1
+        assert body["recognizer"].startswith("whisper")
+        assert body["timings"]["detect_ms"] > 0
+        assert body["query"].startswith("lampa stojąca")
+        assert body["hits"][0]["id"] == "LAM-1"
+
+    def test_polish_given(
+        self,
+        polish_client: TestClient,
+        polish_audio: npt.NDArray[np.float32],  # noqa: F811
+    ) -> None:
+        code, body = post(polish_client, encode(polish_audio, "wav"), lang="pl-PL")
+
+        assert code == 200, body
+        assert body["language"] == "pl"
+        assert body["language_source"] == "given"
+        assert body["language_confidence"] is None
+        assert body["timings"]["detect_ms"] == 0
+        assert body["hits"][0]["id"] == "LAM-1"
+
+    def test_english_without_lang_goes_to_moonshine(self, polish_client: TestClient) -> None:
+        audio = np.concatenate([silence(0.3), speak("cordless drill"), silence(0.3)])
+
+        code, body = post(polish_client, encode(audio, "wav"))
+
+        assert code == 200, body
+        assert body["language"] == "en"
+        assert body["recognizer"] == "moonshine"
+        assert body["hits"][0]["id"] == "DRL-1"
+
+    def test_unsupported_language_lists_the_configured_ones(
+        self,
+        polish_client: TestClient,
+        polish_audio: npt.NDArray[np.float32],  # noqa: F811
+    ) -> None:
+        code, body = post(polish_client, encode(polish_audio, "wav"), lang="de")
+
+        assert code == 422
+        assert body["detail"][0]["msg"].endswith("'de' is not supported; supported: en, pl")
+
+    def test_stream_detects_polish(
+        self,
+        polish_client: TestClient,
+        polish_audio: npt.NDArray[np.float32],  # noqa: F811
+    ) -> None:
+        audio = np.concatenate([silence(0.3), polish_audio, silence(0.5)])
+
+        final = TestVoiceStream().stream(polish_client, audio, k=3)[-1]
+
+        assert final["type"] == "final"
+        assert final["language"] == "pl"
+        assert final["language_source"] == "detected"
+        assert final["hits"][0]["id"] == "LAM-1"
+
+    def test_stream_refuses_an_unsupported_language(self, polish_client: TestClient) -> None:
+        with polish_client.websocket_connect("/search/voice/stream?lang=de") as ws:
+            message = ws.receive_json()
+
+        assert message["type"] == "error"
+        assert message["status"] == 422
+        assert "supported: en, pl" in message["detail"]
+
+
+@pytest.mark.slow
+class TestRecognizerThatCannotLoad:
+    def test_answers_503_naming_the_extra(
+        self, snapshot_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The default configuration (en=moonshine, pl=whisper) with faster-whisper missing:
+        # voice search is refused with the extra to install, never served by Moonshine alone.
+        monkeypatch.setitem(sys.modules, "faster_whisper", None)
+        settings = Settings(index_dir=snapshot_dir, text_embedder="none", max_k=MAX_K)
+        with TestClient(create_app(settings)) as client:
+            code, body = post(client, encode(tone(), "wav"), lang="en")
+
+        assert code == 503
+        assert "whisper needs faster-whisper" in body["detail"]
+        assert "pip install 'productsearch[voice]'" in body["detail"]

@@ -19,7 +19,6 @@ import pytest
 
 from models.speech import (
     SAMPLE_RATE,
-    SPEECH_BACKENDS,
     BufferedStream,
     MoonshineRecognizer,
     PocketsphinxRecognizer,
@@ -28,7 +27,6 @@ from models.speech import (
     Transcript,
     VoskRecognizer,
     WhisperRecognizer,
-    load_speech_recognizer,
     moonshine_tokens,
     name_onnx_subgraphs,
     packaged_vosk_korean,
@@ -37,6 +35,7 @@ from models.speech import (
     trim_silence,
     vosk_language,
 )
+from models.speech_router import SPEECH_BACKENDS, load_speech_recognizer
 
 _PIPER: dict[str, Any] = {}
 
@@ -128,6 +127,12 @@ class TestSpecs:
     def test_bad_arguments(self) -> None:
         with pytest.raises(ValueError, match="beam_size"):
             WhisperRecognizer(beam_size=0)
+        with pytest.raises(ValueError, match="alternatives"):
+            WhisperRecognizer(beam_size=2, alternatives=3)
+        with pytest.raises(ValueError, match="window_s"):
+            WhisperRecognizer(window_s=0.5)
+        with pytest.raises(ValueError, match="not one of languages"):
+            WhisperRecognizer(language="de", languages=("en", "pl"))
         with pytest.raises(ValueError, match="interval_s"):
             BufferedStream(MoonshineRecognizer(), interval_s=0)
 
@@ -383,6 +388,69 @@ class TestWhisper:
         stream_in_chunks(stream, speak("copper pipe"))
 
         assert words(stream.finish()) == ["copper", "pipe"]
+
+    def test_beam_gives_distinct_readings(self, whisper: WhisperRecognizer) -> None:
+        beam = WhisperRecognizer(whisper.model_dir, beam_size=4)
+        beam._model = whisper._model  # share the loaded weights
+
+        transcript = beam.transcribe(speak("pellet stove pipe"), language="en")
+
+        readings = [a.text for a in transcript.alternatives]
+        assert 1 <= len(readings) <= 4
+        assert readings[0] == transcript.text
+        assert len({r.lower() for r in readings}) == len(readings)
+        assert all(0 < a.confidence <= 1 for a in transcript.alternatives)
+
+
+@pytest.fixture(scope="module")
+def polish(tmp_path_factory: pytest.TempPathFactory) -> npt.NDArray[np.float32]:
+    """A Polish query spoken by espeak-ng's Polish voice."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    return espeak("lampa stojąca do salonu", "pl", tmp_path_factory.mktemp("pl"))
+
+
+@pytest.mark.slow
+class TestWhisperPolish:
+    def test_transcribes_polish_given(
+        self, whisper: WhisperRecognizer, polish: npt.NDArray[np.float32]
+    ) -> None:
+        transcript = whisper.transcribe(polish, language="pl")
+
+        assert transcript.language == "pl"
+        assert transcript.recognizer == whisper.name
+        assert words(transcript)[0] == "lampa"  # greedy, no catalogue words: "lampa siąca..."
+
+    def test_detects_polish_and_english(
+        self, whisper: WhisperRecognizer, polish: npt.NDArray[np.float32], drill: Any
+    ) -> None:
+        polish_guess = whisper.detect_language(polish, ("en", "pl"))
+        english_guess = whisper.detect_language(drill, ("en", "pl"))
+
+        assert polish_guess is not None and polish_guess.language == "pl"
+        assert english_guess is not None and english_guess.language == "en"
+        assert whisper.detect_language(silence(), ("en", "pl")) is None
+        with pytest.raises(ValueError, match="candidate"):
+            whisper.detect_language(polish, ())
+
+    def test_without_a_language_it_is_detected_among_its_own(
+        self, whisper: WhisperRecognizer, polish: npt.NDArray[np.float32]
+    ) -> None:
+        detecting = WhisperRecognizer(whisper.model_dir, beam_size=1, language=None)
+        detecting._model = whisper._model
+
+        assert detecting.transcribe(polish).language == "pl"
+
+    def test_hints_restrict_what_the_decoder_writes(
+        self, whisper: WhisperRecognizer, polish: npt.NDArray[np.float32]
+    ) -> None:
+        catalogue = ["lampa", "stojąca", "salonu", "krzesło", "ogrodowe"]
+        biased = whisper.transcribe(polish, hints=catalogue, language="pl")
+        # Only the word pieces of "sofa" (and digits, punctuation) may be written.
+        narrow = whisper.transcribe(polish, hints=["sofa"], language="pl")
+
+        assert words(biased)[:2] == ["lampa", "stojąca"]
+        assert "lampa" not in narrow.text.lower()
 
 
 @pytest.fixture(scope="module")

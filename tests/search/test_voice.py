@@ -249,3 +249,105 @@ class TestTitlePhrases:
         phrases = title_phrases(["a b c", "red sofa", "red sofa bed"], Analyzer(("en",)))
 
         assert phrases == {"red sofa": 2}
+
+
+POLISH_PRODUCTS: tuple[Product, ...] = (
+    Product(id="KRZ-1", title="Krzesło ogrodowe składane, żółte", brand="Kowalski", lang="pl"),
+    Product(id="KRZ-2", title="Krzesło kuchenne dębowe, czarne", brand="Kowalski", lang="pl"),
+    Product(id="SOF-1", title="Sofa skórzana narożna, czarna", brand="Polmeb", lang="pl"),
+    Product(id="STO-1", title="Stół dębowy rozkładany", brand="Dębowy Dwór", lang="pl"),
+    Product(id="LAM-1", title="Lampa stojąca do salonu, biała", brand="Zorza", lang="pl"),
+    Product(id="WIE-1", title="Wiertarka akumulatorowa kompaktowa", brand="Tatra", lang="pl"),
+    Product(id="KOS-1", title="Koszula lniana męska, niebieska", brand="Mazur", lang="pl"),
+    Product(id="DRL-1", title="Cordless drill with battery", brand="Tatra", lang="en"),
+)
+"""A small Polish shop with an English product, as mixed catalogues are."""
+
+
+@pytest.fixture(scope="module")
+def polish_engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
+    out: Path = tmp_path_factory.mktemp("voice-pl") / "snapshot"
+    build_snapshot(
+        POLISH_PRODUCTS, out, config=BuildConfig(languages=("pl", "en"), embedder="none")
+    )
+    return open_snapshot(out, ranker="none")
+
+
+@pytest.fixture(scope="module")
+def polish_corrector(polish_engine: SearchEngine) -> VoiceQueryCorrector:
+    return VoiceQueryCorrector.from_titles(
+        polish_engine.vocabulary,
+        polish_engine.analyzer,
+        (t for p in polish_engine.store.products for t in (p.title, p.brand or "")),
+    )
+
+
+class TestPolishCorrection:
+    @pytest.mark.parametrize(
+        ("heard", "searched", "first"),
+        [
+            # Diacritics lost: folded, they are the catalogue's words.
+            ("zolte krzeslo ogrodowe", "żółte krzesło ogrodowe", "KRZ-1"),
+            # Another inflection, without diacritics (Stempel cannot stem it): same ending-less
+            # stem as the title's word.
+            ("krzesla ogrodowe", "krzesło ogrodowe", "KRZ-1"),
+            # Another inflection with diacritics: Stempel's stem is the title word's.
+            ("krzeseł kuchennych", "krzesło kuchenne", "KRZ-2"),
+            # A near sound: Polish sound keys (sz/rz...) and spelling.
+            ("koszura lniana", "koszula lniana", "KOS-1"),
+            # Two misheard words that sound like one catalogue word.
+            ("wiert arka", "wiertarka", "WIE-1"),
+        ],
+    )
+    def test_heard_words_snap_to_the_catalogue_words(
+        self,
+        polish_engine: SearchEngine,
+        polish_corrector: VoiceQueryCorrector,
+        heard: str,
+        searched: str,
+        first: str,
+    ) -> None:
+        correction = polish_corrector.correct(heard, "pl")
+
+        assert correction.text == searched
+        assert correction.changes
+        assert all(c.heard in heard for c in correction.changes)
+        assert top_ids(polish_engine, correction.text)[0] == first
+
+    def test_changes_name_the_written_catalogue_word(
+        self, polish_corrector: VoiceQueryCorrector
+    ) -> None:
+        correction = polish_corrector.correct("zolta sofa", "pl")
+
+        # The title writes "czarna"/"żółte": "zolta" is another form of "żółte".
+        assert [(c.heard, c.catalogue) for c in correction.changes] == [("zolta", "żółte")]
+        assert correction.changes[0].similarity >= 0.72
+
+    def test_catalogue_words_are_kept(self, polish_corrector: VoiceQueryCorrector) -> None:
+        correction = polish_corrector.correct("Lampa stojąca do salonu", "pl")
+
+        assert correction.text == "lampa stojąca do salonu"
+        assert not correction.changed
+
+    def test_english_reading_is_unchanged_by_the_polish_rules(
+        self, polish_corrector: VoiceQueryCorrector
+    ) -> None:
+        # Without a language the corrector reads English numbers and uses metaphone.
+        assert polish_corrector.correct("two cordless drills").text == "2 cordless drills"
+        assert polish_corrector.correct("two cordless drills", "pl").text.startswith("two")
+
+    def test_hints_keep_diacritics(self, polish_corrector: VoiceQueryCorrector) -> None:
+        hints = polish_corrector.hints(200, phrases=False)
+
+        assert "żółte" in hints and "krzesło" in hints and "zolte" not in hints
+
+    def test_prepare_builds_the_polish_indexes_once(
+        self, polish_corrector: VoiceQueryCorrector
+    ) -> None:
+        polish_corrector.prepare(["en", "pl"])
+        built = polish_corrector._codes("pl")
+
+        polish_corrector.prepare(["pl"])
+
+        assert polish_corrector._codes("pl") is built
+        assert polish_corrector.correct("zolte krzeslo", "pl").text == "żółte krzesło"
