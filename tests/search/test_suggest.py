@@ -288,5 +288,5 @@ class TestSuggestionsInTheSnapshot:
         size = (bad / SUGGESTIONS).stat().st_size
         (bad / SUGGESTIONS).write_bytes(b"x" * size)  # same size: only the checksum would tell
         engine = open_snapshot(bad, ranker="none", verify=False)
-        with pytest.raises(SnapshotError, match="suggestions.npz"):
+        with pytest.raises(SnapshotError, match=r"suggestions\.npz"):
             _ = engine.suggester
