@@ -97,13 +97,20 @@ def test_typo_is_corrected(demo: str) -> None:
 
 
 def test_polish_query_without_diacritics(demo: str) -> None:
-    body = httpx.get(f"{demo}/search", params={"q": "krzeslo", "k": 3}).json()
-    assert body["hits"] and all(hit["title"].startswith("Krzesło") for hit in body["hits"])
+    body = httpx.get(f"{demo}/search", params={"q": "krzeslo", "k": 10}).json()
+    titles = [hit["title"] for hit in body["hits"]]
+    # "krzeslo" is "krzesło" without its diacritic: the Polish chairs, and (through the
+    # Polish-English lexicon) the English ones; nothing else.
+    assert any(title.startswith("Krzesło") for title in titles)
+    assert titles and all("chair" in t.lower() or t.startswith("Krzesło") for t in titles)
 
 
 def test_semantic_match_without_shared_words(demo: str) -> None:
     body = httpx.get(f"{demo}/search", params={"q": "couch", "k": 3}).json()
-    assert body["hits"] and all("sofa" in hit["title"].lower() for hit in body["hits"])
+    # Sofas in either language ("kanapa" is a Polish sofa).
+    assert body["hits"] and all(
+        "sofa" in hit["title"].lower() or "kanapa" in hit["title"].lower() for hit in body["hits"]
+    )
 
 
 def test_product_and_its_picture(demo: str) -> None:
