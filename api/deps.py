@@ -211,11 +211,8 @@ def visible_suggestions(
         if view.suggester is None:
             store = engine.store
             products = [store.products[int(doc)] for doc in np.flatnonzero(view.mask)]
-            titles = [p.title for p in products]
-            view.words = frozenset(t.folded for title in titles for t in tokenize(title))
-            view.suggester = Suggester.from_titles(
-                titles, engine.vocabulary, engine.analyzer, brands=[p.brand for p in products]
-            )
+            view.words = frozenset(t.folded for p in products for t in tokenize(p.title))
+            view.suggester = Suggester.from_products(products, engine.vocabulary, engine.analyzer)
         suggester, words = view.suggester, view.words
     if popular:
         popular = {

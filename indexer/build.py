@@ -540,8 +540,9 @@ def write_snapshot(
         raise ValueError(f"the ANN index holds {ann.ntotal} vectors for {total} products")
     if len(colours) != total:
         raise ValueError(f"colours for {len(colours)} products, expected {total}")
+    analyzer = Analyzer(config.languages)
     if lexical is None:
-        data, vocab = _analyse(products, Analyzer(config.languages), report)
+        data, vocab = _analyse(products, analyzer, report)
     else:
         data, vocab, _ = lexical
         if data.n_docs != total:
@@ -559,13 +560,7 @@ def write_snapshot(
         # Python for tens of thousands of titles).
         report("suggestions", 0, 1)
         save_suggestions(
-            Suggester.from_titles(
-                [p.title for p in products],
-                vocab,
-                Analyzer(config.languages),
-                brands=[p.brand for p in products],
-            ).arrays,
-            writer.path(SUGGESTIONS),
+            Suggester.from_products(products, vocab, analyzer).arrays, writer.path(SUGGESTIONS)
         )
         report("suggestions", 1, 1)
         ColourIndex(colours).save(writer.path(COLOURS))

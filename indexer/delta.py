@@ -951,16 +951,11 @@ def suggester_arrays(snapshot_dir: Path) -> SuggesterArrays:
     if (snapshot_dir / SUGGESTIONS).is_file():  # built with the snapshot
         return load_suggestions(snapshot_dir / SUGGESTIONS)
     manifest = read_manifest(snapshot_dir, verify=False)
-    titles: list[str] = []
-    brands: list[str | None] = []
-    for product in ProductStore.load(snapshot_dir / PRODUCTS).products:  # one decoding pass
-        titles.append(product.title)
-        brands.append(product.brand)
-    vocabulary = Vocabulary.load(snapshot_dir / VOCABULARY)
-    suggester = Suggester.from_titles(
-        titles, vocabulary, Analyzer(manifest.languages), brands=brands
-    )
-    return suggester.arrays
+    return Suggester.from_products(
+        ProductStore.load(snapshot_dir / PRODUCTS).products,
+        Vocabulary.load(snapshot_dir / VOCABULARY),
+        Analyzer(manifest.languages),
+    ).arrays
 
 
 def verify_and_prepare(snapshot_dir: Path) -> tuple[Manifest, SuggesterArrays]:

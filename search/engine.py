@@ -502,8 +502,7 @@ class SearchEngine:
             except ValueError as exc:
                 raise SnapshotError(str(exc)) from exc
             return Suggester.from_arrays(arrays, self.vocabulary, self.analyzer)
-        titles, brands = _titles_and_brands(self.store.products)
-        return Suggester.from_titles(titles, self.vocabulary, self.analyzer, brands=brands)
+        return Suggester.from_products(self.store.products, self.vocabulary, self.analyzer)
 
     def adopt_suggester(self, suggester: Suggester) -> None:
         """Use a suggester built elsewhere for this snapshot's titles (a service builds it in a
@@ -1095,16 +1094,6 @@ class SearchEngine:
 
     def _doc_term_ids(self, doc: int) -> set[int]:
         return self.lexical.data.doc_terms(doc)
-
-
-def _titles_and_brands(products: Sequence[Product]) -> tuple[list[str], list[str | None]]:
-    """Every product's title and brand, in one pass (a lazy store decodes on each pass)."""
-    titles: list[str] = []
-    brands: list[str | None] = []
-    for product in products:
-        titles.append(product.title)
-        brands.append(product.brand)
-    return titles, brands
 
 
 def replace_weights(config: EngineConfig, **weights: float) -> EngineConfig:

@@ -289,6 +289,21 @@ class Lexicon:
                     return word
         return None
 
+    def translations(self, folded: str) -> set[str]:
+        """Every folded word a word means in either language: a Polish form's English words and
+        other Polish forms, an English word's English words and (unless its concept reads only
+        Polish to English) its Polish forms."""
+        out: set[str] = set()
+        for concept_id in self.polish(folded):
+            concept = self.concepts[concept_id]
+            out.update(concept.english_words, concept.polish_forms)
+        for concept_id in self.english(folded):
+            concept = self.concepts[concept_id]
+            out.update(concept.english_words)
+            if concept.direction == "both":
+                out.update(concept.polish_forms)
+        return out
+
     def is_polish(self, token: Token) -> bool:
         """True for a word that is certainly Polish: it has a letter only Polish writes, or it is
         a Polish form of the lexicon that is no English word."""

@@ -39,6 +39,7 @@ from search.colour import spot_colours
 from search.index.vocabulary import Vocabulary
 from search.inflect_pl import Gender, agree
 from search.lexicon import Concept, Lexicon, default_lexicon
+from search.types import Product
 from search.understand import max_edits
 
 SuggestionKind = Literal["query", "catalogue"]
@@ -243,6 +244,19 @@ class Suggester:
         self.vocabulary = vocabulary
         self.analyzer = analyzer
         self.lexicon = lexicon if lexicon is not None else default_lexicon()
+
+    @classmethod
+    def from_products(
+        cls, products: Iterable[Product], vocabulary: Vocabulary, analyzer: Analyzer
+    ) -> Suggester:
+        """:meth:`from_titles` over products' titles and brands, read in one pass (a lazy store
+        decodes its products on each pass)."""
+        titles: list[str] = []
+        brands: list[str | None] = []
+        for product in products:
+            titles.append(product.title)
+            brands.append(product.brand)
+        return cls.from_titles(titles, vocabulary, analyzer, brands=brands)
 
     @classmethod
     def from_titles(

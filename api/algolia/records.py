@@ -44,7 +44,7 @@ from api.schemas import image_url
 from search.analysis import Analyzer, fold, tokenize
 from search.index.colours import FACET_STRENGTH
 from search.index.store import category_label
-from search.lexicon import Lexicon, default_lexicon
+from search.lexicon import default_lexicon
 from search.types import Product, ProductColour
 
 DEFAULT_HIGHLIGHTED = ("title", "name", "brand", "categories", "description")
@@ -166,7 +166,9 @@ class QueryWords:
             forms = {token.folded, *analyzer.terms_of_word(token.surface)}
             if len(fixes) == len(tokens):
                 forms |= {fixes[i].folded, *analyzer.terms_of_word(fixes[i].surface)}
-            forms |= _translations(lexicon, token.folded)
+            # The other language's words, so a Polish title found for an English query shows
+            # the word it was found by.
+            forms |= lexicon.translations(token.folded)
             words.append(token.surface)
             keys.append(frozenset(forms))
         content = {i for i, t in enumerate(tokens) if not analyzer.is_stopword(t.folded)}
@@ -174,22 +176,6 @@ class QueryWords:
         if prefix_last and tokens and query[-1:].isalnum():
             prefix = tokens[-1].folded
         return cls(tuple(words), tuple(keys), prefix, frozenset(content or range(len(tokens))))
-
-
-def _translations(lexicon: Lexicon, folded: str) -> set[str]:
-    """The other language's words of a query word, as understanding matches them (a Polish
-    word's English words; an English word's Polish forms unless its concept reads one way), so
-    a Polish title found for an English query shows the word it was found by."""
-    out: set[str] = set()
-    for concept_id in lexicon.polish(folded):
-        concept = lexicon.concepts[concept_id]
-        out.update(concept.english_words, concept.polish_forms)
-    for concept_id in lexicon.english(folded):
-        concept = lexicon.concepts[concept_id]
-        out.update(concept.english_words)
-        if concept.direction == "both":
-            out.update(concept.polish_forms)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
