@@ -4,7 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from search.types import Hit
+
+
+def _ranked(
+    docs: list[npt.NDArray[np.int64]], contributions: list[npt.NDArray[np.float64]]
+) -> list[Hit]:
+    """Sum each document's contributions and order best first; ties keep the order in which
+    documents first appear (run by run), as a stable sort of a dict's items would."""
+    if not docs:
+        return []
+    all_docs = np.concatenate(docs)
+    if len(all_docs) == 0:
+        return []
+    unique, first, inverse = np.unique(all_docs, return_index=True, return_inverse=True)
+    # bincount adds in input order: the same sums, to the last bit, as adding run by run.
+    totals = np.bincount(inverse, weights=np.concatenate(contributions), minlength=len(unique))
+    appearance = np.argsort(first, kind="stable")
+    unique, totals = unique[appearance], totals[appearance]
+    order = np.argsort(-totals, kind="stable")
+    return [
+        Hit(d, s, "fused")
+        for d, s in zip(unique[order].tolist(), totals[order].tolist(), strict=True)
+    ]
+
+
+def _run_arrays(hits: Sequence[Hit]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    docs = np.fromiter((h.doc for h in hits), dtype=np.int64, count=len(hits))
+    scores = np.fromiter((h.score for h in hits), dtype=np.float64, count=len(hits))
+    return docs, scores
 
 
 def reciprocal_rank_fusion(
@@ -22,15 +53,15 @@ def reciprocal_rank_fusion(
     Returns:
         Fused hits (``source="fused"``), best first; ties keep the first run's order.
     """
-    scores: dict[int, float] = {}
+    docs, contributions = [], []
     for name, hits in runs.items():
         weight = 1.0 if weights is None else weights.get(name, 1.0)
         if weight == 0:
             continue
-        for rank, hit in enumerate(hits, start=1):
-            scores[hit.doc] = scores.get(hit.doc, 0.0) + weight / (k + rank)
-    ranked = sorted(scores.items(), key=lambda item: -item[1])
-    return [Hit(doc, score, "fused") for doc, score in ranked]
+        run_docs, _ = _run_arrays(hits)
+        docs.append(run_docs)
+        contributions.append(weight / (k + np.arange(1, len(hits) + 1, dtype=np.float64)))
+    return _ranked(docs, contributions)
 
 
 def normalised_score_fusion(
@@ -46,16 +77,16 @@ def normalised_score_fusion(
     Returns:
         Fused hits (``source="fused"``), best first.
     """
-    scores: dict[int, float] = {}
+    docs, contributions = [], []
     for name, hits in runs.items():
         weight = 1.0 if weights is None else weights.get(name, 1.0)
         if weight == 0 or not hits:
             continue
-        top = max(hit.score for hit in hits) or 1.0
-        for hit in hits:
-            scores[hit.doc] = scores.get(hit.doc, 0.0) + weight * max(hit.score, 0.0) / top
-    ranked = sorted(scores.items(), key=lambda item: -item[1])
-    return [Hit(doc, score, "fused") for doc, score in ranked]
+        run_docs, scores = _run_arrays(hits)
+        top = float(scores.max()) or 1.0
+        docs.append(run_docs)
+        contributions.append(weight * np.maximum(scores, 0.0) / top)
+    return _ranked(docs, contributions)
 
 
 FUSERS = {"rrf": reciprocal_rank_fusion, "score": normalised_score_fusion}

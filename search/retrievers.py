@@ -29,8 +29,8 @@ def top_k(scores: npt.NDArray[np.float32], k: int, source: str) -> list[Hit]:
     if len(candidates) > k:
         part = np.argpartition(-scores[candidates], k - 1)[:k]
         candidates = candidates[part]
-    order = np.lexsort((candidates, -scores[candidates]))
-    return [Hit(int(d), float(scores[d]), source) for d in candidates[order]]
+    order = candidates[np.lexsort((candidates, -scores[candidates]))]
+    return [Hit(d, s, source) for d, s in zip(order.tolist(), scores[order].tolist(), strict=True)]
 
 
 def coverage_scores(result: GroupScores, exponent: float) -> npt.NDArray[np.float32]:
@@ -574,7 +574,10 @@ class SemanticRetriever:
         sims, docs = self.index.search(vector, k, allowed)
         if len(sims) == 0:
             return []
-        floor = max(self.min_similarity, float(sims[0]) - self.margin)
+        # Compared in float32, the similarities' precision.
+        floor = float(np.float32(max(self.min_similarity, float(sims[0]) - self.margin)))
         return [
-            Hit(int(d), float(s), self.name) for s, d in zip(sims, docs, strict=True) if s >= floor
+            Hit(d, s, self.name)
+            for s, d in zip(np.asarray(sims).tolist(), np.asarray(docs).tolist(), strict=True)
+            if s >= floor
         ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 
 class Availability(StrEnum):
@@ -390,9 +390,11 @@ class SearchRequest:
     facet_limit: int = 20
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """One scored candidate from a retriever, the fuser or a re-ranker.
+
+    A named tuple rather than a frozen dataclass: a search makes hundreds of these, and a
+    tuple is built in half the time.
 
     Attributes:
         doc: Dense document number in the snapshot (0..n-1).
