@@ -13,7 +13,11 @@ ran out). Rows:
 * ``default``: the hybrid pipeline a shop gets (BM25 + MiniLM query vectors + the learned
   ranker, typo tolerance, as-you-type prefixes), over a snapshot with text vectors;
 * ``lexical``: the same service over a snapshot without text vectors (lexical ranker);
-* ``typesense``: ``query_by=title``, ``per_page=10``, its default typo and prefix settings.
+* ``typesense``: ``query_by=title``, ``per_page=10``, its default typo and prefix settings;
+* ``engine-lexical`` and ``engine-default`` (asked for by ``--systems``): the same snapshots as
+  ``lexical`` and ``default`` served by a bare ASGI app around the engine
+  (:mod:`benchmarks.bare_engine`: no framework, middleware, keys, events or response model), the
+  ceiling a Python service of this pipeline can reach on these cores.
 
 A cache must earn its keep on the repeats a shop really sees, so the load runs never repeat a
 query; ``--repeat-run`` adds a run whose queries follow a Zipf law over the dev queries (as a
@@ -24,6 +28,7 @@ Usage::
     python -m benchmarks.throughput                 # 2 threads, 32 connections, 30 s each
     python -m benchmarks.throughput --quick         # 10 s runs, 5 s single-client runs
     python -m benchmarks.throughput --workers 2     # our worker processes (default: one per core)
+    python -m benchmarks.throughput --systems engine-lexical,engine-default,typesense
 
 Needs ``wrk`` (``apt-get install wrk``) and ``pip install -e '.[bench]'``. Prints the table and
 writes ``benchmarks/results/throughput.json`` (``throughput_quick.json`` with ``--quick``).
@@ -58,6 +63,9 @@ from benchmarks.load import typing_steps
 
 #: Hits per search.
 PAGE_K = 10
+
+#: What ``--systems`` may name.
+SYSTEMS = ("default", "lexical", "typesense", "engine-default", "engine-lexical")
 
 #: Queries kept for the one-client run (more than a 15 s run at 2 ms a search sends).
 SINGLE_CLIENT_QUERIES = 8_000
@@ -362,6 +370,69 @@ def measure_ours(
     return runs, cache
 
 
+def measure_bare(
+    snapshot: Path, paths: Sequence[str], args: argparse.Namespace, *, semantic: bool, label: str
+) -> list[Run]:
+    """The engine alone (:mod:`benchmarks.bare_engine`) under the same load as the service."""
+    import httpx
+
+    workers = args.workers or os.cpu_count() or 1
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PRODUCTSEARCH_BARE_SNAPSHOT": str(snapshot),
+        "PRODUCTSEARCH_BARE_SEMANTIC": "1" if semantic else "0",
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "benchmarks.bare_engine:from_environment",
+        f"--workers={workers}",
+        f"--port={port}",
+        "--no-access-log",
+        "--log-level=warning",
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="productsearch-throughput-") as tmp:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 600
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{label}: uvicorn exited with {proc.returncode}")
+                try:
+                    if httpx.get(f"{base_url}/ready", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{label}: not ready in 600 s")
+                time.sleep(0.5)
+            return measure(
+                label,
+                base_url,
+                [our_path(q) for q in paths],
+                args,
+                Path(tmp),
+                header="",
+                pid=proc.pid,
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def measure_cache(service: Any, header: str, args: argparse.Namespace, work_dir: Path) -> dict:
     """A run of Zipf-distributed repeats; our query cache's hit rate from ``/metrics``."""
     before = _cache_counters(service)
@@ -465,6 +536,13 @@ def floors(runs: Sequence[Run]) -> list[str]:
             f"default one client p50 {p50:.1f} ms (floor <= 5), p99 {p99:.1f} ms "
             f"(floor <= 15): {'ok' if p50 <= 5 and p99 <= 15 else 'MISSED'}"
         )
+    for name in ("engine-default", "engine-lexical"):
+        bare = by.get((name, "concurrent"))
+        if ts and bare:
+            out.append(
+                f"{name} (the engine alone, no service around it) req/s "
+                f"{bare.requests_per_s / ts.requests_per_s:.2f} x Typesense"
+            )
     return out
 
 
@@ -496,7 +574,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default="default,lexical,typesense",
-        help="comma-separated: default, lexical, typesense",
+        help="comma-separated: default, lexical, typesense, engine-default, engine-lexical",
     )
     parser.add_argument(
         "--repeat-run",
@@ -508,9 +586,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.duration = args.duration or (10.0 if args.quick else 30.0)
     args.single_duration = args.single_duration or (5.0 if args.quick else 15.0)
-    unknown = set(args.systems.split(",")) - {"default", "lexical", "typesense"}
+    unknown = set(args.systems.split(",")) - set(SYSTEMS)
     if unknown:
-        parser.error(f"unknown systems {sorted(unknown)}; valid: default, lexical, typesense")
+        parser.error(f"unknown systems {sorted(unknown)}; valid: {', '.join(SYSTEMS)}")
     return args
 
 
@@ -539,16 +617,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "typesense":
             runs += measure_typesense(pool, args)
         else:
-            semantic = name == "default"
+            semantic = name.endswith("default")
             kind = "minilm" if semantic else "lexical"
             snapshot, build = cached_snapshot(
                 catalogue, Path("var/bench") / f"load-hd-{kind}", semantic=semantic
             )
             report[f"{name}_snapshot"] = build
-            measured, cache = measure_ours(snapshot, pool, args, semantic=semantic, label=name)
-            runs += measured
-            if cache:
-                report["cache"] = cache
+            if name.startswith("engine-"):
+                runs += measure_bare(snapshot, pool, args, semantic=semantic, label=name)
+            else:
+                measured, cache = measure_ours(snapshot, pool, args, semantic=semantic, label=name)
+                runs += measured
+                if cache:
+                    report["cache"] = cache
         _log(f"{name}: {time.perf_counter() - started:.0f} s")
     report["runs"] = [r.to_dict() for r in runs]
     report["floors"] = floors(runs)

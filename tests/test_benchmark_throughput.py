@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks.throughput import Run, floors, format_table, our_path, typesense_path
 
 
@@ -29,12 +31,16 @@ def test_floors_compare_with_typesense_in_the_same_run() -> None:
         _run("default", "one client", 2_000, 4.5, 16),
         _run("lexical", "concurrent", 9_000, 20, 90),
         _run("typesense 0.24.1", "concurrent", 10_000, 20, 100),
+        _run("engine-lexical", "concurrent", 6_300, 30, 100),
     ]
     lines = floors(runs)
     assert lines[0] == "default req/s 0.60 x Typesense (floor >= 0.5): ok"
     assert lines[1] == "default p99 1.50 x Typesense (floor <= 2): ok"
     assert lines[2] == "lexical req/s 0.90 x Typesense (floor >= 1): MISSED"
     assert lines[3].endswith("MISSED")  # p50 holds, p99 16 ms does not
+    assert lines[4] == (
+        "engine-lexical (the engine alone, no service around it) req/s 0.63 x Typesense"
+    )
     assert runs[0].errors == 3
     assert runs[0].requests_per_s == 600.0
     table = format_table(runs)
@@ -46,3 +52,57 @@ def test_paths_are_url_encoded() -> None:
     assert typesense_path("products", "a b").startswith(
         "/collections/products/documents/search?q=a+b"
     )
+
+
+def test_the_bare_engine_app_answers_what_the_engine_ranks(tmp_path: Path) -> None:
+    """The ceiling probe serves the engine's own page (ids, titles, scores, total), answers
+    422 to a bad ``k`` and 404 elsewhere."""
+    import asyncio
+    import urllib.parse
+
+    import orjson
+
+    from benchmarks.bare_engine import bare_app
+    from indexer.build import BuildConfig, build_snapshot
+    from search.engine import SearchEngine
+    from search.types import Product, SearchRequest
+
+    titles = ["Red oak chair", "White toilet seat", "Oak dining table", "Navy shirt", "Chair pad"]
+    build_snapshot(
+        [Product(id=str(i), title=t) for i, t in enumerate(titles)],
+        tmp_path / "snap",
+        config=BuildConfig(embedder="none"),
+    )
+    engine = SearchEngine.open(tmp_path / "snap")
+    app = bare_app(engine)
+
+    def get(path: str, query: dict[str, str]) -> tuple[int, bytes]:
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "path": path,
+            "query_string": urllib.parse.urlencode(query).encode(),
+        }
+        asyncio.run(app(scope, receive, send))
+        return int(sent[0]["status"]), bytes(sent[1]["body"])  # type: ignore[call-overload]
+
+    status, body = get("/search", {"q": "chiar", "k": "3"})
+    answer = orjson.loads(body)
+    expected = engine.search(SearchRequest(text="chiar", k=3))
+    assert status == 200
+    assert answer["total"] == expected.total
+    assert [(h["id"], h["title"], h["score"]) for h in answer["hits"]] == [
+        (h.product.id, h.product.title, h.score) for h in expected.hits
+    ]
+    assert {h["title"] for h in answer["hits"]} >= {"Red oak chair", "Chair pad"}
+    assert get("/search", {"q": "chair", "k": "x"})[0] == 422
+    assert get("/search", {"q": "chair", "k": "0"})[0] == 422
+    assert get("/ready", {})[0] == 200
+    assert get("/admin", {})[0] == 404
