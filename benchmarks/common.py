@@ -22,6 +22,8 @@ import math
 import os
 import random
 import re
+import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -289,6 +291,37 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def wait_until_ready(
+    proc: subprocess.Popen[bytes],
+    base_url: str,
+    timeout_s: float,
+    *,
+    log_tail: Callable[[], str] = lambda: "",
+    interval_s: float = 0.25,
+) -> None:
+    """Poll ``GET /ready`` on a server we started until it answers 200.
+
+    Raises:
+        RuntimeError: The process exited, or ``timeout_s`` passed (the message ends with
+            ``log_tail()``, the server's log where the caller keeps one).
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{log_tail()}")
+            try:
+                if client.get("/ready").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready after {timeout_s:.0f} s:\n{log_tail()}")
+            time.sleep(interval_s)
 
 
 def rss_bytes(pid: int) -> int | None:

@@ -41,6 +41,7 @@ from benchmarks.common import (
     percentile,
     results_dir,
     rss_bytes,
+    wait_until_ready,
 )
 from benchmarks.train_ranker import is_training_query
 
@@ -287,19 +288,8 @@ def _probe_http(
     def tail() -> str:
         return log_path.read_text(errors="replace")[-3000:]
 
+    wait_until_ready(proc, base_url, startup_timeout_s, log_tail=tail)
     with httpx.Client(base_url=base_url, timeout=60.0) as client:
-        deadline = time.monotonic() + startup_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{tail()}")
-            try:
-                if client.get("/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {startup_timeout_s:.0f} s:\n{tail()}")
-            time.sleep(0.25)
         ready_at = time.perf_counter()
         rss_idle = rss_bytes(proc.pid)
         for text in queries[:20]:

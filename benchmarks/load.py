@@ -497,8 +497,7 @@ class Service:
 
 def _launch(service: Service) -> subprocess.Popen[bytes]:
     """Start ``productsearch serve`` for ``service`` and wait for ``/ready``."""
-    import httpx
-
+    from benchmarks.common import wait_until_ready
     from benchmarks.home_depot import serve_command
 
     host, _, port = service.base_url.removeprefix("http://").partition(":")
@@ -509,21 +508,19 @@ def _launch(service: Service) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             env=service.env,
         )
-    deadline = time.monotonic() + service.startup_timeout_s
-    with httpx.Client(base_url=service.base_url, timeout=10.0) as client:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{service.log_tail()}")
-            try:
-                if client.get("/ready").status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                raise RuntimeError(f"server not ready after {service.startup_timeout_s:.0f} s")
-            time.sleep(0.2)
+    try:
+        wait_until_ready(
+            proc,
+            service.base_url,
+            service.startup_timeout_s,
+            log_tail=service.log_tail,
+            interval_s=0.2,
+        )
+    except RuntimeError:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
 
 
 def start_service(

@@ -57,6 +57,7 @@ from benchmarks.common import (
     results_dir,
     rss_bytes,
     spelled_by_sound,
+    wait_until_ready,
     with_keyboard_typo,
 )
 from benchmarks.load import typing_steps
@@ -374,8 +375,6 @@ def measure_bare(
     snapshot: Path, paths: Sequence[str], args: argparse.Namespace, *, semantic: bool, label: str
 ) -> list[Run]:
     """The engine alone (:mod:`benchmarks.bare_engine`) under the same load as the service."""
-    import httpx
-
     workers = args.workers or os.cpu_count() or 1
     port = _free_port()
     env = {
@@ -399,18 +398,7 @@ def measure_bare(
     with tempfile.TemporaryDirectory(prefix="productsearch-throughput-") as tmp:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 600
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{label}: uvicorn exited with {proc.returncode}")
-                try:
-                    if httpx.get(f"{base_url}/ready", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{label}: not ready in 600 s")
-                time.sleep(0.5)
+            wait_until_ready(proc, base_url, 600)
             return measure(
                 label,
                 base_url,

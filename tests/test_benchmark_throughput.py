@@ -57,10 +57,8 @@ def test_paths_are_url_encoded() -> None:
 def test_the_bare_engine_app_answers_what_the_engine_ranks(tmp_path: Path) -> None:
     """The ceiling probe serves the engine's own page (ids, titles, scores, total), answers
     422 to a bad ``k`` and 404 elsewhere."""
-    import asyncio
-    import urllib.parse
-
     import orjson
+    from starlette.testclient import TestClient
 
     from benchmarks.bare_engine import bare_app
     from indexer.build import BuildConfig, build_snapshot
@@ -74,24 +72,11 @@ def test_the_bare_engine_app_answers_what_the_engine_ranks(tmp_path: Path) -> No
         config=BuildConfig(embedder="none"),
     )
     engine = SearchEngine.open(tmp_path / "snap")
-    app = bare_app(engine)
+    client = TestClient(bare_app(engine))
 
     def get(path: str, query: dict[str, str]) -> tuple[int, bytes]:
-        sent: list[dict[str, object]] = []
-
-        async def receive() -> dict[str, object]:
-            return {"type": "http.request", "body": b""}
-
-        async def send(message: dict[str, object]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "path": path,
-            "query_string": urllib.parse.urlencode(query).encode(),
-        }
-        asyncio.run(app(scope, receive, send))
-        return int(sent[0]["status"]), bytes(sent[1]["body"])  # type: ignore[call-overload]
+        response = client.get(path, params=query)
+        return response.status_code, response.content
 
     status, body = get("/search", {"q": "chiar", "k": "3"})
     answer = orjson.loads(body)
