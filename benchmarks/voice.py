@@ -722,10 +722,8 @@ def make_part(
     for i, (qid, text) in enumerate(queries.items()):
         condition = conditions[i % len(conditions)]
         clips.append((qid, condition, synth.clip(condition, qid, text)))
-    corrector = VoiceQueryCorrector.from_titles(
-        engine.vocabulary,
-        engine.analyzer,
-        (t for p in engine.store.products for t in (p.title, p.brand or "")),
+    corrector = VoiceQueryCorrector.from_products(
+        engine.vocabulary, engine.analyzer, engine.store.products
     )
     typed_ndcg = {
         qid: ndcg_at_k(ranked_ids(engine, text), qrels[qid]) or 0.0 for qid, text in queries.items()

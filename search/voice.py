@@ -24,7 +24,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 
 from search.analysis import Analyzer, fold, tokenize
 from search.index.vocabulary import Vocabulary
-from search.types import SearchResult
+from search.types import Product, SearchResult
 from search.voice_words import SAME_STEM, CatalogueWords
 from search.voice_words import sound_key as word_sound_key
 
@@ -394,6 +394,19 @@ class VoiceQueryCorrector:
         self._candidate_cache: dict[tuple[str, float, str | None], list[tuple[float, str]]] = {}
         # Sound-code indexes of the units for other languages than English (made on first use).
         self._language_codes: dict[str, tuple[dict[str, list[str]], dict[int, list[str]]]] = {}
+
+    @classmethod
+    def from_products(
+        cls,
+        vocabulary: Vocabulary,
+        analyzer: Analyzer,
+        products: Iterable[Product],
+        config: VoiceCorrectorConfig | None = None,
+    ) -> VoiceQueryCorrector:
+        """:meth:`from_titles` over products' titles and brands (a brand is a catalogue word a
+        shopper says too)."""
+        texts = (text for product in products for text in (product.title, product.brand or ""))
+        return cls.from_titles(vocabulary, analyzer, texts, config)
 
     @classmethod
     def from_titles(

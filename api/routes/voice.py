@@ -125,14 +125,8 @@ class VoiceSearch:
         """
         router = SpeechRouter.of(recognizer)
         router.warm_up()
-        corrector = VoiceQueryCorrector.from_titles(
-            engine.vocabulary,
-            engine.analyzer,
-            (
-                text
-                for product in engine.store.products
-                for text in (product.title, product.brand or "")
-            ),
+        corrector = VoiceQueryCorrector.from_products(
+            engine.vocabulary, engine.analyzer, engine.store.products
         )
         # The languages' own indexes are made now, not by the first shopper speaking one.
         corrector.prepare(router.languages)

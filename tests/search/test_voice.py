@@ -45,10 +45,8 @@ def voice_engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
 
 @pytest.fixture(scope="module")
 def corrector(voice_engine: SearchEngine) -> VoiceQueryCorrector:
-    return VoiceQueryCorrector.from_titles(
-        voice_engine.vocabulary,
-        voice_engine.analyzer,
-        (t for p in voice_engine.store.products for t in (p.title, p.brand or "")),
+    return VoiceQueryCorrector.from_products(
+        voice_engine.vocabulary, voice_engine.analyzer, voice_engine.store.products
     )
 
 
@@ -275,10 +273,8 @@ def polish_engine(tmp_path_factory: pytest.TempPathFactory) -> SearchEngine:
 
 @pytest.fixture(scope="module")
 def polish_corrector(polish_engine: SearchEngine) -> VoiceQueryCorrector:
-    return VoiceQueryCorrector.from_titles(
-        polish_engine.vocabulary,
-        polish_engine.analyzer,
-        (t for p in polish_engine.store.products for t in (p.title, p.brand or "")),
+    return VoiceQueryCorrector.from_products(
+        polish_engine.vocabulary, polish_engine.analyzer, polish_engine.store.products
     )
 
 
